@@ -1,0 +1,37 @@
+"""Train a VAE: `python scripts/train.py --dataset frey_face`.
+
+Flags are generated from tfvae.config (one per field); unset flags take the
+paper's default for the dataset. Writes saved_models/<run>/ (see
+tfvae/training.py); running the same command again resumes an interrupted run.
+"""
+
+import argparse
+import sys
+
+from tfvae import config as config_lib
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    config_lib.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        config = config_lib.from_arguments(args)
+    except ValueError as error:
+        parser.error(str(error))
+    # Imported after parsing so that --help and flag errors answer at once.
+    from tfvae import datasets, training
+    try:
+        result = training.train(config, verbose=1 if sys.stdout.isatty() else 2)
+    except (datasets.DataNotFoundError, training.RunExists,
+            training.TrainingDiverged, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"Wrote {result.run_dir}: final elbo {result.history['elbo'][-1]:.2f}, "
+          f"test elbo {result.history['val_elbo'][-1]:.2f} nats per datapoint.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

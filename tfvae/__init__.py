@@ -1,0 +1,17 @@
+"""tfvae: variational autoencoders for Keras 3 with TensorFlow Probability.
+
+Public API:
+    VAE: the Keras model (any encoder/decoder that output distributions).
+    build_vae: the paper's networks from a `ModelConfig`.
+    gaussian_mlp_encoder, bernoulli_mlp_decoder, gaussian_mlp_decoder.
+    ModelConfig, DataConfig, TrainConfig, RunConfig.
+"""
+
+from tfvae.aevb import (bernoulli_mlp_decoder, build_vae, gaussian_mlp_decoder,
+                        gaussian_mlp_encoder)
+from tfvae.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from tfvae.model import VAE
+
+__all__ = ["VAE", "build_vae", "gaussian_mlp_encoder", "bernoulli_mlp_decoder",
+           "gaussian_mlp_decoder", "ModelConfig", "DataConfig", "TrainConfig", "RunConfig"]
+__version__ = "0.1.0"

@@ -1,0 +1,332 @@
+"""The variational autoencoder as a Keras model.
+
+`VAE` composes an encoder x -> q(z|x), a decoder z -> p(x|z) and a prior p(z)
+(`tfp.distributions` all three) and trains them with the bounds of
+`objectives.py`: the ELBO with L samples (analytic KL where it exists, else the
+Monte Carlo estimate) or the importance-weighted bound with k samples.
+It implements the whole Keras contract: `call`, `train_step`, `test_step`,
+`predict_step`, `metrics` and serialization, so `fit(validation_data=...)`,
+`evaluate`, `predict` and `.keras` files work as for any Keras model.
+
+Data flow: x -> encoder -> q(z|x) -> z (reparameterized) -> decoder -> p(x|z)
+-> bound -> loss.
+
+References:
+    Kingma & Welling (2014). Auto-Encoding Variational Bayes. ICLR.
+    Burda, Grosse & Salakhutdinov (2016). Importance Weighted Autoencoders. ICLR.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfvae import objectives, priors
+from tfvae.config import KL_ESTIMATORS, OBJECTIVES
+
+tfd = tfp.distributions
+
+METRIC_NAMES = ("loss", "elbo", "rate", "distortion")
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class VAE(keras.Model):
+    """A variational autoencoder whose networks output TFP distributions.
+
+    Args:
+        encoder: A Keras model mapping x `[B, *event]` to q(z|x), a distribution
+            with batch shape `[B]` and event shape `[latent_dim]`.
+        decoder: A Keras model mapping z `[B, latent_dim]` to p(x|z), a
+            distribution with batch shape `[B]` and event shape `event`.
+        prior: p(z): `None` for N(0, I), a `tfd.Distribution` with event shape
+            `[latent_dim]`, or a Keras layer whose `call()` (no arguments)
+            returns one (trainable priors; such a prior is saved with the model).
+        objective: `"elbo"` or `"iwae"` (importance-weighted bound).
+        num_samples: Draws of z per datapoint in training: L or k.
+        kl_estimator: `"auto"`, `"analytic"` or `"monte_carlo"` for the ELBO's
+            KL term.
+        seed: Seeds the noise of z in `fit`, `evaluate` and unseeded calls.
+
+    Call arguments:
+        x: `[B, *event]` float tensor.
+
+    Returns:
+        p(x|z) for one z ~ q(z|x) per example: batch shape `[B]`, event `event`.
+
+    Metrics (per datapoint, nats): `loss` (minus the objective's bound),
+    `elbo`, `rate` (KL term) and `distortion` (-E_q log p(x|z)). The L2 weight
+    penalties of the layers are added to the minimised objective but not to
+    `loss`, which stays a bound in nats.
+    """
+
+    def __init__(self, encoder: keras.Model, decoder: keras.Model, prior=None, *,
+                 objective: str = "elbo", num_samples: int = 1,
+                 kl_estimator: str = "auto", seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective={objective!r}: use one of {OBJECTIVES}.")
+        if kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"kl_estimator={kl_estimator!r}: use one of {KL_ESTIMATORS}.")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.prior_model = prior
+        self.objective = objective
+        self.num_samples = int(num_samples)
+        self.kl_estimator = kl_estimator
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self.input_event_shape: tuple[int, ...] | None = None
+        self.latent_shape: tuple[int, ...] | None = None
+
+    # The generative model and the posterior.
+
+    def encode(self, x) -> tfd.Distribution:
+        """q(z|x): batch shape `[B]`, event shape `[latent_dim]`, for x `[B, *event]`."""
+        x = tf.convert_to_tensor(x, self.compute_dtype)
+        self._remember_input_shape(x)
+        posterior = self.encoder(x)
+        self.latent_shape = tuple(posterior.event_shape.as_list())
+        return posterior
+
+    def decode(self, z) -> tfd.Distribution:
+        """p(x|z): batch shape `[B]`, event shape `event`, for z `[B, latent_dim]`."""
+        return self.decoder(tf.convert_to_tensor(z, self.compute_dtype))
+
+    def prior(self) -> tfd.Distribution:
+        """p(z) with batch shape `[]` and event shape `[latent_dim]`."""
+        if self.prior_model is None:
+            if self.latent_shape is None:
+                raise RuntimeError("The latent size is unknown until the model has seen "
+                                   "data: call it, fit it, or build(input_shape) first.")
+            return priors.standard_normal(self.latent_shape, self.compute_dtype)
+        if isinstance(self.prior_model, tfd.Distribution):
+            return self.prior_model
+        if not self.prior_model.built:
+            self.prior_model.build(None)
+        # Layer.__call__ needs an input; a prior has none, so call() is used directly.
+        return self.prior_model.call()
+
+    def call(self, x, training=None):
+        posterior = self.encode(x)
+        return self.decode(posterior.sample(seed=self._seed()))
+
+    # Bounds, per example.
+
+    def elbo(self, x, num_samples: int = 1, seed=None) -> tf.Tensor:
+        """The ELBO with `num_samples` draws of z, `[B]` nats for x `[B, *event]`."""
+        return self.bound_terms(x, "elbo", num_samples, seed).elbo
+
+    def iwae_bound(self, x, num_samples: int = 1, seed=None) -> tf.Tensor:
+        """The importance-weighted bound with k = `num_samples`, `[B]` nats."""
+        return self.bound_terms(x, "iwae", num_samples, seed).bound
+
+    def bound_terms(self, x, objective: str | None = None, num_samples: int | None = None,
+                    seed=None) -> objectives.Bound:
+        """The bound, ELBO, rate and distortion per example, each `[B]` nats.
+
+        Args:
+            x: `[B, *event]` datapoints.
+            objective: `"elbo"` or `"iwae"`; defaults to the model's.
+            num_samples: L or k; defaults to the model's.
+            seed: Stateless seed (int or `[2]` int32); `None` draws from the
+                model's seed generator.
+        """
+        objective = objective or self.objective
+        num_samples = num_samples or self.num_samples
+        seed = self._seed(seed)
+        x = tf.convert_to_tensor(x, self.compute_dtype)
+        posterior = self.encode(x)
+        prior = self.prior()
+        if objective == "elbo" and self._analytic_kl(posterior, prior):
+            z = posterior.sample(num_samples, seed=seed)
+            return objectives.elbo(self.log_likelihood(x, z),
+                                   objectives.analytic_rate(posterior, prior))
+        return self._monte_carlo_terms(x, posterior, prior, objective, num_samples, seed)
+
+    def log_likelihood(self, x, z) -> tf.Tensor:
+        """log p(x|z) `[S, B]` for x `[B, *event]` and z `[S, B, *latent]`.
+
+        The S draws are folded into the batch, so the decoder only ever sees
+        the `[B, latent_dim]` inputs its contract promises.
+        """
+        sample_shape = tf.shape(z)[:2]
+        z_flat = tf.reshape(z, tf.concat([[-1], tf.shape(z)[2:]], axis=0))
+        x_tiled = tf.broadcast_to(x[tf.newaxis], tf.concat([sample_shape[:1], tf.shape(x)], 0))
+        x_flat = tf.reshape(x_tiled, tf.concat([[-1], tf.shape(x)[1:]], axis=0))
+        return tf.reshape(self.decode(z_flat).log_prob(x_flat), sample_shape)
+
+    def _analytic_kl(self, posterior, prior) -> bool:
+        if self.kl_estimator == "monte_carlo":
+            return False
+        if objectives.has_analytic_kl(posterior, prior):
+            return True
+        if self.kl_estimator == "analytic":
+            raise ValueError(
+                f"TFP has no closed-form KL({type(posterior).__name__} || "
+                f"{type(prior).__name__}); use kl_estimator='monte_carlo' or 'auto'.")
+        return False
+
+    def _monte_carlo_terms(self, x, posterior, prior, objective, num_samples, seed):
+        """Bound through `tfp.vi`; the ELBO parts from the very same draws of z."""
+        draws = {}
+
+        def log_joint(z):
+            draws["z"], draws["log_likelihood"] = z, self.log_likelihood(x, z)
+            return draws["log_likelihood"] + prior.log_prob(z)
+
+        bound = objectives.monte_carlo_bound(
+            log_joint, posterior, num_samples=num_samples,
+            importance_weighted=objective == "iwae", seed=seed)
+        terms = objectives.elbo(draws["log_likelihood"],
+                                objectives.monte_carlo_rate(posterior, prior, draws["z"]))
+        return terms._replace(bound=bound)
+
+    # Generation.
+
+    def sample(self, num_samples: int, seed=None, mean: bool = False) -> tf.Tensor:
+        """Draws x ~ p(x) = E_p(z) p(x|z). Returns `[num_samples, *event]`.
+
+        Args:
+            num_samples: How many images.
+            seed: Stateless seed (int or `[2]` int32); `None` uses the model's.
+            mean: Return E[x|z] (the usual picture) instead of a draw of x.
+        """
+        seed = self._seed(seed)
+        z_seed, x_seed = tfp.random.split_seed(seed)
+        likelihood = self.decode(self.prior().sample(num_samples, seed=z_seed))
+        return likelihood.mean() if mean else likelihood.sample(seed=x_seed)
+
+    def reconstruct(self, x) -> tf.Tensor:
+        """E[x|z] at z = the posterior mean: `[B, *event]` for x `[B, *event]`."""
+        return self.decode(self.encode(x).mean()).mean()
+
+    # The Keras training contract.
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def compile(self, optimizer="adagrad", *, jit_compile=True, **kwargs):
+        """Like `keras.Model.compile`, with XLA on by default and no `loss`.
+
+        The loss is the model's own bound; pass `jit_compile=False` for
+        networks whose ops XLA cannot compile.
+        """
+        if "loss" in kwargs:
+            raise ValueError("VAE computes its own loss (minus its bound); drop `loss=`. "
+                             "Choose the bound with VAE(objective=..., num_samples=...).")
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        return config and {k: v for k, v in config.items() if k != "loss"}
+
+    def compile_from_config(self, config):
+        config = dict(config)
+        config["optimizer"] = keras.optimizers.deserialize(config["optimizer"])
+        for key in ("loss_weights", "metrics", "weighted_metrics"):
+            if config.get(key) is None:
+                config.pop(key, None)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def train_step(self, data):
+        x = _inputs(data)
+        with tf.GradientTape() as tape:
+            terms = self.bound_terms(x)
+            loss = -tf.reduce_mean(terms.bound)
+            penalty = tf.add_n(self.losses) if self.losses else 0.0
+            objective = loss + penalty
+        variables = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
+        return self._update_metrics(loss, terms)
+
+    def test_step(self, data):
+        x = _inputs(data)
+        terms = self.bound_terms(x)
+        return self._update_metrics(-tf.reduce_mean(terms.bound), terms)
+
+    def predict_step(self, data):
+        """Returns tensors: `z_mean`, `z_stddev` `[B, latent_dim]`, `reconstruction`."""
+        posterior = self.encode(_inputs(data))
+        return {"z_mean": posterior.mean(), "z_stddev": posterior.stddev(),
+                "reconstruction": self.decode(posterior.mean()).mean()}
+
+    def _update_metrics(self, loss, terms: objectives.Bound) -> dict:
+        values = {"loss": loss, "elbo": terms.elbo, "rate": terms.rate,
+                  "distortion": terms.distortion}
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    # Building and serialization.
+
+    def build(self, input_shape):
+        """Creates every weight with one forward pass on zeros of `input_shape`.
+
+        Keras never marks a model trained only through `train_step` as built;
+        without this, a saved `.keras` file would reload with no weights.
+        """
+        x = tf.zeros((1,) + tuple(input_shape[1:]), self.compute_dtype)
+        posterior = self.encode(x)
+        self.decode(posterior.mean())
+        if isinstance(self.prior_model, keras.layers.Layer):
+            self.prior()
+        self.built = True
+
+    def get_build_config(self):
+        if self.input_event_shape is None:
+            return None
+        return {"input_shape": (None,) + self.input_event_shape}
+
+    def build_from_config(self, config):
+        if config:
+            self.build(config["input_shape"])
+
+    def _remember_input_shape(self, x):
+        if self.input_event_shape is None:
+            self.input_event_shape = tuple(x.shape[1:])
+            self.built = True
+
+    def get_config(self):
+        if isinstance(self.prior_model, tfd.Distribution):
+            raise TypeError(
+                "A tfd.Distribution prior cannot be saved in a .keras file. Wrap it in a "
+                "keras.layers.Layer whose call() returns the distribution and pass that "
+                "as `prior`.")
+        serialize = keras.saving.serialize_keras_object
+        return {**super().get_config(),
+                "encoder": serialize(self.encoder), "decoder": serialize(self.decoder),
+                "prior": serialize(self.prior_model) if self.prior_model else None,
+                "objective": self.objective, "num_samples": self.num_samples,
+                "kl_estimator": self.kl_estimator, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        deserialize = keras.saving.deserialize_keras_object
+        networks = {key: deserialize(config.pop(key)) if config.get(key) else None
+                    for key in ("encoder", "decoder", "prior")}
+        config.pop("prior", None)
+        return cls(networks["encoder"], networks["decoder"], networks["prior"], **config)
+
+    def _seed(self, seed=None) -> tf.Tensor:
+        """A stateless `[2]` int32 seed: from `seed` if given, else the generator's."""
+        if seed is None:
+            # SeedGenerator states are int64; TFP's stateless samplers want int32.
+            return tf.cast(self.seed_generator.next(), tf.int32)
+        if isinstance(seed, int):
+            # TFP turns a Python int into a stateful draw: not reproducible eagerly.
+            return tf.constant([seed // 2**31 % 2**31, seed % 2**31], tf.int32)
+        return tfp.random.sanitize_seed(seed)
+
+
+def _inputs(data):
+    """x from a batch that may be `x`, `(x,)`, `(x, y)` or `(x, y, weights)`."""
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    return x

@@ -1,0 +1,125 @@
+"""Networks: MLP trunks and the probabilistic networks built from them.
+
+A probabilistic network is a trunk (tensors in, features out) composed with a
+head (features in, a `tfp.distributions.Distribution` out, see `heads.py`).
+Kingma & Welling's encoder q(z|x) and decoders p(x|z) (appendix C) are all
+one-hidden-layer tanh MLPs with different heads, so they are one class here,
+configured by its head; `aevb.py` spells out the paper's three networks.
+
+References:
+    Kingma & Welling (2014). Auto-Encoding Variational Bayes. ICLR. Appendix C.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import keras
+
+
+def dense(units: int, *, activation=None, init_stddev: float = 0.01,
+          weight_decay: float = 0.0, name: str | None = None) -> keras.layers.Dense:
+    """A Dense layer initialised from N(0, init_stddev^2), as in the paper.
+
+    `weight_decay` is the L2 coefficient of an N(0, I) prior on the weights,
+    per datapoint: with N training points it is 1 / (2 N).
+    """
+    return keras.layers.Dense(
+        units, activation=activation, name=name,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=init_stddev),
+        kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None)
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class MLP(keras.layers.Layer):
+    """Flattens each example and applies Dense layers with a shared activation.
+
+    Call arguments:
+        inputs: `[B, *shape]` float tensor.
+
+    Returns:
+        `[B, hidden_units[-1]]` features (`[B, prod(shape)]` with no hidden layer).
+    """
+
+    def __init__(self, hidden_units: Sequence[int] = (500,), activation: str = "tanh",
+                 init_stddev: float = 0.01, weight_decay: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_units = tuple(int(u) for u in hidden_units)
+        self.activation = activation
+        self.init_stddev = init_stddev
+        self.weight_decay = weight_decay
+        self.hidden = [dense(u, activation=activation, init_stddev=init_stddev,
+                             weight_decay=weight_decay, name=f"hidden_{i}")
+                       for i, u in enumerate(self.hidden_units)]
+
+    def build(self, input_shape):
+        shape = (input_shape[0], math.prod(input_shape[1:]))
+        for layer in self.hidden:
+            if not layer.built:
+                layer.build(shape)
+            shape = (shape[0], layer.units)
+        self.built = True
+
+    def call(self, inputs):
+        h = keras.ops.reshape(inputs, (-1, math.prod(inputs.shape[1:])))
+        for layer in self.hidden:
+            h = layer(h)
+        return h
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": self.hidden_units,
+                "activation": self.activation, "init_stddev": self.init_stddev,
+                "weight_decay": self.weight_decay}
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class ProbabilisticMLP(keras.Model):
+    """An MLP trunk followed by a distribution head.
+
+    Args:
+        head: A layer mapping features `[B, F]` to a distribution with batch
+            shape `[B]` (see `tfvae.heads`).
+        hidden_units, activation, init_stddev, weight_decay: Of the trunk (`MLP`).
+
+    Call arguments:
+        inputs: `[B, *shape]` float tensor (x for an encoder, z for a decoder).
+
+    Returns:
+        The head's `tfd.Distribution` with batch shape `[B]`.
+    """
+
+    def __init__(self, head: keras.layers.Layer, hidden_units: Sequence[int] = (500,),
+                 activation: str = "tanh", init_stddev: float = 0.01,
+                 weight_decay: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.trunk = MLP(hidden_units, activation, init_stddev, weight_decay, name="trunk")
+        self.head = head
+
+    def build(self, input_shape):
+        # Deserialized sublayers arrive built from their own build configs.
+        if not self.trunk.built:
+            self.trunk.build(input_shape)
+        if not self.head.built:
+            self.head.build((input_shape[0], self.features(input_shape)))
+        self.built = True
+
+    def features(self, input_shape) -> int:
+        """Width of the trunk's output for inputs of `input_shape`."""
+        return self.trunk.hidden_units[-1] if self.trunk.hidden_units else math.prod(input_shape[1:])
+
+    def call(self, inputs):
+        return self.head(self.trunk(inputs))
+
+    def get_config(self):
+        trunk = self.trunk.get_config()
+        return {**super().get_config(),
+                "head": keras.saving.serialize_keras_object(self.head),
+                **{k: trunk[k] for k in ("hidden_units", "activation", "init_stddev",
+                                         "weight_decay")}}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        head = keras.saving.deserialize_keras_object(config.pop("head"))
+        return cls(head=head, **config)

@@ -1,0 +1,241 @@
+"""Training: the one function that the CLI and notebooks call.
+
+`train(config)` loads the data, builds the paper's model, fits it with Keras
+and writes a run folder:
+
+    <output_dir>/<run_name>/
+        config.json          the resolved RunConfig (rebuilds the model)
+        model.keras          the trained model (the last finite epoch)
+        history.csv          per-epoch metrics, with `samples` seen
+        logs/                TensorBoard
+        checkpoint.keras     resumable state, every `checkpoint_every` epochs
+        samples.png, reconstructions.png, training_curve.png,
+        manifold.png         (2-D latent only: the paper's Figure 4)
+
+Running the same configuration again resumes from `checkpoint.keras`. Files are
+written to a temporary name and renamed, so a crash never leaves a
+half-written file that looks complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import keras
+import numpy as np
+
+from tfvae import aevb, datasets, plots
+from tfvae.config import RunConfig
+from tfvae.model import VAE
+
+CHECKPOINT = "checkpoint.keras"
+CHECKPOINT_STATE = "checkpoint.json"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last finite model was kept."""
+
+
+class RunExists(ValueError):
+    """The run folder holds a run of a different configuration."""
+
+
+class TrainResult(NamedTuple):
+    model: VAE
+    history: dict[str, list[float]]
+    run_dir: Path
+
+
+def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
+    """Trains a VAE as `config` says and writes its run folder.
+
+    Args:
+        config: The run. `model.event_shape` and a `None` `weight_decay` are
+            filled in from the data; `train.run_name` defaults to a name made
+            of the dataset, latent size and objective.
+        verbose: Keras' progress display (1: progress bar, 2: a line per epoch).
+
+    Returns:
+        The trained model, its history (all epochs, also resumed ones) and the
+        run folder.
+
+    Raises:
+        TrainingDiverged: the loss was not finite; `model.keras` holds the last
+            finite epoch.
+        RunExists: the run folder belongs to another configuration.
+    """
+    data = datasets.load(config.data, seed=config.train.seed)
+    config = resolve(config, data)
+    run_dir = Path(config.train.output_dir) / config.train.run_name
+    model, initial_epoch = _start_or_resume(config, data, run_dir)
+    history_path = run_dir / "history.csv"
+    _truncate_history(history_path, initial_epoch)
+    guard = KeepLastFinite()
+    callbacks = [
+        SamplesSeen(data.num_train // config.data.batch_size * config.data.batch_size),
+        guard,
+        keras.callbacks.CSVLogger(str(history_path), append=initial_epoch > 0),
+        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        Checkpoint(run_dir, config.train.checkpoint_every),
+    ]
+    if initial_epoch < config.train.epochs:
+        model.fit(data.train, validation_data=data.test, epochs=config.train.epochs,
+                  initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+    save_atomic(model, run_dir / "model.keras")
+    history = read_history(history_path)
+    if guard.diverged_at is not None:
+        raise TrainingDiverged(
+            f"The loss became {guard.bad_value} in epoch {guard.diverged_at + 1}. "
+            f"{run_dir / 'model.keras'} holds the model of the last finite epoch. "
+            "Try a smaller --learning-rate.")
+    write_pictures(model, data, history, run_dir)
+    return TrainResult(model, history, run_dir)
+
+
+def resolve(config: RunConfig, data: datasets.DataSplits) -> RunConfig:
+    """Fills in what the data determine: event shape, weight decay, run name."""
+    model = dataclasses.replace(
+        config.model, event_shape=tuple(data.event_shape),
+        weight_decay=aevb.resolved_weight_decay(config.model, data.num_train))
+    name = config.train.run_name or (
+        f"{config.data.dataset.replace(':', '_')}-latent{model.latent_dim}"
+        f"-{model.objective}{model.num_samples}")
+    return dataclasses.replace(config, model=model,
+                               train=dataclasses.replace(config.train, run_name=name))
+
+
+def build_compiled(config: RunConfig, num_train: int) -> VAE:
+    """The paper's VAE for `config`, compiled with its optimizer."""
+    model = aevb.build_vae(config.model, num_train=num_train, seed=config.train.seed)
+    optimizer = keras.optimizers.get({"class_name": config.train.optimizer,
+                                      "config": {"learning_rate": config.train.learning_rate}})
+    model.compile(optimizer, jit_compile=config.train.jit_compile,
+                  steps_per_execution=config.train.steps_per_execution)
+    return model
+
+
+def _start_or_resume(config: RunConfig, data, run_dir: Path) -> tuple[VAE, int]:
+    """Returns the model and the epoch to start from (0, or the checkpoint's)."""
+    config_path = run_dir / "config.json"
+    if config_path.exists():
+        saved = RunConfig.from_json(config_path.read_text())
+        if _without_epochs(saved) != _without_epochs(config):
+            raise RunExists(
+                f"{run_dir} holds a run with another configuration. Pass a new "
+                "--run-name (or another --output-dir), or delete that folder.")
+        state_path = run_dir / CHECKPOINT_STATE
+        if state_path.exists():
+            epoch = json.loads(state_path.read_text())["epoch"]
+            return keras.models.load_model(run_dir / CHECKPOINT), epoch
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(config_path, config.to_json())
+    return build_compiled(config, data.num_train), 0
+
+
+def _without_epochs(config: RunConfig) -> RunConfig:
+    # A resumed run may be extended: only the number of epochs may change.
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=0))
+
+
+class SamplesSeen(keras.callbacks.Callback):
+    """Adds `samples`, the training examples evaluated so far, to the logs.
+
+    The x-axis of Kingma & Welling's Figure 2. Must come before the loggers.
+    """
+
+    def __init__(self, samples_per_epoch: int):
+        super().__init__()
+        self.samples_per_epoch = samples_per_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["samples"] = (epoch + 1) * self.samples_per_epoch
+
+
+class KeepLastFinite(keras.callbacks.Callback):
+    """Stops on a non-finite loss and restores the weights of the last good epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.good_weights = None
+        self.diverged_at = None
+        self.bad_value = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            self.diverged_at, self.bad_value = epoch, loss
+            self.model.stop_training = True
+            if self.good_weights is not None:
+                self.model.set_weights(self.good_weights)
+        else:
+            self.good_weights = self.model.get_weights()
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Saves model and optimizer every `every` epochs, with the epoch reached."""
+
+    def __init__(self, run_dir: Path, every: int):
+        super().__init__()
+        self.run_dir, self.every = Path(run_dir), every
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every or self.model.stop_training:
+            return
+        save_atomic(self.model, self.run_dir / CHECKPOINT)
+        write_text_atomic(self.run_dir / CHECKPOINT_STATE, json.dumps({"epoch": epoch + 1}))
+
+
+def save_atomic(model: keras.Model, path: Path) -> None:
+    """`model.save(path)` through a temporary file, so `path` is never partial."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _truncate_history(path: Path, epochs: int) -> None:
+    """Keeps the first `epochs` rows: those after a checkpoint are redone."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    write_text_atomic(path, "".join(",".join(r) + "\n" for r in rows[:1 + epochs]))
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """history.csv as {column: values}, the shape of `History.history`."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+
+
+def write_pictures(model: VAE, data: datasets.DataSplits, history, run_dir: Path,
+                   *, seed: int = 0) -> None:
+    """Samples, reconstructions, the training curve and (2-D z) the manifold."""
+    event_shape = tuple(data.event_shape)
+    samples = model.sample(100, seed=seed, mean=True).numpy()
+    plots.image_grid(samples, run_dir / "samples.png", ncols=10,
+                     title="E[x|z], z ~ p(z)")
+    x = data.arrays.x_test[:20]
+    plots.reconstructions(x, model.reconstruct(x).numpy(), run_dir / "reconstructions.png",
+                          title="test images (top) and E[x|z = posterior mean] (bottom)")
+    if history.get("samples"):
+        plots.training_curves(history, run_dir / "training_curve.png",
+                              x=history["samples"], xlabel="training samples evaluated",
+                              log_x=True, title="lower bound per datapoint (nats)")
+    if model.latent_shape == (2,):
+        plots.manifold(lambda z: model.decode(z.astype(np.float32)).mean().numpy(),
+                       run_dir / "manifold.png", grid_size=20, image_shape=event_shape,
+                       title="decoded prior quantiles (Kingma & Welling, Fig. 4)")

@@ -1,7 +1,6 @@
 """Tests for tfvae.datasets on the real files and on small synthetic arrays."""
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +14,6 @@ from tfvae.config import DataConfig
 # Class counts 0..9 from the data README.
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> str:
-    candidates = [os.environ.get(datasets.DATA_DIR_ENV),
-                  Path(__file__).parents[2] / "shared" / "data"]
-    for folder in candidates:
-        if folder and Path(folder).is_dir():
-            return str(folder)
-    pytest.skip(f"No data: set {datasets.DATA_DIR_ENV} or provide ../shared/data.")
 
 
 @pytest.fixture

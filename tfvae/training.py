@@ -86,13 +86,15 @@ def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
     ]
     if initial_epoch < config.train.epochs:
         model.fit(data.train, validation_data=data.test, epochs=config.train.epochs,
-                  initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+                  initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
+                  shuffle=False)  # The pipeline shuffles, seeded.
     save_atomic(model, run_dir / "model.keras")
     history = read_history(history_path)
     if guard.diverged_at is not None:
         raise TrainingDiverged(
             f"The loss became {guard.bad_value} in epoch {guard.diverged_at + 1}. "
-            f"{run_dir / 'model.keras'} holds the model of the last finite epoch. "
+            f"{run_dir / 'model.keras'} holds the model of the last finite epoch (or the "
+            "starting weights). "
             "Try a smaller --learning-rate.")
     write_pictures(model, data, history, run_dir)
     return TrainResult(model, history, run_dir)
@@ -140,7 +142,7 @@ def _start_or_resume(config: RunConfig, data, run_dir: Path) -> tuple[VAE, int]:
 
 def _without_epochs(config: RunConfig) -> RunConfig:
     # A resumed run may be extended: only the number of epochs may change.
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=0))
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=1))
 
 
 class SamplesSeen(keras.callbacks.Callback):
@@ -163,17 +165,19 @@ class KeepLastFinite(keras.callbacks.Callback):
 
     def __init__(self):
         super().__init__()
-        self.good_weights = None
+        self.good_weights = None  # Set at the start of training.
         self.diverged_at = None
         self.bad_value = None
+
+    def on_train_begin(self, logs=None):
+        self.good_weights = self.model.get_weights()
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
             self.diverged_at, self.bad_value = epoch, loss
             self.model.stop_training = True
-            if self.good_weights is not None:
-                self.model.set_weights(self.good_weights)
+            self.model.set_weights(self.good_weights)
         else:
             self.good_weights = self.model.get_weights()
 

@@ -1,0 +1,66 @@
+"""Frozen configs: JSON round trips, generated flags, paper defaults, validation."""
+
+import argparse
+import dataclasses
+
+import pytest
+
+from tfvae import config
+
+
+def parse(*argv):
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    return config.from_arguments(parser.parse_args(list(argv)))
+
+
+def test_json_round_trip_keeps_tuples():
+    run = config.RunConfig(model=config.ModelConfig(hidden_units=(30, 20), event_shape=(28, 20)))
+    again = config.RunConfig.from_json(run.to_json())
+    assert again == run and isinstance(again.model.event_shape, tuple)
+
+
+def test_configs_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.ModelConfig().latent_dim = 3
+
+
+def test_flags_default_to_the_papers_setting_for_the_dataset():
+    frey = parse("--dataset", "frey_face")
+    assert frey.model.hidden_units == (200,) and frey.model.likelihood == "gaussian"
+    mnist = parse("--dataset", "mnist")
+    assert mnist.model.hidden_units == (500,) and mnist.model.likelihood == "bernoulli"
+    assert mnist.data.binarization == "dynamic"
+    assert mnist.data.batch_size == 100 and mnist.train.optimizer == "adagrad"
+
+
+def test_flags_override_defaults():
+    run = parse("--dataset", "frey_face", "--latent-dim", "10", "--hidden-units", "64", "32",
+                "--no-jit-compile", "--learning-rate", "0.1", "--run-name", "x")
+    assert run.model.latent_dim == 10 and run.model.hidden_units == (64, 32)
+    assert run.train.jit_compile is False and run.train.learning_rate == 0.1
+    assert run.train.run_name == "x"
+
+
+def test_every_field_but_event_shape_has_a_flag():
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    flags = {a.dest for a in parser._actions}
+    fields = {f.name for section in (config.ModelConfig, config.DataConfig, config.TrainConfig)
+              for f in dataclasses.fields(section)}
+    assert fields - flags == {"event_shape"}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"likelihood": "poisson"}, "likelihood"),
+    ({"latent_dim": 0}, "latent_dim"),
+    ({"objective": "elbow"}, "objective"),
+])
+def test_bad_values_say_what_is_allowed(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        config.ModelConfig(**kwargs)
+
+
+def test_unknown_json_fields_are_refused():
+    with pytest.raises(ValueError, match="Unknown ModelConfig fields"):
+        config.RunConfig.from_dict({"model": {"latent_size": 3}})

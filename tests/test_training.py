@@ -1,0 +1,96 @@
+"""The training function and the CLI on a few hundred real Frey Face images."""
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tfvae import config, datasets, training
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+import train as train_script  # noqa: E402
+
+PICTURES = ("samples.png", "reconstructions.png", "training_curve.png", "manifold.png")
+
+
+def frey_args(data_dir, output_dir, *extra):
+    return ["--dataset", "frey_face", "--data-dir", data_dir, "--limit", "300",
+            "--batch-size", "50", "--hidden-units", "32", "--output-dir", str(output_dir),
+            "--run-name", "run", *extra]
+
+
+def history_rows(run_dir):
+    with open(run_dir / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_cli_writes_every_artifact(data_dir, tmp_path, capsys):
+    assert train_script.main(frey_args(data_dir, tmp_path, "--epochs", "3")) == 0
+    run_dir = tmp_path / "run"
+    for name in ("config.json", "model.keras", "history.csv", *PICTURES):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert any((run_dir / "logs").rglob("events.out.tfevents*"))
+    saved = config.RunConfig.from_json((run_dir / "config.json").read_text())
+    assert saved.model.event_shape == (28, 20) and saved.model.latent_dim == 2
+    assert saved.model.weight_decay == pytest.approx(0.5 / 300)
+    rows = history_rows(run_dir)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert [int(float(r["samples"])) for r in rows] == [300, 600, 900]
+    assert all(math.isfinite(float(r[k])) for r in rows for k in ("elbo", "val_elbo"))
+    model = keras.models.load_model(run_dir / "model.keras")
+    x = datasets.load_arrays("frey_face", data_dir).x_test[:4]
+    assert model.reconstruct(x).shape == (4, 28, 20)
+    assert "test elbo" in capsys.readouterr().out
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(data_dir, tmp_path):
+    args = frey_args(data_dir, tmp_path, "--checkpoint-every", "2", "--no-jit-compile")
+    assert train_script.main(args + ["--epochs", "3"]) == 0
+    run_dir = tmp_path / "run"
+    # As if killed after epoch 3: the checkpoint is at epoch 2, history has 3 rows.
+    assert json.loads((run_dir / "checkpoint.json").read_text())["epoch"] == 2
+    (run_dir / "model.keras").unlink()
+    assert train_script.main(args + ["--epochs", "5"]) == 0
+    assert [int(r["epoch"]) for r in history_rows(run_dir)] == [0, 1, 2, 3, 4]
+    model = keras.models.load_model(run_dir / "model.keras")
+    assert int(model.optimizer.iterations) == 5 * (300 // 50)
+
+
+def test_another_config_in_the_same_run_folder_is_refused(data_dir, tmp_path, capsys):
+    assert train_script.main(frey_args(data_dir, tmp_path, "--epochs", "1")) == 0
+    code = train_script.main(frey_args(data_dir, tmp_path, "--epochs", "1", "--latent-dim", "3"))
+    assert code == 1
+    assert "another configuration" in capsys.readouterr().err
+
+
+def test_missing_data_is_an_error_message_not_a_traceback(tmp_path, monkeypatch, capsys):
+    def offline(relative_path, url, sha256):
+        raise OSError("network unreachable")
+    monkeypatch.setattr(datasets, "download_file", offline)
+    monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
+    code = train_script.main(frey_args(str(tmp_path / "empty"), tmp_path, "--epochs", "1"))
+    err = capsys.readouterr().err
+    assert code == 1 and "frey_rawface.mat" in err and "Traceback" not in err
+
+
+def test_bad_flags_exit_with_usage():
+    with pytest.raises(SystemExit) as exit_info:
+        train_script.main(["--likelihood", "poisson"])
+    assert exit_info.value.code == 2
+
+
+def test_divergence_stops_and_keeps_the_last_finite_model(data_dir, tmp_path):
+    run = config.RunConfig(
+        model=config.ModelConfig(latent_dim=2, hidden_units=(32,), likelihood="gaussian"),
+        data=config.DataConfig(dataset="frey_face", data_dir=data_dir, limit=300, batch_size=50),
+        train=config.TrainConfig(epochs=30, learning_rate=1e6, optimizer="sgd",
+                                 output_dir=str(tmp_path), run_name="nan"))
+    with pytest.raises(training.TrainingDiverged, match="last finite epoch"):
+        training.train(run, verbose=0)
+    model = keras.models.load_model(tmp_path / "nan" / "model.keras")
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())

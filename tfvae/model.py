@@ -210,12 +210,17 @@ class VAE(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
-    def compile(self, optimizer="adagrad", *, jit_compile=True, **kwargs):
+    def compile(self, optimizer=None, *, jit_compile=True, **kwargs):
         """Like `keras.Model.compile`, with XLA on by default and no `loss`.
 
-        The loss is the model's own bound; pass `jit_compile=False` for
-        networks whose ops XLA cannot compile.
+        Args:
+            optimizer: Defaults to the paper's Adagrad with step size 0.01.
+            jit_compile: XLA; pass False for networks whose ops XLA cannot compile.
+            **kwargs: Other `keras.Model.compile` arguments, except `loss`: the
+                loss is minus the model's own bound.
         """
+        if optimizer is None:
+            optimizer = keras.optimizers.Adagrad(learning_rate=0.01)
         if "loss" in kwargs:
             raise ValueError("VAE computes its own loss (minus its bound); drop `loss=`. "
                              "Choose the bound with VAE(objective=..., num_samples=...).")
@@ -240,8 +245,8 @@ class VAE(keras.Model):
         with tf.GradientTape() as tape:
             terms = self.bound_terms(x)
             loss = -tf.reduce_mean(terms.bound)
-            penalty = tf.add_n(self.losses) if self.losses else 0.0
-            objective = loss + penalty
+            penalties = self.losses  # Recomputed at each access: read once.
+            objective = loss + tf.add_n(penalties) if penalties else loss
         variables = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
         return self._update_metrics(loss, terms)

@@ -21,7 +21,7 @@ import uuid
 from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, ticker
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -195,6 +195,8 @@ def training_curves(
                     ax.plot(_positions(x, series[name], name), series[name], linestyle,
                             color=f"C{color}", label=name)
         ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if log_x else "linear")
+        # Label only the decades: labelled minor ticks overlap on a log axis.
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.grid(alpha=0.3)
         ax.legend()
     if title:

@@ -15,6 +15,7 @@ References:
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import uuid
@@ -266,7 +267,9 @@ def _tile(images: np.ndarray, ncols: int, gap: int) -> np.ndarray:
 def _image_figure(canvas: np.ndarray, title: Optional[str]) -> tuple[Figure, Axes]:
     """Shows a canvas, 8 inches on its long side, grey from 0 to 1; NaN is transparent."""
     height, width = canvas.shape[:2]
-    fig = _figure((8.0 * width / max(height, width), 8.0 * height / max(height, width)))
+    # At least two screen pixels per image pixel, so that large grids stay sharp.
+    dpi = max(100, math.ceil(2.5 * max(height, width) / 8.0))
+    fig = _figure((8.0 * width / max(height, width), 8.0 * height / max(height, width)), dpi)
     ax = fig.add_subplot()
     if canvas.ndim == 3:
         # RGB has no colormap whose "bad" colour would hide NaN, so gaps get alpha 0.
@@ -288,9 +291,9 @@ def _positions(x: Optional[Sequence[float]], values: np.ndarray, name: str) -> n
     return np.asarray(x, dtype=float)
 
 
-def _figure(figsize: tuple[float, float]) -> Figure:
+def _figure(figsize: tuple[float, float], dpi: int = 100) -> Figure:
     """Returns a figure on its own Agg canvas, untouched by pyplot's global state."""
-    fig = Figure(figsize=figsize, dpi=100)
+    fig = Figure(figsize=figsize, dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
 

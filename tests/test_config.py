@@ -64,3 +64,12 @@ def test_bad_values_say_what_is_allowed(kwargs, message):
 def test_unknown_json_fields_are_refused():
     with pytest.raises(ValueError, match="Unknown ModelConfig fields"):
         config.RunConfig.from_dict({"model": {"latent_size": 3}})
+
+
+def test_for_dataset_gives_the_papers_setting_from_python():
+    run = config.RunConfig.for_dataset("frey_face", latent_dim=10, epochs=3)
+    assert run.model.likelihood == "gaussian" and run.model.hidden_units == (200,)
+    assert run.model.latent_dim == 10 and run.train.epochs == 3
+    assert run.data.dataset == "frey_face"
+    with pytest.raises(ValueError, match="latent_size"):
+        config.RunConfig.for_dataset("mnist", latent_size=3)

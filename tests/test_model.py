@@ -201,3 +201,25 @@ def test_user_defined_linear_gaussian_networks_train_unchanged():
     history = vae.fit(x, batch_size=50, epochs=15, verbose=0).history
     assert history["elbo"][-1] > history["elbo"][0] + 5
     assert vae.sample(3, seed=1).shape == (3, 6)
+
+
+def test_loss_is_minus_the_elbo_also_with_a_partial_last_batch(vae):
+    vae.compile(keras.optimizers.Adagrad(0.05))
+    results = vae.evaluate(binary_data(25), batch_size=10, return_dict=True, verbose=0)
+    assert results["loss"] == pytest.approx(-results["elbo"], rel=1e-6)
+
+
+def test_building_is_seeded_without_touching_global_randomness():
+    config = tfvae.ModelConfig(latent_dim=LATENT, hidden_units=(16,), event_shape=(H, W))
+    first = tfvae.build_vae(config, seed=5).get_weights()
+    tf.random.set_seed(1)
+    expected = tf.random.uniform([3]).numpy()
+    tf.random.set_seed(1)
+    second = tfvae.build_vae(config, seed=5).get_weights()
+    np.testing.assert_array_equal(tf.random.uniform([3]).numpy(), expected)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[0], tfvae.build_vae(config, seed=6).get_weights()[0])
+    # Distinct layers of one model get distinct seeds.
+    kernels = [w for w in first if w.shape == (16, LATENT)]
+    assert len(kernels) == 2 and not np.array_equal(kernels[0], kernels[1])

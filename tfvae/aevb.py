@@ -11,43 +11,46 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 from tfvae import heads
 from tfvae.config import ModelConfig
 from tfvae.model import VAE
-from tfvae.networks import ProbabilisticMLP
+from tfvae.networks import ProbabilisticMLP, child_seed
 
 
 def gaussian_mlp_encoder(latent_dim: int, hidden_units: Sequence[int] = (500,), *,
                          activation: str = "tanh", init_stddev: float = 0.01,
-                         weight_decay: float = 0.0) -> ProbabilisticMLP:
+                         weight_decay: float = 0.0, seed: int | None = None) -> ProbabilisticMLP:
     """q(z|x) = N(mu(x), diag(sigma^2(x))), event shape `[latent_dim]` (eq. 9-10)."""
-    head = heads.DiagonalGaussian((latent_dim,), init_stddev=init_stddev,
-                                  weight_decay=weight_decay, name="posterior")
-    return ProbabilisticMLP(head, hidden_units, activation, init_stddev, weight_decay,
-                            name="encoder")
+    head = functools.partial(heads.DiagonalGaussian, (latent_dim,), name="posterior")
+    return _network(head, hidden_units, "encoder", activation, init_stddev, weight_decay, seed)
 
 
 def bernoulli_mlp_decoder(event_shape: Sequence[int], hidden_units: Sequence[int] = (500,),
                           *, activation: str = "tanh", init_stddev: float = 0.01,
-                          weight_decay: float = 0.0) -> ProbabilisticMLP:
+                          weight_decay: float = 0.0, seed: int | None = None) -> ProbabilisticMLP:
     """p(x|z) = prod Bernoulli(x_i; sigmoid(f_i(z))), event shape `event_shape` (C.1)."""
-    head = heads.Bernoulli(event_shape, init_stddev=init_stddev,
-                           weight_decay=weight_decay, name="likelihood")
-    return ProbabilisticMLP(head, hidden_units, activation, init_stddev, weight_decay,
-                            name="decoder")
+    head = functools.partial(heads.Bernoulli, event_shape, name="likelihood")
+    return _network(head, hidden_units, "decoder", activation, init_stddev, weight_decay, seed)
 
 
 def gaussian_mlp_decoder(event_shape: Sequence[int], hidden_units: Sequence[int] = (200,),
                          *, activation: str = "tanh", init_stddev: float = 0.01,
-                         weight_decay: float = 0.0) -> ProbabilisticMLP:
+                         weight_decay: float = 0.0, seed: int | None = None) -> ProbabilisticMLP:
     """p(x|z) = N(sigmoid(mu(z)), diag(sigma^2(z))), event shape `event_shape` (C.2)."""
-    head = heads.DiagonalGaussian(event_shape, mean_activation="sigmoid",
-                                  init_stddev=init_stddev, weight_decay=weight_decay,
-                                  name="likelihood")
+    head = functools.partial(heads.DiagonalGaussian, event_shape, mean_activation="sigmoid",
+                             name="likelihood")
+    return _network(head, hidden_units, "decoder", activation, init_stddev, weight_decay, seed)
+
+
+def _network(make_head, hidden_units, name, activation, init_stddev, weight_decay, seed):
+    """A tanh MLP trunk and the head `make_head` builds, seeded apart."""
+    head = make_head(init_stddev=init_stddev, weight_decay=weight_decay,
+                     seed=child_seed(seed, 1))
     return ProbabilisticMLP(head, hidden_units, activation, init_stddev, weight_decay,
-                            name="decoder")
+                            child_seed(seed, 0), name=name)
 
 
 DECODERS = {"bernoulli": bernoulli_mlp_decoder, "gaussian": gaussian_mlp_decoder}
@@ -72,11 +75,10 @@ def build_vae(config: ModelConfig, *, num_train: int | None = None,
                          "datapoint, e.g. (28, 20) for Frey Face.")
     trunk = {"activation": config.activation, "init_stddev": config.init_stddev,
              "weight_decay": resolved_weight_decay(config, num_train)}
-    if seed is not None:
-        import keras
-        keras.utils.set_random_seed(seed)
-    encoder = gaussian_mlp_encoder(config.latent_dim, config.hidden_units, **trunk)
-    decoder = DECODERS[config.likelihood](config.event_shape, config.hidden_units, **trunk)
+    encoder = gaussian_mlp_encoder(config.latent_dim, config.hidden_units,
+                                   seed=child_seed(seed, 0), **trunk)
+    decoder = DECODERS[config.likelihood](config.event_shape, config.hidden_units,
+                                          seed=child_seed(seed, 1), **trunk)
     vae = VAE(encoder, decoder, objective=config.objective,
               num_samples=config.num_samples, kl_estimator=config.kl_estimator, seed=seed)
     vae.build((None,) + tuple(config.event_shape))

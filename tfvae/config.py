@@ -152,6 +152,21 @@ class RunConfig:
     def from_json(cls, text: str) -> "RunConfig":
         return cls.from_dict(json.loads(text))
 
+    @classmethod
+    def for_dataset(cls, dataset: str, **overrides) -> "RunConfig":
+        """The paper's run for `dataset`, with any field overridden by its name.
+
+        Example: `RunConfig.for_dataset("frey_face", latent_dim=10, epochs=300)`.
+        """
+        merged = {**dataset_defaults(dataset), **overrides, "dataset": dataset}
+        sections = {section.name: {f.name for f in dataclasses.fields(_resolve(section.type))}
+                    for section in dataclasses.fields(cls)}
+        unknown = set(merged) - set().union(*sections.values())
+        if unknown:
+            raise ValueError(f"Unknown config fields: {sorted(unknown)}")
+        return cls.from_dict({name: {k: v for k, v in merged.items() if k in fields}
+                              for name, fields in sections.items()})
+
 
 # The paper's setting per dataset (Kingma & Welling 2014, section 5):
 # 200 hidden units and a Gaussian decoder for Frey Face, 500 and Bernoulli for MNIST.
@@ -193,13 +208,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def from_arguments(args: argparse.Namespace) -> RunConfig:
     """Builds a `RunConfig` from parsed flags and the dataset's defaults."""
     values = {k: v for k, v in vars(args).items() if v is not None}
-    dataset = values.get("dataset", DataConfig.dataset)
-    merged = {**dataset_defaults(dataset), **values}
-    return RunConfig.from_dict({
-        section.name: {f.name: merged[f.name]
-                       for f in dataclasses.fields(_resolve(section.type))
-                       if f.name in merged}
-        for section in dataclasses.fields(RunConfig)})
+    return RunConfig.for_dataset(values.pop("dataset", DataConfig.dataset), **values)
 
 
 def _add_argument(group, field: dataclasses.Field) -> None:

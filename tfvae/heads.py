@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.networks import dense
+from tfvae.networks import child_seed, dense
 
 tfd = tfp.distributions
 
@@ -33,15 +33,17 @@ class _Head(keras.layers.Layer):
     parameter_names: tuple[str, ...] = ()
 
     def __init__(self, event_shape: Sequence[int], *, init_stddev: float = 0.01,
-                 weight_decay: float = 0.0, **kwargs):
+                 weight_decay: float = 0.0, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.event_shape = tuple(int(d) for d in event_shape)
         self.init_stddev = init_stddev
         self.weight_decay = weight_decay
+        self.seed = seed
         size = math.prod(self.event_shape)
         self.parameter_layers = [
-            dense(size, init_stddev=init_stddev, weight_decay=weight_decay, name=name)
-            for name in self.parameter_names]
+            dense(size, init_stddev=init_stddev, weight_decay=weight_decay,
+                  seed=child_seed(seed, i), name=name)
+            for i, name in enumerate(self.parameter_names)]
 
     def build(self, input_shape):
         for layer in self.parameter_layers:
@@ -56,7 +58,8 @@ class _Head(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "event_shape": self.event_shape,
-                "init_stddev": self.init_stddev, "weight_decay": self.weight_decay}
+                "init_stddev": self.init_stddev, "weight_decay": self.weight_decay,
+                "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="tfvae")

@@ -249,12 +249,11 @@ class VAE(keras.Model):
             objective = loss + tf.add_n(penalties) if penalties else loss
         variables = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
-        return self._update_metrics(loss, terms)
+        return self._update_metrics(terms)
 
     def test_step(self, data):
         x = _inputs(data)
-        terms = self.bound_terms(x)
-        return self._update_metrics(-tf.reduce_mean(terms.bound), terms)
+        return self._update_metrics(self.bound_terms(x))
 
     def predict_step(self, data):
         """Returns tensors: `z_mean`, `z_stddev` `[B, latent_dim]`, `reconstruction`."""
@@ -262,8 +261,10 @@ class VAE(keras.Model):
         return {"z_mean": posterior.mean(), "z_stddev": posterior.stddev(),
                 "reconstruction": self.decode(posterior.mean()).mean()}
 
-    def _update_metrics(self, loss, terms: objectives.Bound) -> dict:
-        values = {"loss": loss, "elbo": terms.elbo, "rate": terms.rate,
+    def _update_metrics(self, terms: objectives.Bound) -> dict:
+        # Per-example values, so that every metric averages over examples alike,
+        # also across a last, smaller batch.
+        values = {"loss": -terms.bound, "elbo": terms.elbo, "rate": terms.rate,
                   "distortion": terms.distortion}
         for name, value in values.items():
             self.trackers[name].update_state(value)

@@ -18,16 +18,27 @@ from typing import Sequence
 import keras
 
 
+def child_seed(seed: int | None, index: int) -> int | None:
+    """A distinct, reproducible seed for the `index`-th part of a seeded whole.
+
+    Seeds are handed down explicitly instead of through TF's global seed, so
+    building a model never changes the randomness of anything else.
+    """
+    return None if seed is None else (seed * 1_000_003 + index + 1) % 2**31
+
+
 def dense(units: int, *, activation=None, init_stddev: float = 0.01,
-          weight_decay: float = 0.0, name: str | None = None) -> keras.layers.Dense:
+          weight_decay: float = 0.0, seed: int | None = None,
+          name: str | None = None) -> keras.layers.Dense:
     """A Dense layer initialised from N(0, init_stddev^2), as in the paper.
 
     `weight_decay` is the L2 coefficient of an N(0, I) prior on the weights,
-    per datapoint: with N training points it is 1 / (2 N).
+    per datapoint: with N training points it is 1 / (2 N). `seed` seeds the
+    kernel's initialiser (`None`: unseeded).
     """
     return keras.layers.Dense(
         units, activation=activation, name=name,
-        kernel_initializer=keras.initializers.RandomNormal(stddev=init_stddev),
+        kernel_initializer=keras.initializers.RandomNormal(stddev=init_stddev, seed=seed),
         kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None)
 
 
@@ -43,14 +54,17 @@ class MLP(keras.layers.Layer):
     """
 
     def __init__(self, hidden_units: Sequence[int] = (500,), activation: str = "tanh",
-                 init_stddev: float = 0.01, weight_decay: float = 0.0, **kwargs):
+                 init_stddev: float = 0.01, weight_decay: float = 0.0,
+                 seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.activation = activation
         self.init_stddev = init_stddev
         self.weight_decay = weight_decay
+        self.seed = seed
         self.hidden = [dense(u, activation=activation, init_stddev=init_stddev,
-                             weight_decay=weight_decay, name=f"hidden_{i}")
+                             weight_decay=weight_decay, seed=child_seed(seed, i),
+                             name=f"hidden_{i}")
                        for i, u in enumerate(self.hidden_units)]
 
     def build(self, input_shape):
@@ -70,7 +84,7 @@ class MLP(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "hidden_units": self.hidden_units,
                 "activation": self.activation, "init_stddev": self.init_stddev,
-                "weight_decay": self.weight_decay}
+                "weight_decay": self.weight_decay, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -80,7 +94,8 @@ class ProbabilisticMLP(keras.Model):
     Args:
         head: A layer mapping features `[B, F]` to a distribution with batch
             shape `[B]` (see `tfvae.heads`).
-        hidden_units, activation, init_stddev, weight_decay: Of the trunk (`MLP`).
+        hidden_units, activation, init_stddev, weight_decay, seed: Of the trunk
+            (`MLP`).
 
     Call arguments:
         inputs: `[B, *shape]` float tensor (x for an encoder, z for a decoder).
@@ -91,9 +106,10 @@ class ProbabilisticMLP(keras.Model):
 
     def __init__(self, head: keras.layers.Layer, hidden_units: Sequence[int] = (500,),
                  activation: str = "tanh", init_stddev: float = 0.01,
-                 weight_decay: float = 0.0, **kwargs):
+                 weight_decay: float = 0.0, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.trunk = MLP(hidden_units, activation, init_stddev, weight_decay, name="trunk")
+        self.trunk = MLP(hidden_units, activation, init_stddev, weight_decay, seed,
+                         name="trunk")
         self.head = head
 
     def build(self, input_shape):
@@ -116,7 +132,7 @@ class ProbabilisticMLP(keras.Model):
         return {**super().get_config(),
                 "head": keras.saving.serialize_keras_object(self.head),
                 **{k: trunk[k] for k in ("hidden_units", "activation", "init_stddev",
-                                         "weight_decay")}}
+                                         "weight_decay", "seed")}}
 
     @classmethod
     def from_config(cls, config):

@@ -1,0 +1,265 @@
+"""Tests for tfvae.export and the two scripts: endpoints, parity, no Flex, atomicity.
+
+Exports happen once per likelihood (module fixtures). The SavedModel is reloaded
+and the `.tflite` sampled in subprocesses where TFP (resp. TensorFlow) cannot
+be imported, as on a server without TFP and on a phone.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+from ai_edge_litert.interpreter import Interpreter
+
+import tfvae
+from tfvae import export
+
+tfd = tfp.distributions
+
+ROOT = Path(__file__).parents[1]
+LATENT, H, W, B = 2, 7, 5, 6
+# 32 hidden units: 32 * 35 weights pass the 1024 below which TFLite skips quantizing.
+HIDDEN = (32,)
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def tiny_vae(likelihood, seed=0):
+    config = tfvae.ModelConfig(latent_dim=LATENT, hidden_units=HIDDEN,
+                               likelihood=likelihood, event_shape=(H, W))
+    return tfvae.build_vae(config, seed=seed)
+
+
+def images(n=40, seed=0):
+    return np.random.default_rng(seed).uniform(size=(n, H, W)).astype(np.float32)
+
+
+@pytest.fixture(scope="module", params=LIKELIHOODS)
+def exported(request, tmp_path_factory):
+    """(likelihood, model, export dir, export.json) with all four variants."""
+    model = tiny_vae(request.param)
+    x = images()
+    if request.param == "bernoulli":
+        x = (x > 0.5).astype(np.float32)
+    folder = tmp_path_factory.mktemp(request.param) / "export"
+    description = export.export_model(model, folder, x, quantizations=export.QUANTIZATIONS)
+    return request.param, model, folder, description
+
+
+def run_python(code: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_layout_and_export_json(exported):
+    likelihood, _, folder, description = exported
+    names = {p.name for p in folder.iterdir()}
+    assert names == {"saved_model", "export.json", "decoder_float32.tflite",
+                     "decoder_dynamic_int8.tflite", "decoder_float16.tflite",
+                     "decoder_int8.tflite"}
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+    on_disk = json.loads((folder / "export.json").read_text())
+    assert on_disk == json.loads(json.dumps(description))
+    assert (on_disk["latent_dim"], on_disk["image_shape"]) == (LATENT, [H, W])
+    assert on_disk["likelihood"] == likelihood
+    assert on_disk["prior"] == {"loc": [0.0, 0.0], "scale": [1.0, 1.0]}
+    assert {v["quantization"] for v in on_disk["tflite"].values()} == set(export.QUANTIZATIONS)
+    noise = export.PIXEL_NOISE[likelihood]
+    signatures = on_disk["signatures"]
+    assert signatures["sample_from_noise"]["inputs"]["eps"]["shape"] == [-1, LATENT]
+    assert signatures["sample_from_noise"]["inputs"][noise]["shape"] == [-1, H, W]
+    assert signatures["sample"]["inputs"]["num_samples"] == {
+        "shape": [], "dtype": "int32", "description": export.DESCRIPTIONS["num_samples"]}
+    parameters = {"bernoulli": {"logits", "probs", "mean"},
+                  "gaussian": {"loc", "scale", "mean"}}[likelihood]
+    assert set(signatures["decode"]["outputs"]) == parameters
+    assert all(report["passed"] for report in on_disk["parity"].values())
+
+
+def test_tflite_has_builtin_ops_only_and_decoder_signatures(exported):
+    _, _, folder, _ = exported
+    for quantization in export.QUANTIZATIONS:
+        flatbuffer = (folder / export.tflite_name(quantization)).read_bytes()
+        ops = export.tflite_op_names(flatbuffer)
+        assert not [op for op in ops if op.startswith("Flex")]
+        assert "RANDOM_STANDARD_NORMAL" in ops
+        signatures = Interpreter(model_content=flatbuffer).get_signature_list()
+        assert set(signatures) == set(export.DECODER_SIGNATURES)
+
+
+def test_op_names_see_flex_ops(tmp_path):
+    # A stateless sampler converts only with SELECT_TF_OPS: the check must see it.
+    function = tf.function(lambda: {"z": tf.random.stateless_normal([2], seed=[1, 2])},
+                           input_signature=[])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], function)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                           tf.lite.OpsSet.SELECT_TF_OPS]
+    ops = export.tflite_op_names(converter.convert())
+    assert any(op.startswith("Flex") for op in ops)
+
+
+def test_tflite_parity_within_tolerances(exported):
+    _, model, folder, _ = exported
+    report = export.check_export(model, folder, images(seed=1), seed=3)
+    for quantization in export.QUANTIZATIONS:
+        metrics, tolerance = report[export.tflite_name(quantization)], export.TOLERANCES[quantization]
+        assert metrics["passed"]
+        assert metrics["max_abs_diff"] <= tolerance.max_abs
+    assert report["decoder_float32.tflite"]["max_abs_diff"] < 1e-5
+    # The quantized network differs from the float one, but stays close.
+    assert 0 < report["decoder_dynamic_int8.tflite"]["max_abs_diff"]
+
+
+def test_parity_fails_for_other_weights(exported):
+    likelihood, _, folder, _ = exported
+    with pytest.raises(export.ParityError, match="decoder_float32.tflite") as error:
+        export.check_export(tiny_vae(likelihood, seed=1), folder, images())
+    assert not error.value.report["saved_model"]["passed"]
+
+
+SAVED_MODEL_CLIENT = """
+import sys
+sys.modules["tensorflow_probability"] = None  # Loading must not need TFP.
+sys.modules["tfvae"] = None
+import numpy as np, tensorflow as tf
+folder, inputs, outputs = sys.argv[1:]
+loaded = tf.saved_model.load(folder)
+a = dict(np.load(inputs))
+results = {}
+for name, args in {"encode": ["x"], "decode": ["z"], "sample_from_noise": ["eps", "noise"],
+                   "reconstruct": ["x"], "elbo": ["x", "eps"]}.items():
+    for key, value in getattr(loaded, name)(*[a[k] for k in args]).items():
+        results[f"{name}/{key}"] = value.numpy()
+results["sample/x"] = loaded.sample(tf.constant(4))["x"].numpy()
+np.savez(outputs, **results)
+"""
+
+
+def test_saved_model_reloads_without_tfp(exported, tmp_path):
+    likelihood, model, folder, _ = exported
+    rng = np.random.default_rng(5)
+    x = images(B)
+    inputs = {"x": x, "z": rng.standard_normal((B, LATENT), np.float32),
+              "eps": rng.standard_normal((B, LATENT), np.float32),
+              "noise": (rng.random if likelihood == "bernoulli" else rng.standard_normal)(
+                  (B, H, W), np.float32)}
+    np.savez(tmp_path / "in.npz", **inputs)
+    result = run_python(SAVED_MODEL_CLIENT, folder / "saved_model", tmp_path / "in.npz",
+                        tmp_path / "out.npz")
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = dict(np.load(tmp_path / "out.npz"))
+
+    posterior = model.encode(x)
+    np.testing.assert_allclose(got["encode/z_mean"], posterior.mean(), atol=1e-5)
+    np.testing.assert_allclose(got["encode/z_stddev"], posterior.stddev(), atol=1e-5)
+    np.testing.assert_allclose(got["decode/mean"], model.decode(inputs["z"]).mean(), atol=1e-5)
+    np.testing.assert_allclose(got["reconstruct/mean"], model.reconstruct(x), atol=1e-5)
+    mean = model.decode(inputs["eps"]).mean().numpy()  # z = eps under N(0, I).
+    np.testing.assert_allclose(got["sample_from_noise/mean"], mean, atol=1e-5)
+    if likelihood == "bernoulli":
+        np.testing.assert_array_equal(got["sample_from_noise/x"], inputs["noise"] < mean)
+        assert set(np.unique(got["sample/x"])) <= {0.0, 1.0}
+    assert got["sample/x"].shape == (4, H, W)
+
+    # The ELBO from closed forms: Gaussian KL to N(0, I) and log p(x|z) at z = m + s eps.
+    m, s = got["encode/z_mean"], got["encode/z_stddev"]
+    rate = 0.5 * np.sum(m**2 + s**2 - 1 - 2 * np.log(s), axis=1)
+    distortion = -model.decode(m + s * inputs["eps"]).log_prob(x).numpy()
+    np.testing.assert_allclose(got["elbo/rate"], rate, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got["elbo/distortion"], distortion, rtol=1e-5)
+    np.testing.assert_allclose(got["elbo/elbo"], -rate - distortion, rtol=1e-4)
+
+
+def test_sample_signature_draws_fresh_noise_per_interpreter(exported):
+    likelihood, _, folder, _ = exported
+    model_path = str(folder / "decoder_float32.tflite")
+    draws = [Interpreter(model_path=model_path).get_signature_runner("sample")(
+        num_samples=np.array(5, np.int32)) for _ in range(2)]
+    assert draws[0]["mean"].shape == (5, H, W)
+    assert not np.array_equal(draws[0]["mean"], draws[1]["mean"])
+
+
+def test_failed_export_leaves_previous_export_alone(exported, monkeypatch):
+    _, model, folder, _ = exported
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    convert = export.convert_decoder
+
+    def fail_midway(saved_model_dir, quantization, *args):
+        if quantization == "dynamic_int8":  # After the SavedModel and float32 file.
+            raise RuntimeError("injected")
+        return convert(saved_model_dir, quantization, *args)
+
+    monkeypatch.setattr(export, "convert_decoder", fail_midway)
+    for target in (folder, folder.parent / "fresh"):
+        with pytest.raises(RuntimeError, match="injected"):
+            export.export_model(model, target, images())
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+    assert not (folder.parent / "fresh").exists()
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_unsupported_likelihood_is_named():
+    poisson = tfd.Independent(tfd.Poisson(rate=tf.ones((1, H, W))), reinterpreted_batch_ndims=2)
+    with pytest.raises(export.UnsupportedModelError, match="Poisson"):
+        export.likelihood_kind(poisson)
+
+
+DEVICE_CLIENT = """
+import runpy, sys
+# What runs on a device: no TensorFlow, no TFP, no tfvae.
+for name in ("tensorflow", "tensorflow_probability", "keras", "tfvae"):
+    sys.modules[name] = None
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_sample_tflite_script_runs_without_tensorflow(exported, tmp_path):
+    _, _, folder, _ = exported
+    outputs = [tmp_path / f"samples{i}.png" for i in range(2)]
+    for out in outputs:
+        result = run_python(DEVICE_CLIENT, ROOT / "scripts" / "sample_tflite.py",
+                            folder / "decoder_dynamic_int8.tflite", "--num-samples", 6,
+                            "--seed", 1, "--zoom", 2, "--out", out)
+        assert result.returncode == 0, result.stderr[-3000:]
+    png = outputs[0].read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = np.frombuffer(png[16:24], ">u4")
+    # 6 images of 7x5 zoomed 2x: 3 per row, 2 rows, 1-pixel gaps.
+    assert (height, width) == (2 * (2 * H + 1) + 1, 3 * (2 * W + 1) + 1)
+    assert outputs[1].read_bytes() == png  # Same seed, same picture.
+
+
+def test_export_script_reports_missing_run_dir(tmp_path):
+    result = subprocess.run([sys.executable, ROOT / "scripts" / "export.py",
+                             tmp_path / "no_such_run"], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_export_script_exports_a_run_folder(tmp_path, data_dir):
+    config = tfvae.RunConfig(
+        model=tfvae.ModelConfig(latent_dim=LATENT, hidden_units=HIDDEN, likelihood="gaussian",
+                                event_shape=(28, 20)),
+        data=tfvae.DataConfig(dataset="frey_face", data_dir=data_dir))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(config.to_json())
+    tfvae.build_vae(config.model, seed=0).save(run_dir / "model.keras")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import export as export_script
+    finally:
+        sys.path.pop(0)
+    assert export_script.main([str(run_dir), "--quantizations", "int4"]) == 1
+    assert not (run_dir / "export").exists()
+    assert export_script.main([str(run_dir)]) == 0
+    description = json.loads((run_dir / "export" / "export.json").read_text())
+    assert description["image_shape"] == [28, 20]
+    assert description["model_config"]["hidden_units"] == list(HIDDEN)
+    assert "decoder_int8.tflite" not in description["tflite"]

@@ -24,19 +24,20 @@ functions (sigmoid, exp) and the sampling arithmetic stay float32, so
 `u < p` is never compared on a 1/256 grid.
 
 Parity, checked by every export: the reloaded SavedModel must match the Keras
-model within 1e-5 on every output (relative 1e-5 for the ELBO in nats). Each
-`.tflite` must hold builtin ops only, its `sample_from_noise` must equal the
-sampling formula applied to its own `decode` outputs, and its decoder means
-E[x|z], z ~ p(z), must be within these distances of the Keras model's; the
-change of the mean log p(x|z = posterior mean) over test data is reported in
-nats per pixel (`TOLERANCES`, set at about 3x what the shipped Frey Face models
-measured; see docs/export.md):
+model within 1e-5 + 1e-5 |value| on every output. Each
+`.tflite` must hold builtin ops only; its `sample_from_noise` must equal the
+sampling formula applied to its own `decode` outputs; its decoder means
+E[x|z], z ~ p(z), must lie within `TOLERANCES` of the Keras model's, and so
+must the change of the mean log p(x | z = posterior mean) over test data, in
+nats per pixel. The tolerances are about 3x the largest value measured on the
+shipped Frey Face models (latent 2 and 10), a 10-epoch MNIST model, and the
+784-pixel decoder in ../shared/STACK.md (int8 max 0.14, hence 0.25):
 
-    variant        mean |dE[x|z]|   max |dE[x|z]|   |d log-lik| per pixel
-    float32        1e-6             1e-5            1e-4
-    float16        1e-4             2e-3            5e-3
-    dynamic_int8   5e-3             5e-2            0.1
-    int8           2e-2             0.2             0.3
+    variant        mean |dE[x|z]|   max |dE[x|z]|   |d log-lik| / pixel
+    float32        1e-6             1e-5            1e-5
+    float16        1e-4             1e-3            1e-4
+    dynamic_int8   5e-3             0.08            0.02
+    int8           0.02             0.25            0.1
 
 A failed check raises `ParityError` and leaves no export folder behind.
 """
@@ -121,10 +122,10 @@ class Tolerance:
 
 
 TOLERANCES = {
-    "float32": Tolerance(1e-6, 1e-5, 1e-4),
-    "float16": Tolerance(1e-4, 2e-3, 5e-3),
-    "dynamic_int8": Tolerance(5e-3, 5e-2, 0.1),
-    "int8": Tolerance(2e-2, 0.2, 0.3),
+    "float32": Tolerance(1e-6, 1e-5, 1e-5),
+    "float16": Tolerance(1e-4, 1e-3, 1e-4),
+    "dynamic_int8": Tolerance(5e-3, 0.08, 0.02),
+    "int8": Tolerance(0.02, 0.25, 0.1),
 }
 SAVED_MODEL_ATOL = SAVED_MODEL_RTOL = 1e-5
 
@@ -148,7 +149,8 @@ def model_likelihood(model: VAE) -> str:
     return likelihood_kind(model.decode(tf.zeros((1,) + tuple(model.latent_shape))))
 
 
-def normal_parameters(distribution: tfd.Distribution, role: str) -> tuple[tf.Tensor, tf.Tensor]:
+def normal_parameters(distribution: tfd.Distribution,
+                      role: str) -> tuple[tf.Tensor, tf.Tensor]:
     """(loc, scale) of an `Independent(Normal)`; the posterior and prior must be one."""
     base = getattr(distribution, "distribution", None)
     if not (isinstance(distribution, tfd.Independent) and isinstance(base, tfd.Normal)):
@@ -206,7 +208,8 @@ def endpoints(model: VAE) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
 
     def sample(num_samples):
         # Raw ops with seed = seed2 = 0: LiteRT then seeds each interpreter afresh.
-        # tf.random.* would bake in the global seed set by build_vae(seed=...).
+        # tf.random.* would bake in any global seed of the exporting process, and
+        # every app launch would draw the same faces.
         eps = tf.raw_ops.RandomStandardNormal(
             shape=tf.concat([[num_samples], latent], 0), dtype=tf.float32, seed=0, seed2=0)
         pixel_shape = tf.concat([[num_samples], image], 0)
@@ -222,18 +225,16 @@ def endpoints(model: VAE) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
         posterior, prior = model.encode(x), model.prior()
         loc, scale = normal_parameters(posterior, "posterior")
         z = (loc + scale * eps)[tf.newaxis]
-        analytic = (model.kl_estimator != "monte_carlo"
-                    and objectives.has_analytic_kl(posterior, prior))
-        rate = (objectives.analytic_rate(posterior, prior) if analytic
-                else objectives.monte_carlo_rate(posterior, prior, z))
-        terms = objectives.elbo(model.log_likelihood(x, z), rate)
+        terms = objectives.elbo(model.log_likelihood(x, z), model.rate(posterior, prior, z))
         return {"elbo": terms.elbo, "rate": terms.rate, "distortion": terms.distortion}
 
-    x, z, eps = spec((None,) + image, "x"), spec((None,) + latent, "z"), spec((None,) + latent, "eps")
+    x, z, eps = (spec((None,) + image, "x"), spec((None,) + latent, "z"),
+                 spec((None,) + latent, "eps"))
+    pixel_noise = spec((None,) + image, PIXEL_NOISE[kind])
     return {
         "encode": (encode, [x]),
         "decode": (decode, [z]),
-        "sample_from_noise": (sample_from_noise, [eps, spec((None,) + image, PIXEL_NOISE[kind])]),
+        "sample_from_noise": (sample_from_noise, [eps, pixel_noise]),
         "sample": (sample, [spec((), "num_samples", tf.int32)]),
         "reconstruct": (reconstruct, [x]),
         "elbo": (elbo, [x, eps]),
@@ -370,7 +371,8 @@ def _check_saved_model(model: VAE, path: Path, x: np.ndarray, seed: int) -> dict
     differences, failures = {}, []
     for name, args in inputs.items():
         got = {k: np.asarray(v) for k, v in getattr(loaded, name)(*args).items()}
-        want = {k: np.asarray(v) for k, v in functions[name][0](*map(tf.constant, args)).items()}
+        want = functions[name][0](*map(tf.constant, args))
+        want = {k: np.asarray(v) for k, v in want.items()}
         if name == "sample_from_noise":  # Bernoulli draws may flip where u sits on p.
             failures += _formula_failures(got, functions["decode"][0](tf.constant(z)),
                                           noise[PIXEL_NOISE[kind]])
@@ -601,6 +603,15 @@ def load_test_images(config: RunConfig, limit: int = NUM_TEST_EXAMPLES) -> np.nd
 def export_run(run_dir: Path, *, quantizations=DEFAULT_QUANTIZATIONS,
                export_dir: Path | None = None, seed: int = 0) -> dict:
     """Exports a run folder's model to `<run_dir>/export` (see the module docstring).
+
+    Args:
+        run_dir: Holds `config.json` and `model.keras` (`tfvae.training`).
+        quantizations: As `export_model`.
+        export_dir: Where to write instead of `<run_dir>/export`.
+        seed: Seeds calibration and parity noise.
+
+    Returns:
+        The contents of export.json.
 
     Raises:
         FileNotFoundError: Not a run folder.

@@ -143,9 +143,18 @@ class VAE(keras.Model):
         prior = self.prior()
         if objective == "elbo" and self._analytic_kl(posterior, prior):
             z = posterior.sample(num_samples, seed=seed)
-            return objectives.elbo(self.log_likelihood(x, z),
-                                   objectives.analytic_rate(posterior, prior))
+            return objectives.elbo(self.log_likelihood(x, z), self.rate(posterior, prior, z))
         return self._monte_carlo_terms(x, posterior, prior, objective, num_samples, seed)
+
+    def rate(self, posterior, prior, z) -> tf.Tensor:
+        """KL(q(z|x) || p(z)) per example, `[B]`, by the model's `kl_estimator`.
+
+        The closed form where allowed and available, else the mean of
+        log q(z|x) - log p(z) over the draws z `[S, B, *latent]`.
+        """
+        if self._analytic_kl(posterior, prior):
+            return objectives.analytic_rate(posterior, prior)
+        return objectives.monte_carlo_rate(posterior, prior, z)
 
     def log_likelihood(self, x, z) -> tf.Tensor:
         """log p(x|z) `[S, B]` for x `[B, *event]` and z `[S, B, *latent]`.

@@ -50,10 +50,13 @@ def test_cli_writes_every_artifact(data_dir, tmp_path, capsys):
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(data_dir, tmp_path):
     args = frey_args(data_dir, tmp_path, "--checkpoint-every", "2", "--no-jit-compile")
-    assert train_script.main(args + ["--epochs", "3"]) == 0
+    assert train_script.main(args + ["--epochs", "2"]) == 0
     run_dir = tmp_path / "run"
-    # As if killed after epoch 3: the checkpoint is at epoch 2, history has 3 rows.
     assert json.loads((run_dir / "checkpoint.json").read_text())["epoch"] == 2
+    # As if killed during epoch 4: epoch 3 was logged but never checkpointed.
+    with open(run_dir / "history.csv") as f:
+        lines = f.readlines()
+    (run_dir / "history.csv").write_text("".join(lines + [lines[-1].replace("1,", "2,", 1)]))
     (run_dir / "model.keras").unlink()
     assert train_script.main(args + ["--epochs", "5"]) == 0
     assert [int(r["epoch"]) for r in history_rows(run_dir)] == [0, 1, 2, 3, 4]
@@ -94,3 +97,14 @@ def test_divergence_stops_and_keeps_the_last_finite_model(data_dir, tmp_path):
         training.train(run, verbose=0)
     model = keras.models.load_model(tmp_path / "nan" / "model.keras")
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+def test_running_a_finished_run_again_trains_nothing(data_dir, tmp_path):
+    args = frey_args(data_dir, tmp_path, "--epochs", "2", "--no-jit-compile")
+    assert train_script.main(args) == 0
+    model_path = tmp_path / "run" / "model.keras"
+    weights = keras.models.load_model(model_path).get_weights()
+    assert train_script.main(args) == 0
+    assert len(history_rows(tmp_path / "run")) == 2
+    for a, b in zip(keras.models.load_model(model_path).get_weights(), weights):
+        np.testing.assert_array_equal(a, b)

@@ -127,7 +127,7 @@ def _start_or_resume(config: RunConfig, data, run_dir: Path) -> tuple[VAE, int]:
     config_path = run_dir / "config.json"
     if config_path.exists():
         saved = RunConfig.from_json(config_path.read_text())
-        if _without_epochs(saved) != _without_epochs(config):
+        if _comparable(saved) != _comparable(config):
             raise RunExists(
                 f"{run_dir} holds a run with another configuration. Pass a new "
                 "--run-name (or another --output-dir), or delete that folder.")
@@ -140,9 +140,11 @@ def _start_or_resume(config: RunConfig, data, run_dir: Path) -> tuple[VAE, int]:
     return build_compiled(config, data.num_train), 0
 
 
-def _without_epochs(config: RunConfig) -> RunConfig:
-    # A resumed run may be extended: only the number of epochs may change.
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=1))
+def _comparable(config: RunConfig) -> RunConfig:
+    """What must match to resume: all but the epochs (a run may be extended) and
+    where the folder is (it may have been moved or renamed)."""
+    train = dataclasses.replace(config.train, epochs=1, output_dir="", run_name="")
+    return dataclasses.replace(config, train=train)
 
 
 class SamplesSeen(keras.callbacks.Callback):
@@ -183,17 +185,33 @@ class KeepLastFinite(keras.callbacks.Callback):
 
 
 class Checkpoint(keras.callbacks.Callback):
-    """Saves model and optimizer every `every` epochs, with the epoch reached."""
+    """Saves model and optimizer every `every` epochs and at the end, with the epoch.
+
+    The save at the end marks a finished run as finished, so running its
+    command again trains nothing.
+    """
 
     def __init__(self, run_dir: Path, every: int):
         super().__init__()
         self.run_dir, self.every = Path(run_dir), every
+        self.epochs_done = self.epochs_saved = None
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every or self.model.stop_training:
+        self.epochs_done = epoch + 1
+        if not (epoch + 1) % self.every:
+            self._save()
+
+    def on_train_end(self, logs=None):
+        if self.epochs_done != self.epochs_saved:
+            self._save()
+
+    def _save(self):
+        if self.model.stop_training:  # Diverged: the weights are the restored ones.
             return
         save_atomic(self.model, self.run_dir / CHECKPOINT)
-        write_text_atomic(self.run_dir / CHECKPOINT_STATE, json.dumps({"epoch": epoch + 1}))
+        write_text_atomic(self.run_dir / CHECKPOINT_STATE,
+                          json.dumps({"epoch": self.epochs_done}))
+        self.epochs_saved = self.epochs_done
 
 
 def save_atomic(model: keras.Model, path: Path) -> None:

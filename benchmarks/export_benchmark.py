@@ -24,15 +24,15 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=200, help="timed calls per batch size")
     parser.add_argument("--threads", type=int, default=1, help="LiteRT CPU threads")
     args = parser.parse_args(argv)
-    from tfvae import export
+    from tfvae import endpoints, export
     with tempfile.TemporaryDirectory() as folder:
         export_dir = Path(folder) / "export"
         start = time.perf_counter()
-        description = export.export_run(args.run_dir, quantizations=export.QUANTIZATIONS,
+        description = export.export_run(args.run_dir, quantizations=endpoints.QUANTIZATIONS,
                                          export_dir=export_dir)
         export_seconds = time.perf_counter() - start
         calibration = export.calibration_data(export.load_run(args.run_dir)[0], seed=0)
-        rows = [benchmark_variant(export, export_dir, name, description, calibration, args)
+        rows = [benchmark_variant(export_dir, name, description, calibration, args)
                 for name in description["tflite"]]
     print(f"{args.run_dir}: latent {description['latent_dim']}, image "
           f"{description['image_shape']}, {description['likelihood']} likelihood. "
@@ -43,12 +43,13 @@ def main(argv=None) -> int:
     return 0
 
 
-def benchmark_variant(export, export_dir: Path, name: str, description: dict, calibration,
+def benchmark_variant(export_dir: Path, name: str, description: dict, calibration,
                       args) -> dict:
     """Size, parity, conversion time and latencies of one `.tflite`."""
+    from tfvae import endpoints, export
     info, parity = description["tflite"][name], description["parity"][name]
     start = time.perf_counter()
-    export.convert_decoder(export_dir / export.SAVED_MODEL_DIR, info["quantization"],
+    export.convert_decoder(export_dir / endpoints.SAVED_MODEL_DIR, info["quantization"],
                            calibration)
     convert_seconds = time.perf_counter() - start
     return {

@@ -3,7 +3,7 @@
 Writes RUN_DIR/export/: a SavedModel with tensor-only endpoints, `.tflite`
 decoders (float32, dynamic-range int8, float16; full int8 when asked) and
 export.json, after checking that each agrees with the Keras model (see
-tfvae/export.py and docs/export.md).
+tfvae/parity.py and docs/export.md).
 """
 
 import argparse
@@ -26,13 +26,13 @@ def main(argv=None) -> int:
         print(f"error: {args.run_dir} is not a folder.", file=sys.stderr)
         return 1
     # Imported after parsing so that --help and flag errors answer at once.
-    from tfvae import export
+    from tfvae import export, parity
     # Caught: missing files or data, unknown quantizations, unsupported models, failed checks.
     try:
         description = export.export_run(
             args.run_dir, quantizations=args.quantizations or export.DEFAULT_QUANTIZATIONS,
             export_dir=args.output_dir, seed=args.seed)
-    except (FileNotFoundError, ValueError, export.ParityError) as error:
+    except (FileNotFoundError, ValueError, parity.ParityError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except ImportError as error:  # The checks run the files in LiteRT.

@@ -10,8 +10,10 @@ posterior is the prior, so TC = dim-wise KL = 0 and MI = rate
 = 1/2 sum_j log((l_j^2 + s^2) / s^2); unit j has activity l_j^2 / (l_j^2 + s^2).
 """
 
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -152,20 +154,30 @@ def test_with_a_wrong_posterior_the_estimate_climbs_from_the_elbo_to_log_px(ppca
     assert 0.5 < np.sqrt(np.mean(z_scores**2)) < 2
 
 
+def assert_consistent(first, other):
+    """Different draws, differences within 5 combined standard errors per example."""
+    assert not np.array_equal(other.per_example, first.per_example)
+    combined = np.hypot(first.per_example_stderr, other.per_example_stderr)
+    assert np.all(np.abs(other.per_example - first.per_example) < 5 * combined)
+
+
 def test_same_seed_same_result_and_batching_is_consistent(ppca):
     x = ppca.sample(30)
     model = ppca.vae(loc_shift=0.4, scale_factor=1.5)
     first = evaluation.log_likelihood(model, x, 200, batch_size=8, sample_chunk=64, seed=5)
     again = evaluation.log_likelihood(model, x, 200, batch_size=8, sample_chunk=64, seed=5)
     np.testing.assert_array_equal(first.per_example, again.per_example)
-    # Other batching draws other z (so does XLA: its stateless sampler differs).
-    for other in (evaluation.log_likelihood(model, x, 200, batch_size=30, sample_chunk=200,
-                                            seed=5),
-                  evaluation.log_likelihood(model, x, 200, batch_size=8, sample_chunk=64,
-                                            seed=5, jit_compile=False)):
-        assert not np.array_equal(other.per_example, first.per_example)
-        combined = np.hypot(first.per_example_stderr, other.per_example_stderr)
-        assert np.all(np.abs(other.per_example - first.per_example) < 5 * combined)
+    assert_consistent(first, evaluation.log_likelihood(model, x, 200, batch_size=30,
+                                                       sample_chunk=200, seed=5))
+
+
+@pytest.mark.slow
+def test_xla_step_is_consistent_with_the_graph_step(ppca):
+    # XLA's stateless sampler draws other z from the same seed.
+    x = ppca.sample(30)
+    model = ppca.vae(loc_shift=0.4, scale_factor=1.5)
+    assert_consistent(evaluation.log_likelihood(model, x, 200, seed=5),
+                      evaluation.log_likelihood(model, x, 200, seed=5, jit_compile=True))
 
 
 def test_active_units_match_closed_form(ppca):
@@ -255,11 +267,32 @@ def test_evaluate_run_writes_json_and_markdown(frey_face_run):
     assert "log p(x), k = 10" in markdown and "| stratified |" in markdown
 
 
+def load_script():
+    path = Path(__file__).parents[1] / "scripts" / "evaluate.py"
+    spec = importlib.util.spec_from_file_location("evaluate_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_script_writes_the_report_and_explains_user_mistakes(frey_face_run, tmp_path, capsys):
+    script = load_script()
+    assert script.main([str(frey_face_run), "--num-samples", "10", "--limit", "6"]) == 0
+    assert capsys.readouterr().out.strip() == str(frey_face_run / "evaluation.json")
+    (frey_face_run / "model.keras").unlink()
+    for run_dir in (tmp_path / "no_such_run", frey_face_run):
+        assert script.main([str(run_dir)]) == 1
+        assert "error:" in capsys.readouterr().err
+    assert script.main([str(frey_face_run), "--limit", "1"]) == 1
+
+
 def test_dynamic_binarization_test_set_is_binarized_once_with_the_fixed_seed(data_dir):
     config = RunConfig(data=DataConfig(dataset="mnist", binarization="dynamic",
                                        data_dir=data_dir))
     x = evaluation.load_split(config, "test")
-    expected = datasets.fixed_binarization(datasets.load_arrays("mnist", data_dir).x_test,
+    images = datasets.read_idx(datasets.find_file("t10k-images-idx3-ubyte.gz", data_dir),
+                               datasets.IDX_IMAGES_MAGIC, (28, 28))
+    expected = datasets.fixed_binarization(images.astype(np.float32) / 255,
                                            datasets.TEST_BINARIZATION_SEED)
     np.testing.assert_array_equal(x, expected)
     with pytest.raises(ValueError, match="no valid split"):

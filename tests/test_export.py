@@ -1,8 +1,9 @@
-"""Tests for tfvae.export and the two scripts: endpoints, parity, no Flex, atomicity.
+"""Tests for tfvae.export (with tfvae.endpoints) and the two scripts: endpoints,
+builtin-only decoders, export.json, atomicity.
 
-Exports happen once per likelihood (module fixtures). The SavedModel is reloaded
-and the `.tflite` sampled in subprocesses where TFP (resp. TensorFlow) cannot
-be imported, as on a server without TFP and on a phone.
+The tiny VAE is exported once per likelihood (`exported` in conftest.py). The
+SavedModel is reloaded and the `.tflite` sampled in subprocesses where TFP (resp.
+TensorFlow) cannot be imported, as on a server without TFP and on a phone.
 """
 
 import importlib.util
@@ -18,37 +19,13 @@ import tensorflow_probability as tfp
 from ai_edge_litert.interpreter import Interpreter
 
 import tfvae
-from tfvae import export
+from tfvae import endpoints, export, parity
 
 tfd = tfp.distributions
 
 ROOT = Path(__file__).parents[1]
-LATENT, H, W, B = 2, 7, 5, 6
-# 32 hidden units: 32 * 35 weights pass the 1024 below which TFLite skips quantizing.
-HIDDEN = (32,)
-LIKELIHOODS = ("bernoulli", "gaussian")
-
-
-def tiny_vae(likelihood, seed=0):
-    config = tfvae.ModelConfig(latent_dim=LATENT, hidden_units=HIDDEN,
-                               likelihood=likelihood, event_shape=(H, W))
-    return tfvae.build_vae(config, seed=seed)
-
-
-def images(n=40, seed=0):
-    return np.random.default_rng(seed).uniform(size=(n, H, W)).astype(np.float32)
-
-
-@pytest.fixture(scope="module", params=LIKELIHOODS)
-def exported(request, tmp_path_factory):
-    """(likelihood, model, export dir, export.json) with all four variants."""
-    model = tiny_vae(request.param)
-    x = images()
-    if request.param == "bernoulli":
-        x = (x > 0.5).astype(np.float32)
-    folder = tmp_path_factory.mktemp(request.param) / "export"
-    description = export.export_model(model, folder, x, quantizations=export.QUANTIZATIONS)
-    return request.param, model, folder, description
+LATENT, H, W = 2, 7, 5  # The tiny VAE of conftest.py.
+B = 6
 
 
 def run_python(code: str, *args) -> subprocess.CompletedProcess:
@@ -68,8 +45,9 @@ def test_layout_and_export_json(exported):
     assert (on_disk["latent_dim"], on_disk["image_shape"]) == (LATENT, [H, W])
     assert on_disk["likelihood"] == likelihood
     assert on_disk["prior"] == {"loc": [0.0, 0.0], "scale": [1.0, 1.0]}
-    assert {v["quantization"] for v in on_disk["tflite"].values()} == set(export.QUANTIZATIONS)
-    noise = export.PIXEL_NOISE[likelihood]
+    quantizations = {v["quantization"] for v in on_disk["tflite"].values()}
+    assert quantizations == set(endpoints.QUANTIZATIONS)
+    noise = endpoints.PIXEL_NOISE[likelihood]
     signatures = on_disk["signatures"]
     assert signatures["sample_from_noise"]["inputs"]["eps"]["shape"] == [-1, LATENT]
     assert signatures["sample_from_noise"]["inputs"][noise]["shape"] == [-1, H, W]
@@ -79,48 +57,20 @@ def test_layout_and_export_json(exported):
                   "gaussian": {"loc", "scale", "mean"}}[likelihood]
     assert set(signatures["decode"]["outputs"]) == parameters
     assert all(report["passed"] for report in on_disk["parity"].values())
+    dtypes = {spec["dtype"] for signature in signatures.values()
+              for spec in signature["outputs"].values()}
+    assert dtypes == {"float32"}  # Bernoulli draws too: apps read float arrays.
 
 
 def test_tflite_has_builtin_ops_only_and_decoder_signatures(exported):
     _, _, folder, _ = exported
-    for quantization in export.QUANTIZATIONS:
-        flatbuffer = (folder / export.tflite_name(quantization)).read_bytes()
-        ops = export.tflite_op_names(flatbuffer)
+    for quantization in endpoints.QUANTIZATIONS:
+        flatbuffer = (folder / endpoints.tflite_name(quantization)).read_bytes()
+        ops = parity.tflite_op_names(flatbuffer)
         assert not [op for op in ops if op.startswith("Flex")]
         assert "RANDOM_STANDARD_NORMAL" in ops
         signatures = Interpreter(model_content=flatbuffer).get_signature_list()
-        assert set(signatures) == set(export.DECODER_SIGNATURES)
-
-
-def test_op_names_see_flex_ops(tmp_path):
-    # A stateless sampler converts only with SELECT_TF_OPS: the check must see it.
-    function = tf.function(lambda: {"z": tf.random.stateless_normal([2], seed=[1, 2])},
-                           input_signature=[])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [function.get_concrete_function()], function)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
-                                           tf.lite.OpsSet.SELECT_TF_OPS]
-    ops = export.tflite_op_names(converter.convert())
-    assert any(op.startswith("Flex") for op in ops)
-
-
-def test_tflite_parity_within_tolerances(exported):
-    _, model, folder, _ = exported
-    report = export.check_export(model, folder, images(seed=1), seed=3)
-    for quantization in export.QUANTIZATIONS:
-        metrics = report[export.tflite_name(quantization)]
-        assert metrics["passed"]
-        assert metrics["max_abs_diff"] <= export.TOLERANCES[quantization].max_abs
-    assert report["decoder_float32.tflite"]["max_abs_diff"] < 1e-5
-    # The quantized network differs from the float one, but stays close.
-    assert 0 < report["decoder_dynamic_int8.tflite"]["max_abs_diff"]
-
-
-def test_parity_fails_for_other_weights(exported):
-    likelihood, _, folder, _ = exported
-    with pytest.raises(export.ParityError, match="decoder_float32.tflite") as error:
-        export.check_export(tiny_vae(likelihood, seed=1), folder, images())
-    assert not error.value.report["saved_model"]["passed"]
+        assert set(signatures) == set(endpoints.DECODER_SIGNATURES)
 
 
 SAVED_MODEL_CLIENT = """
@@ -141,7 +91,7 @@ np.savez(outputs, **results)
 """
 
 
-def test_saved_model_reloads_without_tfp(exported, tmp_path):
+def test_saved_model_reloads_without_tfp(exported, images, tmp_path):
     likelihood, model, folder, _ = exported
     rng = np.random.default_rng(5)
     x = images(B)
@@ -163,6 +113,7 @@ def test_saved_model_reloads_without_tfp(exported, tmp_path):
     mean = model.decode(inputs["eps"]).mean().numpy()  # z = eps under N(0, I).
     np.testing.assert_allclose(got["sample_from_noise/mean"], mean, atol=1e-5)
     if likelihood == "bernoulli":
+        assert got["sample_from_noise/x"].dtype == np.float32
         np.testing.assert_array_equal(got["sample_from_noise/x"], inputs["noise"] < mean)
         assert set(np.unique(got["sample/x"])) <= {0.0, 1.0}
     assert got["sample/x"].shape == (4, H, W)
@@ -185,7 +136,7 @@ def test_sample_signature_draws_fresh_noise_per_interpreter(exported):
     assert not np.array_equal(draws[0]["mean"], draws[1]["mean"])
 
 
-def test_failed_export_leaves_previous_export_alone(exported, monkeypatch):
+def test_failed_export_leaves_previous_export_alone(exported, images, monkeypatch):
     _, model, folder, _ = exported
     before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
     convert = export.convert_decoder
@@ -207,8 +158,8 @@ def test_failed_export_leaves_previous_export_alone(exported, monkeypatch):
 def test_unsupported_likelihood_is_named():
     poisson = tfd.Independent(tfd.Poisson(rate=tf.ones((1, H, W))),
                               reinterpreted_batch_ndims=2)
-    with pytest.raises(export.UnsupportedModelError, match="Poisson"):
-        export.likelihood_kind(poisson)
+    with pytest.raises(endpoints.UnsupportedModelError, match="Poisson"):
+        endpoints.likelihood_kind(poisson)
 
 
 DEVICE_CLIENT = """
@@ -246,7 +197,7 @@ def test_export_script_reports_missing_run_dir(tmp_path):
 
 def test_export_script_exports_a_run_folder(tmp_path, data_dir):
     config = tfvae.RunConfig(
-        model=tfvae.ModelConfig(latent_dim=LATENT, hidden_units=HIDDEN, likelihood="gaussian",
+        model=tfvae.ModelConfig(latent_dim=LATENT, hidden_units=(32,), likelihood="gaussian",
                                 event_shape=(28, 20)),
         data=tfvae.DataConfig(dataset="frey_face", data_dir=data_dir))
     run_dir = tmp_path / "run"
@@ -261,5 +212,5 @@ def test_export_script_exports_a_run_folder(tmp_path, data_dir):
     assert export_script.main([str(run_dir)]) == 0
     description = json.loads((run_dir / "export" / "export.json").read_text())
     assert description["image_shape"] == [28, 20]
-    assert description["model_config"]["hidden_units"] == list(HIDDEN)
+    assert description["model_config"]["hidden_units"] == [32]
     assert "decoder_int8.tflite" not in description["tflite"]

@@ -5,13 +5,16 @@ Public API:
     build_vae: the paper's networks from a `ModelConfig`.
     gaussian_mlp_encoder, bernoulli_mlp_decoder, gaussian_mlp_decoder.
     ModelConfig, DataConfig, TrainConfig, RunConfig.
+    log_likelihood: importance-sampled log p(x) with standard errors.
 """
 
 from tfvae.aevb import (bernoulli_mlp_decoder, build_vae, gaussian_mlp_decoder,
                         gaussian_mlp_encoder)
 from tfvae.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from tfvae.evaluation import log_likelihood
 from tfvae.model import VAE
 
 __all__ = ["VAE", "build_vae", "gaussian_mlp_encoder", "bernoulli_mlp_decoder",
-           "gaussian_mlp_decoder", "ModelConfig", "DataConfig", "TrainConfig", "RunConfig"]
+           "gaussian_mlp_decoder", "ModelConfig", "DataConfig", "TrainConfig", "RunConfig",
+           "log_likelihood"]
 __version__ = "0.1.0"

@@ -22,11 +22,12 @@ of all N posteriors (eq. 23-24). From a minibatch of B datapoints:
 The stratified estimator is unbiased for q(z_b) itself (the log adds a Jensen
 bias that shrinks with B), and with B = N it is exactly the full-data estimator
 eq. 24. The weighted one is Chen et al.'s training estimator: its weights sum to
-1/N, not 1, so it underestimates q(z_b) by a factor between B (posteriors that do
-not overlap) and N (posteriors that overlap), shifting MI up, dimension-wise KL
-down and total correlation up, by up to log N, J log N and (J - 1) log N nats.
-The shifts do not change gradients, which is all training needs; as a
-measurement, prefer the stratified estimator.
+1/N, not 1, so it underestimates q(z_b) and each q(z_bj) by a factor between B
+(posteriors that do not overlap) and N (posteriors that overlap). MI comes out
+too high by log B to log N, dimension-wise KL too low by J log B to J log N, and
+total correlation shifts by the difference: (J - 1) log N when all overlap, 175
+nats for J = 20 on the 10^4 MNIST test images. Constant shifts do not change
+gradients, which is all training needs; as a measurement, prefer `stratified`.
 
 Because the three terms telescope, they add up to the Monte Carlo rate
 mean_b[log q(z_b|x_b) - log p(z_b)] exactly, for either estimator.

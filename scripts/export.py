@@ -3,7 +3,7 @@
 Writes RUN_DIR/export/: a SavedModel with tensor-only endpoints, `.tflite`
 decoders (float32, dynamic-range int8, float16; full int8 when asked) and
 export.json, after checking that each agrees with the Keras model (see
-tfvae/parity.py and docs/export.md).
+tfvae/parity.py and the README section "Export").
 """
 
 import argparse

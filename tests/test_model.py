@@ -74,7 +74,7 @@ def test_iwae_bound_is_above_the_elbo_and_grows_with_k(vae):
     elbo = np.mean(vae.elbo(x, 100, seed=1))
     iwae = [np.mean(vae.iwae_bound(x, k, seed=2)) for k in (1, 10, 100)]
     assert iwae[0] == pytest.approx(elbo, abs=0.1)  # Both estimate the ELBO.
-    assert elbo + 0.1 < iwae[1] < iwae[2]
+    assert elbo + 0.03 < iwae[1] < iwae[2]
 
 
 def test_monte_carlo_kl_estimator_agrees_with_analytic(vae):

@@ -30,8 +30,64 @@ tfd = tfp.distributions
 METRIC_NAMES = ("loss", "elbo", "rate", "distortion")
 
 
+class OwnLossModel(keras.Model):
+    """A Keras model that computes its own loss in `train_step`.
+
+    `compile` takes no `loss`, defaults to the paper's optimizer and to XLA,
+    and survives a `.keras` round trip; `minimise` is the shared update step.
+    """
+
+    def compile(self, optimizer=None, *, jit_compile=True, **kwargs):
+        """Like `keras.Model.compile`, with XLA on by default and no `loss`.
+
+        Args:
+            optimizer: Defaults to the paper's Adagrad with step size 0.01.
+            jit_compile: XLA; pass False for networks whose ops XLA cannot compile.
+            **kwargs: Other `keras.Model.compile` arguments, except `loss`: the
+                model computes its own.
+        """
+        if optimizer is None:
+            optimizer = keras.optimizers.Adagrad(learning_rate=0.01)
+        if "loss" in kwargs:
+            raise ValueError(f"{type(self).__name__} computes its own loss; drop `loss=`. "
+                             "Choose a VAE's bound with VAE(objective=..., num_samples=...).")
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        return config and {k: v for k, v in config.items() if k != "loss"}
+
+    def compile_from_config(self, config):
+        config = dict(config)
+        config["optimizer"] = keras.optimizers.deserialize(config["optimizer"])
+        for key in ("loss_weights", "metrics", "weighted_metrics"):
+            if config.get(key) is None:
+                config.pop(key, None)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def minimise(self, loss_and_aux):
+        """One optimizer step on a loss plus the layers' L2 weight penalties.
+
+        Args:
+            loss_and_aux: A function returning (scalar loss, anything); called
+                under the gradient tape.
+
+        Returns:
+            The function's second output.
+        """
+        with tf.GradientTape() as tape:
+            loss, aux = loss_and_aux()
+            penalties = self.losses  # Recomputed at each access: read once.
+            objective = loss + tf.add_n(penalties) if penalties else loss
+        variables = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
+        return aux
+
+
 @keras.saving.register_keras_serializable(package="tfvae")
-class VAE(keras.Model):
+class VAE(OwnLossModel):
     """A variational autoencoder whose networks output TFP distributions.
 
     Args:
@@ -219,46 +275,14 @@ class VAE(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
-    def compile(self, optimizer=None, *, jit_compile=True, **kwargs):
-        """Like `keras.Model.compile`, with XLA on by default and no `loss`.
-
-        Args:
-            optimizer: Defaults to the paper's Adagrad with step size 0.01.
-            jit_compile: XLA; pass False for networks whose ops XLA cannot compile.
-            **kwargs: Other `keras.Model.compile` arguments, except `loss`: the
-                loss is minus the model's own bound.
-        """
-        if optimizer is None:
-            optimizer = keras.optimizers.Adagrad(learning_rate=0.01)
-        if "loss" in kwargs:
-            raise ValueError("VAE computes its own loss (minus its bound); drop `loss=`. "
-                             "Choose the bound with VAE(objective=..., num_samples=...).")
-        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
-
-    def get_compile_config(self):
-        config = super().get_compile_config()
-        return config and {k: v for k, v in config.items() if k != "loss"}
-
-    def compile_from_config(self, config):
-        config = dict(config)
-        config["optimizer"] = keras.optimizers.deserialize(config["optimizer"])
-        for key in ("loss_weights", "metrics", "weighted_metrics"):
-            if config.get(key) is None:
-                config.pop(key, None)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
     def train_step(self, data):
         x = _inputs(data)
-        with tf.GradientTape() as tape:
-            terms = self.bound_terms(x)
-            loss = -tf.reduce_mean(terms.bound)
-            penalties = self.losses  # Recomputed at each access: read once.
-            objective = loss + tf.add_n(penalties) if penalties else loss
-        variables = self.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
+        terms = self.minimise(lambda: self._loss_and_terms(x))
         return self._update_metrics(terms)
+
+    def _loss_and_terms(self, x):
+        terms = self.bound_terms(x)
+        return -tf.reduce_mean(terms.bound), terms
 
     def test_step(self, data):
         x = _inputs(data)

@@ -15,86 +15,21 @@ import json
 import math
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_probability as tfp
 from scipy.special import logsumexp
 
 import tfvae
 from tfvae import datasets, evaluation
+from tfvae import ppca as ppca_lib
 from tfvae.config import DataConfig, ModelConfig, RunConfig
 
 tfd = tfp.distributions
 
-DATA_DIM, NOISE = 4, 0.5
-LOADINGS = np.array([2.0, 0.7, 0.0])  # l_j; the third latent unit is dead.
-LATENT_DIM = len(LOADINGS)
-
-
-class AffineGaussian(keras.Model):
-    """inputs -> N(inputs K + b, diag(exp(log_scale))^2), or a full covariance N(., L L^T)."""
-
-    def __init__(self, units, full_covariance=False, **kwargs):
-        super().__init__(**kwargs)
-        self.units, self.full_covariance = units, full_covariance
-        self.affine = keras.layers.Dense(units)
-
-    def build(self, input_shape):
-        self.affine.build(input_shape)
-        shape = (self.units, self.units) if self.full_covariance else (self.units,)
-        self.scale = self.add_weight(shape=shape, initializer="ones", name="scale")
-
-    def set_parameters(self, kernel, bias, scale):
-        for variable, value in ((self.affine.kernel, kernel), (self.affine.bias, bias),
-                                (self.scale, scale)):
-            variable.assign(np.asarray(value, np.float32))
-
-    def call(self, inputs):
-        loc = self.affine(inputs)
-        if self.full_covariance:
-            return tfd.MultivariateNormalTriL(loc, tf.linalg.band_part(self.scale, -1, 0))
-        return tfd.Independent(tfd.Normal(loc, self.scale), reinterpreted_batch_ndims=1)
-
-
-class PPCA:
-    """A pPCA model, its exact log p(x), and VAEs with exact or chosen posteriors."""
-
-    def __init__(self, loadings=LOADINGS, seed=0):
-        rng = np.random.default_rng(seed)
-        directions, _ = np.linalg.qr(rng.normal(size=(DATA_DIM, len(loadings))))
-        self.weights = directions * loadings  # W [D, J], orthogonal columns.
-        self.mean = rng.normal(size=DATA_DIM)
-        self.posterior_precision = self.weights.T @ self.weights + NOISE**2 * np.eye(len(loadings))
-
-    def sample(self, n, seed=1):
-        rng = np.random.default_rng(seed)
-        z = rng.normal(size=(n, LATENT_DIM))
-        return (z @ self.weights.T + self.mean
-                + NOISE * rng.normal(size=(n, DATA_DIM))).astype(np.float32)
-
-    def log_evidence(self, x):
-        covariance = self.weights @ self.weights.T + NOISE**2 * np.eye(DATA_DIM)
-        return tfd.MultivariateNormalTriL(self.mean, np.linalg.cholesky(covariance)).log_prob(
-            x.astype(np.float64)).numpy()
-
-    def vae(self, loc_shift=0.0, scale_factor=1.0, full_covariance=False):
-        """VAE whose posterior is the exact one, shifted and widened as asked."""
-        encoder = AffineGaussian(LATENT_DIM, full_covariance)
-        decoder = AffineGaussian(DATA_DIM)
-        model = tfvae.VAE(encoder, decoder, seed=0)
-        model.build((None, DATA_DIM))
-        gain = self.weights @ np.linalg.inv(self.posterior_precision)  # [D, J]
-        covariance = NOISE**2 * np.linalg.inv(self.posterior_precision)
-        scale = (np.linalg.cholesky(covariance) if full_covariance
-                 else np.sqrt(np.diag(covariance)))
-        encoder.set_parameters(gain, loc_shift - self.mean @ gain, scale_factor * scale)
-        decoder.set_parameters(self.weights.T, self.mean, np.full(DATA_DIM, NOISE))
-        return model
-
-    def mutual_information(self):
-        return 0.5 * np.sum(np.log((LOADINGS**2 + NOISE**2) / NOISE**2))
+DATA_DIM, NOISE, LOADINGS, LATENT_DIM = ppca_lib.DATA_DIM, ppca_lib.NOISE, \
+    ppca_lib.LOADINGS, ppca_lib.LATENT_DIM
+PPCA = ppca_lib.PPCA
 
 
 @pytest.fixture(scope="module")

@@ -181,3 +181,13 @@ def test_crash_while_writing_keeps_the_old_file(tmp_path, rng, monkeypatch):
         plots.image_grid(rng.uniform(size=(4, HEIGHT, WIDTH)), path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["samples.png"]
+
+
+def test_bound_curves_draws_two_lines_per_run(tmp_path):
+    history = {"samples": [1e3, 1e4, 1e5], "elbo": [-300.0, -150.0, -120.0],
+               "val_elbo": [-310.0, -160.0, -125.0]}
+    path = plots.bound_curves({"latent 2": history, "latent 10": history},
+                              tmp_path / "figure2.png", title="Figure 2")
+    assert path.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(KeyError):
+        plots.bound_curves({"broken": {"samples": [1.0]}}, tmp_path / "broken.png")

@@ -41,6 +41,7 @@ def test_cli_writes_every_artifact(data_dir, tmp_path, capsys):
     rows = history_rows(run_dir)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert [int(float(r["samples"])) for r in rows] == [300, 600, 900]
+    assert all(float(r["seconds"]) > 0 for r in rows)
     assert all(math.isfinite(float(r[k])) for r in rows for k in ("elbo", "val_elbo"))
     model = keras.models.load_model(run_dir / "model.keras")
     x = datasets.load_arrays("frey_face", data_dir).x_test[:4]

@@ -244,6 +244,33 @@ def latent_scatter(
     return _save(fig, path)
 
 
+def bound_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], path: PathLike, *,
+                 title: Optional[str] = None) -> pathlib.Path:
+    """Kingma & Welling's Figure 2: train and test bound against samples, per run.
+
+    Args:
+        histories: {label: history} with `samples`, `elbo` and `val_elbo` series.
+        path: PNG to write.
+        title: Figure title.
+
+    Returns:
+        `path`. Train bounds are solid, test bounds dashed, one colour per run.
+    """
+    fig = _figure((6.5, 4.5))
+    ax = fig.add_subplot()
+    for color, (label, history) in enumerate(histories.items()):
+        ax.plot(history["samples"], history["elbo"], "-", color=f"C{color}",
+                label=f"{label}, train")
+        ax.plot(history["samples"], history["val_elbo"], "--", color=f"C{color}",
+                label=f"{label}, test")
+    ax.set(xscale="log", xlabel="training samples evaluated",
+           ylabel="lower bound per datapoint (nats)", title=title or "")
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", ncols=2)
+    return _save(fig, path)
+
+
 def _as_images(images: np.ndarray) -> np.ndarray:
     """Returns `[N, H, W]` or `[N, H, W, 3]` as floats clipped to [0, 1]."""
     images = np.asarray(images, dtype=float)

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -148,18 +149,25 @@ def _comparable(config: RunConfig) -> RunConfig:
 
 
 class SamplesSeen(keras.callbacks.Callback):
-    """Adds `samples`, the training examples evaluated so far, to the logs.
+    """Adds `samples` (training examples evaluated so far) and `seconds` (the
+    epoch's wall time, validation included) to the logs.
 
-    The x-axis of Kingma & Welling's Figure 2. Must come before the loggers.
+    `samples` is the x-axis of Kingma & Welling's Figure 2. Must come before
+    the loggers.
     """
 
     def __init__(self, samples_per_epoch: int):
         super().__init__()
         self.samples_per_epoch = samples_per_epoch
+        self.start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["samples"] = (epoch + 1) * self.samples_per_epoch
+            logs["seconds"] = time.perf_counter() - self.start
 
 
 class KeepLastFinite(keras.callbacks.Callback):

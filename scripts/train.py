@@ -28,8 +28,9 @@ def main(argv=None) -> int:
             training.TrainingDiverged, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"Wrote {result.run_dir}: final elbo {result.history['elbo'][-1]:.2f}, "
-          f"test elbo {result.history['val_elbo'][-1]:.2f} nats per datapoint.")
+    history = result.history
+    print(f"Wrote {result.run_dir}: final loss {history['loss'][-1]:.2f}, "
+          f"test loss {history['val_loss'][-1]:.2f} nats per datapoint (minus the bound).")
     return 0
 
 

@@ -46,7 +46,7 @@ def test_cli_writes_every_artifact(data_dir, tmp_path, capsys):
     model = keras.models.load_model(run_dir / "model.keras")
     x = datasets.load_arrays("frey_face", data_dir).x_test[:4]
     assert model.reconstruct(x).shape == (4, 28, 20)
-    assert "test elbo" in capsys.readouterr().out
+    assert "test loss" in capsys.readouterr().out
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(data_dir, tmp_path):
@@ -109,3 +109,15 @@ def test_running_a_finished_run_again_trains_nothing(data_dir, tmp_path):
     assert len(history_rows(tmp_path / "run")) == 2
     for a, b in zip(keras.models.load_model(model_path).get_weights(), weights):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_plain_autoencoder_trains_through_the_same_cli(data_dir, tmp_path):
+    args = frey_args(data_dir, tmp_path, "--epochs", "2", "--objective", "reconstruction")
+    assert train_script.main(args) == 0
+    run_dir = tmp_path / "run"
+    assert {"reconstructions.png", "training_curve.png", "model.keras"} <= {
+        p.name for p in run_dir.iterdir()}
+    assert not (run_dir / "samples.png").exists()  # No prior to sample from.
+    assert set(history_rows(run_dir)[0]) >= {"loss", "distortion", "val_loss"}
+    model = keras.models.load_model(run_dir / "model.keras")
+    assert model.encode(np.zeros((3, 28, 20), np.float32)).shape == (3, 2)

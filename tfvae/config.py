@@ -20,7 +20,7 @@ import typing
 from typing import Any, Optional
 
 LIKELIHOODS = ("bernoulli", "gaussian")
-OBJECTIVES = ("elbo", "iwae")
+OBJECTIVES = ("elbo", "iwae", "reconstruction")
 KL_ESTIMATORS = ("auto", "analytic", "monte_carlo")
 BINARIZATIONS = ("none", "dynamic")
 OPTIMIZERS = ("adagrad", "adam", "sgd", "rmsprop")
@@ -39,7 +39,9 @@ class ModelConfig:
         init_stddev: Standard deviation of the N(0, s^2) weight initialiser.
         weight_decay: L2 coefficient on kernels, per datapoint. `None` means the
             paper's N(0, I) prior on the weights: 1 / (2 N) for N training points.
-        objective: `elbo` (the SGVB bound) or `iwae` (importance weighted).
+        objective: `elbo` (the SGVB bound), `iwae` (importance weighted), or
+            `reconstruction`: the plain autoencoder baseline (z = f(x), a point,
+            trained on log p(x|z) alone, no KL term).
         num_samples: Samples of z per datapoint: L for `elbo`, k for `iwae`.
         kl_estimator: `analytic` (the paper's estimator B), `monte_carlo`
             (estimator A) or `auto` (analytic where TFP registers a KL).

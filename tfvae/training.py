@@ -33,7 +33,10 @@ import numpy as np
 
 from tfvae import aevb, datasets, plots
 from tfvae.config import RunConfig
+from tfvae.autoencoder import Autoencoder, build_autoencoder
 from tfvae.model import VAE
+
+METRICS = ("loss", "elbo", "rate", "distortion")
 
 CHECKPOINT = "checkpoint.keras"
 CHECKPOINT_STATE = "checkpoint.json"
@@ -48,7 +51,7 @@ class RunExists(ValueError):
 
 
 class TrainResult(NamedTuple):
-    model: VAE
+    model: VAE | Autoencoder
     history: dict[str, list[float]]
     run_dir: Path
 
@@ -113,9 +116,11 @@ def resolve(config: RunConfig, data: datasets.DataSplits) -> RunConfig:
                                train=dataclasses.replace(config.train, run_name=name))
 
 
-def build_compiled(config: RunConfig, num_train: int) -> VAE:
-    """The paper's VAE for `config`, compiled with its optimizer."""
-    model = aevb.build_vae(config.model, num_train=num_train, seed=config.train.seed)
+def build_compiled(config: RunConfig, num_train: int) -> VAE | Autoencoder:
+    """The paper's VAE for `config` (or the plain autoencoder), compiled."""
+    build = (build_autoencoder if config.model.objective == "reconstruction"
+             else aevb.build_vae)
+    model = build(config.model, num_train=num_train, seed=config.train.seed)
     optimizer = keras.optimizers.get({"class_name": config.train.optimizer,
                                       "config": {"learning_rate": config.train.learning_rate}})
     model.compile(optimizer, jit_compile=config.train.jit_compile,
@@ -251,21 +256,24 @@ def read_history(path: Path) -> dict[str, list[float]]:
     return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
 
 
-def write_pictures(model: VAE, data: datasets.DataSplits, history, run_dir: Path,
+def write_pictures(model: VAE | Autoencoder, data: datasets.DataSplits, history, run_dir: Path,
                    *, seed: int = 0) -> None:
-    """Samples, reconstructions, the training curve and (2-D z) the manifold."""
-    event_shape = tuple(data.event_shape)
-    samples = model.sample(100, seed=seed, mean=True).numpy()
-    plots.image_grid(samples, run_dir / "samples.png", ncols=10,
-                     title="E[x|z], z ~ p(z)")
+    """Reconstructions and the training curve; for a VAE also samples and (2-D z)
+    the manifold. A plain autoencoder has no prior to sample from."""
     x = data.arrays.x_test[:20]
     plots.reconstructions(x, model.reconstruct(x).numpy(), run_dir / "reconstructions.png",
-                          title="test images (top) and E[x|z = posterior mean] (bottom)")
+                          title="test images (top) and their reconstructions (bottom)")
+    curves = {k: v for k, v in history.items() if k.removeprefix("val_") in METRICS}
     if history.get("samples"):
-        plots.training_curves(history, run_dir / "training_curve.png",
+        plots.training_curves(curves, run_dir / "training_curve.png",
                               x=history["samples"], xlabel="training samples evaluated",
-                              log_x=True, title="lower bound per datapoint (nats)")
+                              log_x=True, title="per datapoint (nats)")
+    if not isinstance(model, VAE):
+        return
+    samples = model.sample(100, seed=seed, mean=True).numpy()
+    plots.image_grid(samples, run_dir / "samples.png", ncols=10, title="E[x|z], z ~ p(z)")
     if model.latent_shape == (2,):
         plots.manifold(lambda z: model.decode(z.astype(np.float32)).mean().numpy(),
-                       run_dir / "manifold.png", grid_size=20, image_shape=event_shape,
+                       run_dir / "manifold.png", grid_size=20,
+                       image_shape=tuple(data.event_shape),
                        title="decoded prior quantiles (Kingma & Welling, Fig. 4)")

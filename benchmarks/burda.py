@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tfvae import evaluation, training
+from tfvae import reports, training
 from tfvae.config import RunConfig
 
 # Burda et al. (2016), Table 1, test NLL in nats.
@@ -37,7 +37,7 @@ def test_nll(run_dir: Path, num_samples: int) -> dict:
         report = json.loads(path.read_text())
         if report["log_likelihood"]["num_samples"] == num_samples:
             return report
-    return json.loads(evaluation.evaluate_run(run_dir, num_samples=num_samples).read_text())
+    return json.loads(reports.evaluate_run(run_dir, num_samples=num_samples).read_text())
 
 
 def row(name, k, result, report) -> str:

@@ -2,7 +2,7 @@
 
 Writes <run>/evaluation.json and <run>/evaluation.md: ELBO, rate, distortion,
 IWAE bounds, the importance-sampled test log-likelihood, active units, the KL
-decomposition and the mutual-information bounds (see tfvae/evaluation.py).
+decomposition and the mutual-information bounds (see tfvae/reports.py).
 """
 
 import argparse
@@ -21,10 +21,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     # Imported after parsing so that --help and flag errors answer at once.
-    from tfvae import evaluation
+    from tfvae import reports
     try:
-        path = evaluation.evaluate_run(args.run_dir, num_samples=args.num_samples,
-                                       split=args.split, limit=args.limit, seed=args.seed)
+        path = reports.evaluate_run(args.run_dir, num_samples=args.num_samples,
+                                    split=args.split, limit=args.limit, seed=args.seed)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

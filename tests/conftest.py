@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data folder, and a tiny VAE with its exports."""
+"""Shared fixtures: the real data folder, a tiny VAE with its exports, and a smaller
+Bernoulli VAE."""
 
 import os
 from pathlib import Path
@@ -56,3 +57,18 @@ def exported(request, tmp_path_factory, tiny_vae, images):
     folder = tmp_path_factory.mktemp(request.param) / "export"
     description = export.export_model(model, folder, x, quantizations=export.QUANTIZATIONS)
     return request.param, model, folder, description
+
+
+# A smaller Bernoulli VAE (8 hidden units), for test_evaluation.py and test_reports.py.
+
+def _small_bernoulli_vae() -> tfvae.VAE:
+    model = tfvae.VAE(tfvae.gaussian_mlp_encoder(2, (8,)),
+                      tfvae.bernoulli_mlp_decoder((3, 5), (8,)))
+    model.build((None, 3, 5))
+    return model
+
+
+@pytest.fixture(scope="session")
+def small_bernoulli_vae():
+    """Factory `() -> VAE`: latent 2, 8 hidden units, Bernoulli p(x|z) over 3 x 5 images."""
+    return _small_bernoulli_vae

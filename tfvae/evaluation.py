@@ -1,4 +1,4 @@
-"""Evaluation: importance-sampled log-likelihood, diagnostics and run reports.
+"""Evaluation: the importance-sampled log-likelihood and diagnostics of a VAE.
 
     log p(x) ~ IW_k(x) = log (1/k) sum_i w_i,   w_i = p(x|z_i) p(z) / q(z_i|x),  z_i ~ q(z|x)
 
@@ -11,8 +11,8 @@ Diagnostics over a dataset: rate and distortion (the ELBO's two terms), active
 units (Burda et al. 2016, section 5.2), the decomposition of the rate into
 index-code mutual information, total correlation and dimension-wise KL
 (`tfvae.decomposition`, seed 002 eq. 19-29) and the bounds on the mutual
-information (eq. 30). `evaluate_run` does all of it for a run folder and writes
-`evaluation.json` and `evaluation.md` beside the model.
+information (eq. 30). `tfvae.reports` gathers them all for a dataset or a run
+folder.
 
 References:
     Burda, Grosse & Salakhutdinov (2016). Importance Weighted Autoencoders. ICLR.
@@ -23,25 +23,18 @@ References:
 
 from __future__ import annotations
 
-import json
 import math
-import time
-from pathlib import Path
 from typing import Iterable, NamedTuple
 
-import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import datasets, decomposition
-from tfvae.config import RunConfig
+from tfvae import decomposition
 from tfvae.model import VAE
-from tfvae.training import write_text_atomic
 
 tfd = tfp.distributions
 
-SPLITS = ("test", "train", "valid")
 # Families whose log_prob is a log-probability (not a density), so that the data
 # entropy H(x) - distortion lower-bounds the mutual information (eq. 30).
 DISCRETE_LIKELIHOODS = (tfd.Bernoulli, tfd.Categorical, tfd.OneHotCategorical,
@@ -188,6 +181,7 @@ def log_mean_weight(log_weight_chunks: Iterable[np.ndarray]) -> tuple[np.ndarray
 
 
 def _summarize(estimates: np.ndarray, stderrs: np.ndarray, k: int) -> LogLikelihood:
+    """`LogLikelihood` from `[N]` estimates and their `[N]` standard errors."""
     n = len(estimates)
     spread = estimates.std(ddof=1) / math.sqrt(n) if n > 1 else float("nan")
     return LogLikelihood(
@@ -207,9 +201,18 @@ def _seed(seed: int, *counters: int) -> tf.Tensor:
 # Diagnostics.
 
 def rate_distortion(model: VAE, x, *, batch_size: int = 100, seed: int = 0) -> RateDistortion:
-    """Means over x `[N, *event]` of the ELBO, rate and distortion (one z per example).
+    """Means over x of the ELBO, rate and distortion (one z per example).
 
     The rate is analytic where TFP has the KL (the model's `kl_estimator`).
+
+    Args:
+        model: The VAE.
+        x: `[N, *event]` datapoints.
+        batch_size: Datapoints per step.
+        seed: Seeds the draw of z.
+
+    Returns:
+        `RateDistortion` of floats, nats per datapoint.
     """
     terms = [model.bound_terms(x[start:start + batch_size], "elbo", 1, _seed(seed, i))
              for i, start in enumerate(range(0, len(x), batch_size))]
@@ -223,7 +226,10 @@ def active_units(model: VAE, x, *, threshold: float = 0.01,
     """Burda et al.'s active units: A_u = Var_x(E_q(u|x)[u]) > `threshold`.
 
     Args:
+        model: The VAE; its posterior needs a `mean`.
         x: `[N, *event]` datapoints.
+        threshold: A_u above which a dimension is active.
+        batch_size: Datapoints per encoder call.
 
     Returns:
         `ActiveUnits` with `[J]` activities (the diagonal of Cov_x(E_q[z|x])).
@@ -245,8 +251,10 @@ def kl_decomposition(model: VAE, x, *, estimator: str = "stratified",
     full-data estimator eq. 24; memory grows as batch_size^2 * J.
 
     Args:
+        model: The VAE.
         x: `[N, *event]` datapoints, N >= 2.
         estimator: `stratified` or `weighted` (see `tfvae.decomposition`).
+        batch_size: Largest minibatch.
         seed: Seeds the minibatches and the draw of one z per datapoint.
 
     Returns:
@@ -323,6 +331,9 @@ def mutual_information_bounds(rate: float, distortion: float,
         rate: E_x KL(q(z|x) || p(z)), nats.
         distortion: -E_x E_q log p(x|z), nats.
         entropy: H(x) in nats, or None.
+
+    Returns:
+        `MutualInformationBounds`; `lower` is None when `entropy` is.
     """
     return MutualInformationBounds(
         lower=None if entropy is None else entropy - distortion, upper=rate)
@@ -334,162 +345,3 @@ def has_discrete_likelihood(model: VAE, x) -> bool:
     while isinstance(likelihood, tfd.Independent):
         likelihood = likelihood.distribution
     return isinstance(likelihood, DISCRETE_LIKELIHOODS) and bool(np.all(np.round(x) == x))
-
-
-# Reports.
-
-def evaluate(model: VAE, x, *, num_samples: int = 5000, iwae_samples=(5, 50),
-             active_threshold: float = 0.01, decomposition_batch_size: int = 1000,
-             seed: int = 0) -> dict:
-    """Every measure of this module on x `[N, *event]`, as a JSON-ready dict.
-
-    Keys: `elbo`, `rate`, `distortion`; `iwae` (IW_k mean and stderr for each k
-    in `iwae_samples`); `log_likelihood` (k = `num_samples`); `active_units`;
-    `kl_decomposition` (both estimators, or the reason it does not apply);
-    `mutual_information_bounds`; `seconds` spent per part.
-    """
-    seconds = {}
-
-    def timed(name, fn, *args, **kwargs):
-        start = time.perf_counter()
-        result = fn(*args, **kwargs)
-        seconds[name] = round(time.perf_counter() - start, 2)
-        return result
-
-    terms = timed("elbo", rate_distortion, model, x, seed=seed)
-    iwae = {str(k): _log_likelihood_summary(timed(f"iwae_{k}", log_likelihood, model, x, k,
-                                                  seed=seed))
-            for k in iwae_samples}
-    likelihood = timed("log_likelihood", log_likelihood, model, x, num_samples, seed=seed)
-    units = timed("active_units", active_units, model, x, threshold=active_threshold)
-    entropy = data_entropy(x) if has_discrete_likelihood(model, x) else None
-    bounds = mutual_information_bounds(terms.rate, terms.distortion, entropy)
-    return {
-        "num_examples": len(x), **terms._asdict(), "iwae": iwae,
-        "log_likelihood": _log_likelihood_summary(likelihood),
-        "active_units": {"count": units.count, "threshold": units.threshold,
-                         "activities": units.activities.tolist()},
-        "kl_decomposition": timed("kl_decomposition", _decompositions, model, x,
-                                  decomposition_batch_size, seed),
-        "mutual_information_bounds": {**bounds._asdict(), "data_entropy": entropy},
-        "seconds": seconds,
-    }
-
-
-def _log_likelihood_summary(result: LogLikelihood) -> dict:
-    return {"num_samples": result.num_samples, "mean": result.mean, "stderr": result.stderr,
-            "monte_carlo_stderr": result.monte_carlo_stderr}
-
-
-def _decompositions(model: VAE, x, batch_size: int, seed: int) -> dict:
-    try:
-        estimates = {name: kl_decomposition(model, x, estimator=name, batch_size=batch_size,
-                                            seed=seed)._asdict()
-                     for name in decomposition.ESTIMATORS}
-    except UnsupportedDistribution as error:
-        return {"unavailable": str(error)}
-    return {"num_data": len(x), "batch_size": min(batch_size, len(x)), **estimates}
-
-
-def load_split(config: RunConfig, split: str = "test") -> np.ndarray:
-    """The datapoints of `split` `[N, *event]`, as the run's training saw them.
-
-    The test set comes from `datasets.load`'s test pipeline (under dynamic
-    binarization, binarized once with `datasets.TEST_BINARIZATION_SEED`);
-    train (cut to the run's `limit`) and valid are binarized the same way.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r} is not one of {SPLITS}.")
-    data = datasets.load(config.data, seed=config.train.seed)
-    if split == "test":
-        return np.concatenate(list(data.test.as_numpy_iterator()))
-    x = getattr(data.arrays, f"x_{split}")
-    if x is None:
-        raise ValueError(f"{config.data.dataset} has no {split} split.")
-    if config.data.binarization == "dynamic":
-        x = datasets.fixed_binarization(x, datasets.TEST_BINARIZATION_SEED)
-    return x
-
-
-def evaluate_run(run_dir, *, num_samples: int = 5000, split: str = "test",
-                 limit: int | None = None, seed: int = 0) -> Path:
-    """Evaluates a run folder's `model.keras` and writes `evaluation.json` and `.md`.
-
-    Args:
-        run_dir: A folder written by `training.train` (config.json, model.keras).
-        num_samples: k of the log-likelihood estimate.
-        split: `test`, `train` or `valid`.
-        limit: Evaluate only the first `limit` datapoints of the split.
-        seed: Seeds every draw.
-
-    Returns:
-        The path of `evaluation.json`.
-
-    Raises:
-        FileNotFoundError: The folder, its config.json or model.keras is missing
-            (or the data are: `datasets.DataNotFoundError`).
-        ValueError: An unknown or absent split, or `limit` < 2.
-    """
-    if limit is not None and limit < 2:
-        raise ValueError(f"limit must be at least 2 (a spread over examples), got {limit}.")
-    run_dir = Path(run_dir)
-    for path in (run_dir, run_dir / "config.json", run_dir / "model.keras"):
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist: pass a run folder written by "
-                                    "scripts/train.py.")
-    config = RunConfig.from_json((run_dir / "config.json").read_text())
-    model = keras.models.load_model(run_dir / "model.keras", compile=False)
-    x = load_split(config, split)[:limit]
-    report = {"run_dir": str(run_dir), "dataset": config.data.dataset, "split": split,
-              "seed": seed, **evaluate(model, x, num_samples=num_samples, seed=seed)}
-    write_text_atomic(run_dir / "evaluation.json", json.dumps(report, indent=2))
-    write_text_atomic(run_dir / "evaluation.md", to_markdown(report))
-    return run_dir / "evaluation.json"
-
-
-def to_markdown(report: dict) -> str:
-    """A short Markdown summary of an `evaluate_run` report."""
-    likelihood = report["log_likelihood"]
-    units = report["active_units"]
-    bounds = report["mutual_information_bounds"]
-    lines = [
-        f"# Evaluation of {report['run_dir']}",
-        "",
-        f"{report['dataset']}, {report['split']} split, {report['num_examples']} examples, "
-        f"seed {report['seed']}. Nats per datapoint; ± is the standard error over examples.",
-        "",
-        "| measure | value |", "|---|---|",
-        f"| ELBO | {report['elbo']:.2f} |",
-        f"| rate KL(q(z\\|x) \\|\\| p(z)) | {report['rate']:.2f} |",
-        f"| distortion -E log p(x\\|z) | {report['distortion']:.2f} |",
-        *(f"| IWAE bound, k = {k} | {v['mean']:.2f} ± {v['stderr']:.2f} |"
-          for k, v in report["iwae"].items()),
-        f"| log p(x), k = {likelihood['num_samples']} | {likelihood['mean']:.2f} ± "
-        f"{likelihood['stderr']:.2f} (sampling z: ± {likelihood['monte_carlo_stderr']:.3f}) |",
-        f"| active units (A_u > {units['threshold']}) | {units['count']} of "
-        f"{len(units['activities'])} |",
-        f"| I(x; z) bounds, eq. 30 | {_format_bound(bounds['lower'])} <= I <= "
-        f"{bounds['upper']:.2f} |",
-        "", *_decomposition_lines(report["kl_decomposition"]),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _format_bound(value) -> str:
-    return "n/a (H(x) does not apply)" if value is None else f"{value:.2f}"
-
-
-def _decomposition_lines(result: dict) -> list[str]:
-    if "unavailable" in result:
-        return [f"KL decomposition: not available. {result['unavailable']}"]
-    header = ["## Rate decomposition (eq. 19-21)", "",
-              f"q(z) of the N = {result['num_data']} examples, minibatches of "
-              f"{result['batch_size']}. The weighted estimator (Chen et al.'s MWS) "
-              "underestimates q(z) and q(z_j) by a factor B to N: its MI is too high, its "
-              "dimension-wise KL too low and its TC off by their difference; read the "
-              "stratified row (eq. 29).", "",
-              "| estimator | MI | TC | dim-wise KL | sum |", "|---|---|---|---|---|"]
-    rows = [f"| {name} | {r['mutual_information']:.2f} | {r['total_correlation']:.2f} | "
-            f"{r['dimensionwise_kl']:.2f} | {sum(r.values()):.2f} |"
-            for name, r in result.items() if name in decomposition.ESTIMATORS]
-    return header + rows

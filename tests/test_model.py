@@ -230,3 +230,8 @@ def test_building_is_seeded_without_touching_global_randomness():
     # Distinct layers of one model get distinct seeds.
     kernels = [w for w in first if w.shape == (16, LATENT)]
     assert len(kernels) == 2 and not np.array_equal(kernels[0], kernels[1])
+
+
+def test_the_reconstruction_objective_points_to_the_autoencoder():
+    with pytest.raises(ValueError, match="autoencoder"):
+        small_vae(objective="reconstruction")

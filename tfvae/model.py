@@ -23,11 +23,12 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import objectives, priors
-from tfvae.config import KL_ESTIMATORS, OBJECTIVES
+from tfvae.config import KL_ESTIMATORS
 
 tfd = tfp.distributions
 
 METRIC_NAMES = ("loss", "elbo", "rate", "distortion")
+BOUNDS = ("elbo", "iwae")  # The objectives a VAE trains on.
 
 
 class OwnLossModel(keras.Model):
@@ -120,8 +121,10 @@ class VAE(OwnLossModel):
                  objective: str = "elbo", num_samples: int = 1,
                  kl_estimator: str = "auto", seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective={objective!r}: use one of {OBJECTIVES}.")
+        if objective not in BOUNDS:
+            hint = (" The plain autoencoder is tfvae.autoencoder.Autoencoder."
+                    if objective == "reconstruction" else "")
+            raise ValueError(f"objective={objective!r}: a VAE uses one of {BOUNDS}.{hint}")
         if kl_estimator not in KL_ESTIMATORS:
             raise ValueError(f"kl_estimator={kl_estimator!r}: use one of {KL_ESTIMATORS}.")
         if num_samples < 1:

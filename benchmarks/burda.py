@@ -30,7 +30,7 @@ def config(objective: str, k: int, epochs: int, output_dir: str) -> RunConfig:
         run_name=f"burda-{'vae' if objective == 'elbo' else 'iwae'}-k{k}")
 
 
-def test_nll(run_dir: Path, num_samples: int) -> dict:
+def nll_report(run_dir: Path, num_samples: int) -> dict:
     """The run's evaluation report, computed unless it exists for `num_samples`."""
     path = run_dir / "evaluation.json"
     if path.exists():
@@ -65,7 +65,7 @@ def main():
         for k in ks:
             result = training.train(config(objective, k, args.epochs, args.output_dir),
                                     verbose=0)
-            print(row(name, k, result, test_nll(result.run_dir, args.num_samples)), flush=True)
+            print(row(name, k, result, nll_report(result.run_dir, args.num_samples)), flush=True)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,8 @@ class TrainResult(NamedTuple):
 
 
 def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
-    """Trains a VAE as `config` says and writes its run folder.
+    """Trains the model `config` describes (a VAE, or the plain autoencoder) and
+    writes its run folder.
 
     Args:
         config: The run. `model.event_shape` and a `None` `weight_decay` are

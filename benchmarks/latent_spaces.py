@@ -41,7 +41,7 @@ def main():
         result = training.train(config, verbose=0)
         if x is None:
             arrays = datasets.load_arrays("mnist", config.data.data_dir)
-            x = datasets.fixed_binarization(arrays.x_test, datasets.TEST_BINARIZATION_SEED)
+            x = datasets.as_scored(arrays.x_test, config.data.binarization)
             labels = arrays.y_test
         z = codes(result.model, x)
         plots.latent_scatter(z, labels, docs / f"latent_{name.lower()}.png",

@@ -305,6 +305,12 @@ def fixed_binarization(x: np.ndarray, seed: int) -> np.ndarray:
     return (u < x).astype(np.float32)
 
 
+def as_scored(x: np.ndarray, binarization: str) -> np.ndarray:
+    """x `[N, *event]` as evaluation sees it: under dynamic binarization, binarized
+    once with `TEST_BINARIZATION_SEED`, so every run is scored on the same data."""
+    return fixed_binarization(x, TEST_BINARIZATION_SEED) if binarization == "dynamic" else x
+
+
 def make_pipeline(x: np.ndarray, batch_size: int, *, shuffle: bool,
                   binarization: str = "none", seed: int = 0,
                   drop_remainder: bool = True) -> tf.data.Dataset:
@@ -360,9 +366,7 @@ def load(config: DataConfig, seed: int = 0) -> DataSplits:
         arrays = dataclasses.replace(
             arrays, x_train=arrays.x_train[:config.limit],
             y_train=None if arrays.y_train is None else arrays.y_train[:config.limit])
-    x_test = arrays.x_test
-    if config.binarization == "dynamic":
-        x_test = fixed_binarization(x_test, TEST_BINARIZATION_SEED)
+    x_test = as_scored(arrays.x_test, config.binarization)
     return DataSplits(
         train=make_pipeline(arrays.x_train, config.batch_size, shuffle=True,
                             binarization=config.binarization, seed=seed),

@@ -200,9 +200,10 @@ class VAE(OwnLossModel):
         x = tf.convert_to_tensor(x, self.compute_dtype)
         posterior = self.encode(x)
         prior = self.prior()
-        if objective == "elbo" and self._analytic_kl(posterior, prior):
+        rate = self._closed_form_rate(posterior, prior) if objective == "elbo" else None
+        if rate is not None:
             z = posterior.sample(num_samples, seed=seed)
-            return objectives.elbo(self.log_likelihood(x, z), self.rate(posterior, prior, z))
+            return objectives.elbo(self.log_likelihood(x, z), rate)
         return self._monte_carlo_terms(x, posterior, prior, objective, num_samples, seed)
 
     def rate(self, posterior, prior, z) -> tf.Tensor:
@@ -211,9 +212,8 @@ class VAE(OwnLossModel):
         The closed form where allowed and available, else the mean of
         log q(z|x) - log p(z) over the draws z `[S, B, *latent]`.
         """
-        if self._analytic_kl(posterior, prior):
-            return objectives.analytic_rate(posterior, prior)
-        return objectives.monte_carlo_rate(posterior, prior, z)
+        rate = self._closed_form_rate(posterior, prior)
+        return rate if rate is not None else objectives.monte_carlo_rate(posterior, prior, z)
 
     def log_likelihood(self, x, z) -> tf.Tensor:
         """log p(x|z) `[S, B]` for x `[B, *event]` and z `[S, B, *latent]`.
@@ -227,16 +227,16 @@ class VAE(OwnLossModel):
         x_flat = tf.reshape(x_tiled, tf.concat([[-1], tf.shape(x)[1:]], axis=0))
         return tf.reshape(self.decode(z_flat).log_prob(x_flat), sample_shape)
 
-    def _analytic_kl(self, posterior, prior) -> bool:
+    def _closed_form_rate(self, posterior, prior) -> tf.Tensor | None:
+        """The analytic KL `[B]` if `kl_estimator` allows and TFP has it, else None."""
         if self.kl_estimator == "monte_carlo":
-            return False
-        if objectives.has_analytic_kl(posterior, prior):
-            return True
-        if self.kl_estimator == "analytic":
+            return None
+        rate = objectives.analytic_rate(posterior, prior)
+        if rate is None and self.kl_estimator == "analytic":
             raise ValueError(
                 f"TFP has no closed-form KL({type(posterior).__name__} || "
                 f"{type(prior).__name__}); use kl_estimator='monte_carlo' or 'auto'.")
-        return False
+        return rate
 
     def _monte_carlo_terms(self, x, posterior, prior, objective, num_samples, seed):
         """Bound through `tfp.vi`; the ELBO parts from the very same draws of z."""

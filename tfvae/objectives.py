@@ -43,18 +43,21 @@ class Bound(NamedTuple):
     distortion: tf.Tensor
 
 
+def analytic_rate(posterior: tfd.Distribution,
+                  prior: tfd.Distribution) -> tf.Tensor | None:
+    """KL(q || p) in closed form, `[B]` for a posterior of batch `[B]`.
+
+    Returns `None` where TFP registers no closed form for the pair.
+    """
+    try:
+        return tfd.kl_divergence(posterior, prior)
+    except NotImplementedError:
+        return None
+
+
 def has_analytic_kl(posterior: tfd.Distribution, prior: tfd.Distribution) -> bool:
     """Whether TFP has a closed-form KL(posterior || prior)."""
-    try:
-        tfd.kl_divergence(posterior, prior)
-    except NotImplementedError:
-        return False
-    return True
-
-
-def analytic_rate(posterior: tfd.Distribution, prior: tfd.Distribution) -> tf.Tensor:
-    """KL(q || p) in closed form. Returns `[B]` for a posterior of batch `[B]`."""
-    return tfd.kl_divergence(posterior, prior)
+    return analytic_rate(posterior, prior) is not None
 
 
 def monte_carlo_rate(posterior: tfd.Distribution, prior: tfd.Distribution,

@@ -106,24 +106,22 @@ def _decompositions(model: VAE, x, batch_size: int, seed: int) -> dict:
 def load_split(config: RunConfig, split: str = "test") -> np.ndarray:
     """The datapoints of `split` `[N, *event]`, as the run's training saw them.
 
-    The test set comes from `datasets.load`'s test pipeline (under dynamic
-    binarization, binarized once with `datasets.TEST_BINARIZATION_SEED`);
-    train (cut to the run's `limit`) and valid are binarized the same way.
+    Under dynamic binarization every split is binarized once with
+    `datasets.TEST_BINARIZATION_SEED` (`datasets.as_scored`), as the test
+    pipeline of `datasets.load` is; train is cut to the run's `limit`.
 
     Raises:
         ValueError: `split` is not one of `SPLITS`, or the dataset lacks it.
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not one of {SPLITS}.")
-    data = datasets.load(config.data, seed=config.train.seed)
-    if split == "test":
-        return np.concatenate(list(data.test.as_numpy_iterator()))
-    x = getattr(data.arrays, f"x_{split}")
+    arrays = datasets.load_arrays(config.data.dataset, config.data.data_dir)
+    x = getattr(arrays, f"x_{split}")
     if x is None:
         raise ValueError(f"{config.data.dataset} has no {split} split.")
-    if config.data.binarization == "dynamic":
-        x = datasets.fixed_binarization(x, datasets.TEST_BINARIZATION_SEED)
-    return x
+    if split == "train" and config.data.limit is not None:
+        x = x[:config.data.limit]
+    return datasets.as_scored(x, config.data.binarization)
 
 
 def evaluate_run(run_dir, *, num_samples: int = 5000, split: str = "test",

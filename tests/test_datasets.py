@@ -1,6 +1,8 @@
 """Tests for tfvae.datasets on the real files and on small synthetic arrays."""
 
 import gzip
+import hashlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +107,117 @@ def test_read_idx_rejects_corrupt_file(tmp_path, content):
         datasets.read_idx(path, datasets.IDX_IMAGES_MAGIC, (28, 28))
 
 
+def copy_prefix(data_dir: str, name: str, folder: Path, num_bytes: int) -> Path:
+    """Writes the first `num_bytes` of the real `name` to `folder / name`."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(Path(data_dir) / name, "rb") as file:
+        path.write_bytes(file.read(num_bytes))
+    return path
+
+
+@pytest.mark.parametrize("position, error", [
+    (2000, "error: Error -3"),  # zlib.error inside the deflate stream.
+    (4000, "BadGzipFile: CRC check failed"),  # Near the end.
+])
+def test_read_idx_rejects_damaged_real_file(data_dir, tmp_path, position, error):
+    content = bytearray((Path(data_dir) / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    content[position] ^= 0xFF
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(bytes(content))
+    with pytest.raises(ValueError, match=f"not a readable gzip file \\({error}") as info:
+        datasets.read_idx(path, datasets.IDX_LABELS_MAGIC, ())
+    assert str(path) in str(info.value) and "Download it again" in str(info.value)
+
+
+def test_read_idx_rejects_truncated_real_file(data_dir, tmp_path):
+    path = copy_prefix(data_dir, "t10k-images-idx3-ubyte.gz", tmp_path, 800_000)
+    with pytest.raises(ValueError, match="EOFError.*truncated or damaged"):
+        datasets.read_idx(path, datasets.IDX_IMAGES_MAGIC, (28, 28))
+    # A whole gzip stream of a cut IDX file: the sizes disagree.
+    with gzip.open(Path(data_dir) / "t10k-images-idx3-ubyte.gz") as file:
+        path.write_bytes(gzip.compress(file.read()[:-784]))
+    with pytest.raises(ValueError, match=r"16 \+ N \* 784 bytes; found magic 2051, "
+                                         r"shape \(10000, 28, 28\) and 7839232 bytes"):
+        datasets.read_idx(path, datasets.IDX_IMAGES_MAGIC, (28, 28))
+
+
+def test_read_amat_rejects_truncated_real_file(data_dir, tmp_path):
+    name = "binarized_mnist/binarized_mnist_test.amat"
+    line_bytes = 2 * 784
+    path = copy_prefix(data_dir, name, tmp_path, 3 * line_bytes + 100)
+    with pytest.raises(ValueError, match="4,804 bytes is not a whole number.*line 4 is cut"):
+        datasets.read_amat(path)
+    whole_lines = copy_prefix(data_dir, name, tmp_path, 3 * line_bytes)
+    assert datasets.read_amat(whole_lines).shape == (3, 28, 28)
+
+
+def test_read_amat_names_the_first_bad_line(tmp_path):
+    lines = ["0 " * 783 + "1\n"] * 4
+    lines[2] = "0 " * 783 + "1\t"  # A tab where the newline belongs.
+    path = tmp_path / "bad.amat"
+    path.write_text("".join(lines))
+    with pytest.raises(ValueError, match="line 3 is not 784 single-space.*1 of 4 lines"):
+        datasets.read_amat(path)
+
+
+def test_read_frey_mat_matches_the_readme(data_dir):
+    frames = datasets.read_frey_mat(Path(data_dir) / "frey_rawface.mat")
+    assert frames.shape == (1965, 560) and frames.dtype == np.uint8
+    # sha256 of ff.T as a C-contiguous (1965, 560) uint8 array, from the data README.
+    assert hashlib.sha256(frames.tobytes()).hexdigest() == (
+        "2438ba4f0d2a6bd8bac43de756141eaa33c8d248dd613d464bdb1210d9b7af78")
+
+
+@pytest.mark.parametrize("num_bytes, message", [
+    (100, "not a readable MAT-file"),  # Inside the 128-byte header.
+    (128, r"holds variables \[\]"),  # The header alone: no variables.
+    (550_000, r"not a readable MAT-file \(OSError"),  # Half the data.
+])
+def test_read_frey_mat_rejects_truncated_file(data_dir, tmp_path, num_bytes, message):
+    path = copy_prefix(data_dir, "frey_rawface.mat", tmp_path, num_bytes)
+    with pytest.raises(ValueError, match=message) as info:
+        datasets.read_frey_mat(path)
+    assert str(path) in str(info.value) and "frey_rawface.mat again" in str(info.value)
+
+
+@pytest.mark.parametrize("variables, message", [
+    ({"ff": np.zeros((560, 1964), np.uint8)}, r"ff of uint8 \(560, 1964\)"),
+    ({"ff": np.zeros((560, 1965))}, r"ff of float64 \(560, 1965\)"),
+    ({"faces": np.zeros((560, 1965), np.uint8)}, r"holds variables \['faces'\]"),
+])
+def test_read_frey_mat_rejects_other_content(tmp_path, variables, message):
+    path = tmp_path / "frey_rawface.mat"
+    scipy.io.savemat(path, variables)
+    with pytest.raises(ValueError, match=message):
+        datasets.read_frey_mat(path)
+
+
+def test_read_frey_mat_rejects_garbage(tmp_path):
+    path = tmp_path / "frey_rawface.mat"
+    path.write_bytes(b"<html>404 Not Found</html>" * 20)
+    with pytest.raises(ValueError, match="not a readable MAT-file"):
+        datasets.read_frey_mat(path)
+
+
+@pytest.mark.parametrize("dataset, name", [
+    ("frey_face", "frey_rawface.mat"),
+    ("mnist", "train-images-idx3-ubyte.gz"),  # The first file _load_mnist reads.
+    ("binarized_mnist", "binarized_mnist/binarized_mnist_train.amat"),
+])
+def test_truncated_copy_in_data_dir_fails_its_sha256(data_dir, tmp_path, offline,
+                                                    dataset, name):
+    path = copy_prefix(data_dir, name, tmp_path, 10_000)
+    url, sha256 = datasets._SOURCES[name]
+    with pytest.raises(ValueError, match=f"{path} has sha256 [0-9a-f]{{64}} "
+                                         r"\(10,000 bytes\)") as info:
+        datasets.load_arrays(dataset, str(tmp_path))
+    assert url in str(info.value) and sha256 in str(info.value)
+    assert "truncated" in str(info.value)
+    assert offline == []
+    assert path.stat().st_size == 10_000  # The user's file is left as it was.
+
+
 def test_make_pipeline_batch_shapes():
     x = np.random.default_rng(0).random((23, 5, 3), dtype=np.float32)
     kept = datasets.make_pipeline(x, 4, shuffle=False)
@@ -159,7 +272,8 @@ def test_missing_file_names_file_folder_and_url(tmp_path, monkeypatch, offline):
     assert offline == [url]
     message = str(info.value)
     for part in ("frey_rawface.mat", str(tmp_path), url, "--data-dir",
-                 datasets.DATA_DIR_ENV, "network unreachable"):
+                 datasets.DATA_DIR_ENV, "network unreachable",
+                 str(tmp_path / "frey_rawface.mat"), datasets._SOURCES["frey_rawface.mat"][1]):
         assert part in message
     assert isinstance(info.value, FileNotFoundError)
 
@@ -215,3 +329,94 @@ def test_load_binarizes_test_set_once(data_dir):
         splits.arrays.x_test, datasets.TEST_BINARIZATION_SEED))
     assert test.mean() == pytest.approx(splits.arrays.x_test.mean(), abs=0.01)
     assert np.unique(epoch(splits.train)).tolist() == [0, 1]
+
+
+def test_unknown_tfds_name_suggests_close_names():
+    with pytest.raises(ValueError, match="no dataset 'fashion_mnst'. Close names: fashion_mnist"):
+        datasets.load_arrays("tfds:fashion_mnst")
+
+
+@pytest.mark.parametrize("dataset, hint", [
+    ("fashion_mnist", "pass --dataset tfds:fashion_mnist"),  # A tfds name without tfds:.
+    ("tfds:", "tfds:<name> is any tensorflow-datasets image set"),
+])
+def test_unknown_dataset_says_what_to_pass(dataset, hint):
+    with pytest.raises(ValueError, match=f"Unknown dataset '{dataset}'; valid: .*{hint}"):
+        datasets.load_arrays(dataset)
+
+
+def test_empty_tfds_split_is_an_error(tmp_path):
+    with tfds.testing.mock_data(num_examples=0):
+        with pytest.raises(ValueError, match="tfds:mnist train has no examples"):
+            datasets.load_arrays("tfds:mnist", str(tmp_path))
+
+
+def test_tfds_set_without_images_is_an_error(tmp_path):
+    with tfds.testing.mock_data(num_examples=2):
+        with pytest.raises(ValueError, match="no 'image' feature \\(found: label, text\\)"):
+            datasets.load_arrays("tfds:imdb_reviews", str(tmp_path))
+
+
+def test_check_finite_says_where_the_first_bad_value_is():
+    x = np.zeros((5, 4, 3), np.float32)
+    datasets.check_finite(x, "x_train")
+    x[3, 2, 1], x[3, 0, 0], x[4, 1, 2] = np.nan, -np.inf, np.inf
+    with pytest.raises(ValueError, match=r"x_train is not finite: 3 of 60 values are NaN or "
+                                         r"inf, in 2 of 5 examples; the first, -inf, is in "
+                                         r"example 3 at pixel \(0, 0\)"):
+        datasets.check_finite(x, "x_train")
+
+
+def test_check_finite_is_vectorised():
+    x = np.random.default_rng(0).random((60000, 28, 28), dtype=np.float32)
+    start = time.perf_counter()
+    datasets.check_finite(x, "x")
+    x[59999, 27, 27] = np.nan  # The last value: a loop would find it last.
+    with pytest.raises(ValueError, match=r"1 of 47,040,000 values .* example 59999 at "
+                                         r"pixel \(27, 27\)"):
+        datasets.check_finite(x, "x")
+    # Both checks take ~0.05 s here; a Python loop over the pixels takes minutes.
+    assert time.perf_counter() - start < 3
+
+
+def test_check_support_bernoulli_needs_binary_values():
+    binary = np.array([[[0.0, 1.0], [1.0, 0.0]]] * 3, np.float32)
+    datasets.check_support(binary, "bernoulli", "none")
+    grey = binary.copy()
+    grey[1, 0, 1] = 0.5
+    with pytest.raises(ValueError, match=r"x_train is grey, not binary: 1 of 12 values are "
+                                         r"neither 0 nor 1, .* example 1 at pixel \(0, 1\)"
+                                         r".*--binarization dynamic \(draws binary pixels "
+                                         r"each epoch\)"):
+        datasets.check_support(grey, "bernoulli", "none", name="x_train")
+    datasets.check_support(grey, "bernoulli", "dynamic")  # Intensities are drawn from.
+
+
+@pytest.mark.parametrize("likelihood, binarization", [
+    ("bernoulli", "none"), ("bernoulli", "dynamic"), ("gaussian", "dynamic")])
+def test_check_support_needs_intensities_in_unit_interval(likelihood, binarization):
+    x = np.array([[0, 128, 255]], np.uint8)  # 8-bit pixels, not yet scaled.
+    with pytest.raises(ValueError, match=r"not in \[0, 1\]: 2 of 3 values are outside.*"
+                                         r"the first, 128, .* pixel \(1,\).* / 255"):
+        datasets.check_support(x, likelihood, binarization)
+
+
+def test_check_support_gaussian_takes_any_finite_value():
+    x = np.array([[-3.5, 0.25, 7.0]], np.float32)
+    datasets.check_support(x, "gaussian", "none")
+    x[0, 1] = np.nan
+    with pytest.raises(ValueError, match="is not finite: 1 of 3 values are NaN"):
+        datasets.check_support(x, "gaussian", "none")
+
+
+def test_check_support_on_real_mnist(data_dir):
+    x = datasets.load_arrays("mnist", data_dir).x_train
+    datasets.check_support(x, "bernoulli", "dynamic")
+    datasets.check_support(x, "gaussian", "none")
+    with pytest.raises(ValueError, match="is grey.*in 59,977 of 60,000 examples"):
+        datasets.check_support(x, "bernoulli", "none")
+
+
+def test_check_support_rejects_unknown_choices():
+    with pytest.raises(ValueError, match="expected one of \\('bernoulli', 'gaussian'\\)"):
+        datasets.check_support(np.zeros((1, 2)), "poisson", "none")

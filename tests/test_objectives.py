@@ -9,8 +9,11 @@ import math
 
 import numpy as np
 import pytest
+import scipy.special
 import tensorflow as tf
 import tensorflow_probability as tfp
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
 
 from tfvae import objectives, priors
 
@@ -118,3 +121,86 @@ def test_iwae_bound_tightens_with_k_towards_the_evidence():
     assert np.all(bounds[0] < bounds[1]) and np.all(bounds[1] < bounds[2])
     assert np.all(bounds[2] < LOG_EVIDENCE)
     np.testing.assert_allclose(bounds[2], LOG_EVIDENCE, atol=0.05)
+
+
+# Property tests at extreme parameters. Tolerances are float32 rounding bounds
+# (EPS = 1.2e-7), as in test_heads.py.
+
+EPS = np.finfo(np.float32).eps
+# Distinct sizes: batch, latent, importance or Monte Carlo samples.
+B_WIDE, D_WIDE, K_WIDE, S_WIDE = 5, 3, 6, 50
+
+locs = hnp.arrays(np.float32, (B_WIDE, D_WIDE), elements=st.floats(-1e3, 1e3, width=32))
+# log10 of the scales: log-uniform over 1e-6..1e6.
+log10_scales = hnp.arrays(np.float64, (B_WIDE, D_WIDE), elements=st.floats(-6, 6))
+
+
+def rate_and_gradients(loc, scale):
+    """Analytic KL(N(loc, scale) || N(0, I)) `[B]` and its gradients w.r.t. loc, scale."""
+    loc, scale = tf.constant(loc), tf.constant(scale)
+    with tf.GradientTape() as tape:
+        tape.watch([loc, scale])
+        rate = objectives.analytic_rate(diagonal_normal(loc, scale),
+                                        priors.standard_normal([D_WIDE]))
+    return rate, tape.gradient(rate, [loc, scale])
+
+
+@settings(max_examples=100, deadline=None)
+@given(loc=locs, log10_scale=log10_scales)
+def test_analytic_rate_is_exact_and_finite_for_extreme_posteriors(loc, log10_scale):
+    scale = (10.0**log10_scale).astype(np.float32)
+    rate, (d_loc, d_scale) = rate_and_gradients(loc, scale)
+    m, s = loc.astype(np.float64), scale.astype(np.float64)
+    expected = np.sum(0.5 * (s**2 + m**2 - 1) - np.log(s), axis=-1)
+    # TFP computes 0.5 expm1(2 log s) for the s^2 term: log s errs by EPS |log s|,
+    # which expm1(2 .) turns into a relative error of 2 EPS |log s| <= 28 EPS.
+    # Near KL = 0 the terms cancel, so the error is relative to their size, not to KL.
+    amplification = 2 * np.abs(np.log(s)).max() + D_WIDE + 4
+    size = np.sum(0.5 * (s**2 + m**2 + 1) + np.abs(np.log(s)), axis=-1)
+    assert rate.shape == (B_WIDE,)
+    assert np.all(np.isfinite(rate)) and np.all(rate.numpy() >= 0)
+    assert np.all(np.abs(rate.numpy() - expected) <= amplification * EPS * size)
+    # dKL/dloc = loc and dKL/dscale = scale - 1 / scale, elementwise.
+    np.testing.assert_allclose(d_loc, m, rtol=2 * EPS)
+    gradient_size = s + 1 / s
+    assert np.all(np.abs(d_scale.numpy() - (s - 1 / s)) <= amplification * EPS * gradient_size)
+
+
+@settings(max_examples=60, deadline=None)
+@given(loc=locs, log10_scale=log10_scales)
+def test_monte_carlo_rate_is_finite_for_extreme_posteriors(loc, log10_scale):
+    scale = tf.constant((10.0**log10_scale).astype(np.float32))
+    loc = tf.constant(loc)
+    with tf.GradientTape() as tape:
+        tape.watch([loc, scale])
+        posterior = diagonal_normal(loc, scale)
+        z = posterior.sample(S_WIDE, seed=(8, 9))  # Reparameterized: gradients flow to loc, scale.
+        rate = objectives.monte_carlo_rate(posterior, priors.standard_normal([D_WIDE]), z)
+    gradients = tape.gradient(rate, [loc, scale])
+    assert rate.shape == (B_WIDE,)
+    for tensor in (rate, *gradients):
+        assert np.all(np.isfinite(tensor.numpy()))
+
+
+@settings(max_examples=100, deadline=None)
+@given(log_weights=hnp.arrays(np.float32, (K_WIDE, B_WIDE),
+                              elements=st.floats(-1e4, 1e4, width=32)))
+def test_iwae_bound_lies_between_the_largest_weight_and_it_over_k(log_weights):
+    log_weights = tf.constant(log_weights)
+    with tf.GradientTape() as tape:
+        tape.watch(log_weights)
+        bound = objectives.iwae_bound(log_weights)
+    gradient = tape.gradient(bound, log_weights).numpy()
+    w = log_weights.numpy().astype(np.float64)
+    largest = w.max(axis=0)
+    # Adding and removing log k near |log w| ~ 1e4 rounds twice to float32's
+    # spacing there (1e-3): allow 2 spacings of the largest magnitude involved.
+    tolerance = 2 * np.spacing(np.float32(np.abs(w).max(axis=0) + math.log(K_WIDE)))
+    assert bound.shape == (B_WIDE,) and np.all(np.isfinite(bound))
+    assert np.all(bound >= largest - math.log(K_WIDE) - tolerance)
+    assert np.all(bound <= largest + tolerance)
+    expected = scipy.special.logsumexp(w, axis=0) - math.log(K_WIDE)
+    assert np.all(np.abs(bound.numpy() - expected) <= tolerance)
+    # d bound / d log w_i is the normalised weight w_i / sum_j w_j: a softmax.
+    assert np.all(np.isfinite(gradient)) and np.all(gradient >= 0)
+    np.testing.assert_allclose(gradient.sum(axis=0), 1.0, atol=K_WIDE * EPS)

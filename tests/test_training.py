@@ -94,7 +94,7 @@ def test_divergence_stops_and_keeps_the_last_finite_model(data_dir, tmp_path):
         data=config.DataConfig(dataset="frey_face", data_dir=data_dir, limit=300, batch_size=50),
         train=config.TrainConfig(epochs=30, learning_rate=1e6, optimizer="sgd",
                                  output_dir=str(tmp_path), run_name="nan"))
-    with pytest.raises(training.TrainingDiverged, match="last finite epoch"):
+    with pytest.raises(training.TrainingDiverged, match="last finite step"):
         training.train(run, verbose=0)
     model = keras.models.load_model(tmp_path / "nan" / "model.keras")
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())

@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from tfvae import aevb
-from tfvae.model import OwnLossModel
+from tfvae.base_model import OwnLossModel, update_means
 from tfvae.networks import MLP, child_seed, dense
 
 METRIC_NAMES = ("loss", "distortion")
@@ -62,12 +62,12 @@ class Autoencoder(OwnLossModel):
 
     @property
     def metrics(self):
-        return list(self.trackers.values())
+        return [*self.trackers.values(), *self.step_trackers.values()]
 
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        distortion = self.minimise(lambda: self._loss_and_distortion(x))
-        return self._update_metrics(distortion)
+        distortion, applied = self.minimise(lambda: self._loss_and_distortion(x))
+        return {**self._update_metrics(distortion, applied), **self.step_logs()}
 
     def _loss_and_distortion(self, x):
         distortion = self.distortion(x)
@@ -83,10 +83,9 @@ class Autoencoder(OwnLossModel):
         z = self.encode(x)
         return {"z": z, "reconstruction": self.decoder(z).mean()}
 
-    def _update_metrics(self, distortion) -> dict:
-        for tracker in self.trackers.values():
-            tracker.update_state(distortion)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+    def _update_metrics(self, distortion, applied=None) -> dict:
+        """Adds `distortion` `[B]` to every mean; see `base_model.update_means`."""
+        return update_means(self.trackers, dict.fromkeys(self.trackers, distortion), applied)
 
     def get_config(self):
         return {**super().get_config(),

@@ -1,8 +1,8 @@
 """Datasets: Frey Face, MNIST, binarized MNIST and tensorflow-datasets images.
 
 `load_arrays` reads a dataset into numpy arrays of shape [N, *event_shape],
-float32 in [0, 1]; `make_pipeline` turns one array into batches for `fit()`;
-`load` does both from a `DataConfig`.
+float32 in [0, 1]; `load` turns them into the batches of `fit()` (see
+`tfvae.pipelines`) from a `DataConfig`.
 
 Raw files are looked up in `data_dir`, else in `$TFVAE_DATA_DIR`, else fetched
 into the Keras cache from their canonical URL. Every file must match the sha256
@@ -10,10 +10,14 @@ of its canonical download (hashing all of binarized MNIST takes 0.15 s), so a
 truncated or different copy fails loudly; the parsers also check sizes and formats.
 
 Splits:
-    frey_face: 1965 frames of 28x20, no labels and no official split. Frame i
-        is a test image when i % 10 == 9 (196 test, 1769 train). The file is a
-        video, so a contiguous split would hold out whole expressions;
-        interleaving keeps every expression in both splits.
+    frey_face: 1965 frames of 28x20 from one video, no labels and no official
+        split. Neighbouring frames are near copies, so a test frame next to a
+        training frame measures interpolation, not generalisation. The test
+        set is contiguous blocks: in every period of 200 frames, the last 20
+        (frames 180-199, 380-399, ..., 1780-1799); the 10 frames on each side
+        of a test block are used by neither split. That gives 180 test and
+        1605 training frames (180 left out), and test blocks spread over the
+        whole video, so most expressions are seen in training.
     mnist: the official 60k/10k IDX files, grey values / 255, with labels.
     binarized_mnist: the fixed binarization of Salakhutdinov & Murray (2008)
         in Larochelle's 50k/10k/10k files, no labels; valid is kept apart.
@@ -32,18 +36,24 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import gzip
 import hashlib
+import http.client
 import os
-from pathlib import Path, PurePosixPath
+import tempfile
+import urllib.parse
+import urllib.request
+import zlib
+from pathlib import Path
 
-import keras
 import numpy as np
 import scipy.io
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tfvae.config import BINARIZATIONS, DataConfig
+from tfvae.config import BINARIZATIONS, LIKELIHOODS, DataConfig
+from tfvae.pipelines import EpochBatches, make_pipeline
 
 DATA_DIR_ENV = "TFVAE_DATA_DIR"
 DATASETS = ("frey_face", "mnist", "binarized_mnist", "tfds:<name>")
@@ -53,8 +63,11 @@ IDX_IMAGES_MAGIC = 2051
 IDX_LABELS_MAGIC = 2049
 
 _CACHE_SUBDIR = "datasets/tfvae"
+_DOWNLOAD_TIMEOUT_SECONDS = 60
+_CHUNK_BYTES = 1 << 20
 _MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
-_BINARIZED_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
+_BINARIZED_URL = "https://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
+_FREY_SHAPE = (28 * 20, 1965)  # `ff` in the .mat file: one 28x20 frame per column.
 _BINARIZED_SIZES = {"train": 50_000, "valid": 10_000, "test": 10_000}
 # Path inside a data folder -> (canonical URL, sha256 of the file).
 _SOURCES = {
@@ -104,9 +117,13 @@ class DataSplits:
 
     Attributes:
         train: Shuffled float32 batches [batch_size, *event_shape], binarized
-            per the config; the last partial batch is dropped.
+            per the config; the last partial batch is dropped. Epoch e's order
+            and binarization are functions of (seed, e); see `train_epochs`.
         test: Unshuffled batches, all examples; binarized once (with
             `TEST_BINARIZATION_SEED`) under dynamic binarization.
+        train_epochs: The `EpochBatches` behind `train`: pass
+            `train_epochs.callback()` to `fit` so that a resumed fit
+            (`initial_epoch=e`) starts at epoch e's batches.
         arrays: The unbinarized arrays, training arrays cut to `limit`.
         event_shape: Shape of one datapoint x.
         num_train: Number of training examples.
@@ -119,16 +136,86 @@ class DataSplits:
     event_shape: tuple[int, ...]
     num_train: int
     num_test: int
+    train_epochs: EpochBatches
+
+
+def cache_dir() -> Path:
+    """The download cache: `$KERAS_HOME/datasets/tfvae`, by default `~/.keras/datasets/tfvae`."""
+    # Read on every call, not once at import as Keras does, so that a
+    # KERAS_HOME set later (by a notebook, a test) is honoured.
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / _CACHE_SUBDIR
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks (binarized MNIST's train file is 78 MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def download_file(relative_path: str, url: str, sha256: str) -> Path:
-    """Fetches `url` into the Keras cache (or reuses a cached copy), checking sha256.
+    """Fetches `url` over HTTPS into `cache_dir()`, or reuses a cached copy.
 
-    The only function here that touches the network, so tests replace it.
+    The bytes go to a temporary file beside the target and are hashed as they
+    are written; only a file with the expected sha256 is renamed into place,
+    so an interrupted or wrong download leaves nothing in the cache. The only
+    function here that touches the network, so tests replace it.
+
+    Args:
+        relative_path: Path inside the cache, e.g. `binarized_mnist/binarized_mnist_test.amat`.
+        url: An `https://` URL.
+        sha256: Hex sha256 the file must have.
+
+    Returns:
+        The path of the verified file.
+
+    Raises:
+        ValueError: `url`, or a redirect, is not https, or the bytes have
+            another sha256.
+        OSError: The download failed (`urllib.error.URLError` is one).
+        http.client.HTTPException: The server broke off mid-reply.
     """
-    subdir = PurePosixPath(_CACHE_SUBDIR, PurePosixPath(relative_path).parent)
-    return Path(keras.utils.get_file(PurePosixPath(relative_path).name, url,
-                                     file_hash=sha256, cache_subdir=str(subdir)))
+    _require_https(url)
+    path = cache_dir() / relative_path
+    if path.is_file() and file_sha256(path) == sha256:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # In the target's folder, so that os.replace is an atomic rename.
+    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part",
+                                           dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            found = _fetch(url, file)
+        if found != sha256:
+            raise ValueError(
+                f"Downloaded {relative_path} has sha256 {found}, expected {sha256} "
+                f"(from {url}): the server sent another or a damaged file, and it "
+                f"was not kept. Try again later, or download it by hand, check its "
+                f"sha256 and pass --data-dir <folder>.")
+        os.replace(partial, path)
+    finally:
+        Path(partial).unlink(missing_ok=True)  # Gone already after os.replace.
+    return path
+
+
+def _fetch(url: str, file) -> str:
+    """Streams `url` into the binary file object `file`; returns the bytes' hex sha256."""
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_SECONDS) as response:
+        # urllib follows redirects, to plain http too: read no such reply.
+        _require_https(response.url)
+        while chunk := response.read(_CHUNK_BYTES):
+            digest.update(chunk)
+            file.write(chunk)
+    return digest.hexdigest()
+
+
+def _require_https(url: str) -> None:
+    if urllib.parse.urlsplit(url).scheme != "https":
+        raise ValueError(f"Refusing to download {url}: only https:// URLs are fetched "
+                         "(plain http can be altered on the way).")
 
 
 def find_file(relative_path: str, data_dir: str | None = None) -> Path:
@@ -144,21 +231,37 @@ def find_file(relative_path: str, data_dir: str | None = None) -> Path:
     url, sha256 = _SOURCES[relative_path]
     if folder and (Path(folder) / relative_path).is_file():
         path = Path(folder) / relative_path
-        found = hashlib.sha256(path.read_bytes()).hexdigest()
-        if found != sha256:
-            raise ValueError(f"{path} has sha256 {found}, but the canonical file "
-                             f"({url}) has {sha256}: replace it with that download.")
+        _check_sha256(path, sha256, url)
         return path
     try:
         return download_file(relative_path, url, sha256)
-    except Exception as error:  # get_file raises bare Exceptions for network errors.
-        searched = ([str(folder)] if folder else []) + [
-            f"the Keras cache ({_CACHE_SUBDIR} under KERAS_HOME, default ~/.keras)"]
+    except (OSError, http.client.HTTPException) as error:  # Offline, refused, cut off.
         raise DataNotFoundError(
-            f"Data file {relative_path!r} was not found in {' or '.join(searched)}, "
-            f"and downloading it from {url} failed ({error}). Put the file in a "
-            f"folder (as <folder>/{relative_path}) and pass --data-dir <folder> "
-            f"or set {DATA_DIR_ENV}=<folder>.") from error
+            _not_found_message(relative_path, folder, error)) from error
+
+
+def _check_sha256(path: Path, sha256: str, url: str) -> None:
+    found = file_sha256(path)
+    if found != sha256:
+        raise ValueError(
+            f"{path} has sha256 {found} ({path.stat().st_size:,} bytes), but the "
+            f"canonical file ({url}) has sha256 {sha256}: this copy is truncated, "
+            f"damaged or another file. Replace it with a fresh download of {url}, "
+            f"or move it away so that tfvae downloads it.")
+
+
+def _not_found_message(relative_path: str, folder: str | None, error: Exception) -> str:
+    url, sha256 = _SOURCES[relative_path]
+    searched = f"in neither {folder} nor {cache_dir()}" if folder else f"not in {cache_dir()}"
+    if folder:
+        where = (f"put it at {Path(folder) / relative_path} (the folder given by "
+                 f"--data-dir or {DATA_DIR_ENV})")
+    else:
+        where = (f"put it at <folder>/{relative_path} and pass --data-dir <folder> "
+                 f"or set {DATA_DIR_ENV}=<folder>")
+    return (f"Data file {relative_path!r} is {searched}, and downloading it from "
+            f"{url} failed ({type(error).__name__}: {error}). On a machine with "
+            f"network, download {url} (sha256 {sha256}) and {where}.")
 
 
 def read_idx(path: str | Path, magic: int, dims: tuple[int, ...]) -> np.ndarray:
@@ -173,13 +276,17 @@ def read_idx(path: str | Path, magic: int, dims: tuple[int, ...]) -> np.ndarray:
         uint8 array [N, *dims].
 
     Raises:
-        ValueError: The file is not such an IDX file, or is truncated.
+        ValueError: The file is not a whole gzip file, or not such an IDX file.
     """
     try:
         with gzip.open(path, "rb") as file:
             data = file.read()
-    except (OSError, EOFError) as error:
-        raise ValueError(f"{path} is not a readable gzip file: {error}") from error
+    # A cut gzip stream ends in EOFError, damaged bytes in BadGzipFile (an
+    # OSError) or zlib.error.
+    except (OSError, EOFError, zlib.error) as error:
+        raise ValueError(f"{path} is not a readable gzip file ({type(error).__name__}: "
+                         f"{error}): it is truncated or damaged. Download it again."
+                         ) from error
     header_bytes = 4 * (2 + len(dims))  # Magic, N, then one int per item axis.
     # Zero-padding a truncated header makes it fail the checks below, not crash.
     header = np.frombuffer(data[:header_bytes].ljust(header_bytes, b"\0"), ">u4").tolist()
@@ -187,9 +294,11 @@ def read_idx(path: str | Path, magic: int, dims: tuple[int, ...]) -> np.ndarray:
     if (found_magic != magic or shape[1:] != dims
             or len(data) != header_bytes + int(np.prod(shape))):
         raise ValueError(
-            f"{path} is not a valid IDX file: expected magic {magic} and shape "
-            f"(N, {', '.join(map(str, dims))}), found magic {found_magic}, shape "
-            f"{shape} and {len(data)} bytes.")
+            f"{path} is not a valid IDX file: expected magic {magic}, shape "
+            f"(N, {', '.join(map(str, dims))}) and {header_bytes} + N * "
+            f"{int(np.prod(dims))} bytes; found magic {found_magic}, shape {shape} and "
+            f"{len(data)} bytes. The file is truncated or not this MNIST file: "
+            f"download it again.")
     return np.frombuffer(data, np.uint8, offset=header_bytes).reshape(shape)
 
 
@@ -200,37 +309,150 @@ def read_amat(path: str | Path) -> np.ndarray:
         uint8 array [N, 28, 28] of 0 and 1.
 
     Raises:
-        ValueError: Lines are not 784 single-digit values, or a value is not 0/1.
+        ValueError: Lines are not 784 single-digit values, or a value is not 0/1;
+            the message names the first bad line.
     """
     data = np.frombuffer(Path(path).read_bytes(), np.uint8)
     # 784 digits, 783 spaces and a newline: the digits sit at the even offsets.
     line_bytes = 2 * 28 * 28
     if data.size % line_bytes:
-        raise ValueError(f"{path}: {data.size} bytes is not a whole number of "
-                         f"{line_bytes}-byte lines of 784 values.")
-    separators = data[1::2].reshape(-1, 28 * 28)
-    if np.any(separators[:, :-1] != ord(" ")) or np.any(separators[:, -1] != ord("\n")):
-        raise ValueError(f"{path}: lines are not 784 single-space-separated values.")
-    pixels = data[0::2] - np.uint8(ord("0"))  # Other characters wrap above 1.
-    if pixels.size and pixels.max() > 1:
-        raise ValueError(f"{path}: values other than 0 and 1.")
+        raise ValueError(
+            f"{path}: {data.size:,} bytes is not a whole number of {line_bytes}-byte "
+            f"lines of 784 values (line {data.size // line_bytes + 1} is cut short or "
+            f"longer): the file is truncated or not a binarized MNIST .amat file. "
+            f"Download it again.")
+    lines = data.reshape(-1, line_bytes)
+    pixels = lines[:, 0::2] - np.uint8(ord("0"))  # Other characters wrap above 1.
+    bad_separators = np.any(lines[:, 1:-1:2] != ord(" "), axis=1) | (lines[:, -1] != ord("\n"))
+    _raise_at_first_bad_line(path, bad_separators, "is not 784 single-space-separated "
+                             "values ending in a newline")
+    _raise_at_first_bad_line(path, np.any(pixels > 1, axis=1),
+                             "holds values other than 0 and 1")
     return pixels.reshape(-1, 28, 28)
+
+
+def _raise_at_first_bad_line(path: str | Path, bad: np.ndarray, problem: str) -> None:
+    """Raises if any of `bad` (bool [N], one per line) is set, naming the first line."""
+    if bad.any():
+        raise ValueError(f"{path}: line {int(np.argmax(bad)) + 1} {problem} "
+                         f"({int(np.count_nonzero(bad)):,} of {len(bad):,} lines are "
+                         f"bad). The file is damaged: download it again.")
+
+
+def read_frey_mat(path: str | Path) -> np.ndarray:
+    """Reads Roweis' `frey_rawface.mat`: a variable `ff`, one 28x20 frame per column.
+
+    Returns:
+        uint8 array [1965, 560]: one frame per row, its 28x20 pixels row-major.
+
+    Raises:
+        ValueError: The file is not a readable MAT-file, or holds no `ff` of
+            uint8 [560, 1965].
+    """
+    url = _SOURCES["frey_rawface.mat"][0]
+    try:
+        variables = scipy.io.loadmat(path)
+    except FileNotFoundError:
+        raise
+    # A cut or damaged file makes scipy raise almost anything: MatReadError,
+    # OSError, TypeError, IndexError, ValueError, even UnboundLocalError.
+    except Exception as error:
+        raise ValueError(f"{path} is not a readable MAT-file ({type(error).__name__}: "
+                         f"{error}): it is truncated or damaged. Download {url} again."
+                         ) from error
+    faces = variables.get("ff")
+    if not isinstance(faces, np.ndarray) or faces.shape != _FREY_SHAPE or faces.dtype != np.uint8:
+        found = (f"ff of {faces.dtype} {faces.shape}" if isinstance(faces, np.ndarray)
+                 else f"variables {sorted(k for k in variables if not k.startswith('__'))}")
+        raise ValueError(f"{path} should hold ff, uint8 of shape {_FREY_SHAPE}, but holds "
+                         f"{found}: it is truncated or not the Frey Face file. Download "
+                         f"{url} again.")
+    return np.ascontiguousarray(faces.T)
+
+
+def check_finite(x: np.ndarray, name: str) -> None:
+    """Raises if x [N, *event_shape] holds a NaN or an infinity, saying where.
+
+    Raises:
+        ValueError: Names the count and the first bad value's example and pixel.
+    """
+    x = np.asarray(x)
+    # min and max propagate NaN and meet any inf: two passes, no [N, ...] mask
+    # unless something is wrong.
+    if x.size == 0 or (np.isfinite(x.min()) and np.isfinite(x.max())):
+        return
+    raise ValueError(f"{name} is not finite: {_where(x, ~np.isfinite(x), 'are NaN or inf')}. "
+                     f"Every value must be finite: check the file or the preprocessing "
+                     f"that made {name}.")
+
+
+def check_support(x: np.ndarray, likelihood: str, binarization: str,
+                  name: str = "the data") -> None:
+    """Raises unless x [N, *event_shape] lies where the model's p(x|z) has mass.
+
+    Under `dynamic` binarization the model sees draws of Bernoulli(x), so x
+    must be intensities in [0, 1]; otherwise it sees x itself, which must be 0
+    or 1 for a `bernoulli` likelihood and finite for a `gaussian` one.
+
+    Raises:
+        ValueError: Says which values are outside the support, where the first
+            one is, and what to change.
+    """
+    if likelihood not in LIKELIHOODS or binarization not in BINARIZATIONS:
+        raise ValueError(f"likelihood={likelihood!r}, binarization={binarization!r}: "
+                         f"expected one of {LIKELIHOODS} and one of {BINARIZATIONS}.")
+    check_finite(x, name)
+    x = np.asarray(x)
+    if x.size == 0:
+        return
+    if (likelihood == "bernoulli" or binarization == "dynamic") and (
+            x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"{name} is not in [0, 1]: {_where(x, (x < 0) | (x > 1), 'are outside')}. A "
+            f"{likelihood} likelihood with binarization={binarization!r} needs "
+            f"intensities in [0, 1]: scale the data (8-bit pixels / 255).")
+    if likelihood == "bernoulli" and binarization == "none":
+        grey = (x != 0) & (x != 1)
+        if grey.any():
+            raise ValueError(
+                f"{name} is grey, not binary: {_where(x, grey, 'are neither 0 nor 1')}. "
+                f"A bernoulli likelihood has mass only on 0 and 1: pass "
+                f"--binarization dynamic (draws binary pixels each epoch), or use "
+                f"--likelihood gaussian.")
+
+
+def _where(x: np.ndarray, bad: np.ndarray, problem: str) -> str:
+    """Describes the set entries of `bad` (bool, x's shape [N, ...]): how many, the first."""
+    first = np.unravel_index(int(np.argmax(bad)), x.shape)
+    examples = np.count_nonzero(bad.reshape(len(x), -1).any(axis=1))
+    pixel = tuple(int(i) for i in first[1:])
+    return (f"{np.count_nonzero(bad):,} of {x.size:,} values {problem}, in {examples:,} "
+            f"of {len(x):,} examples; the first, {float(x[first]):.6g}, is in example "
+            f"{int(first[0])} at pixel {pixel}")
 
 
 def load_arrays(dataset: str, data_dir: str | None = None) -> ArraySplits:
     """Reads `dataset` (one of `DATASETS`) into float32 arrays in [0, 1].
 
     Raises:
-        ValueError: Unknown dataset name, or a corrupt file.
+        ValueError: Unknown dataset name, a corrupt file or an empty split.
         DataNotFoundError: A file is missing and cannot be downloaded.
     """
-    if dataset.startswith("tfds:"):
+    if dataset.startswith("tfds:") and dataset != "tfds:":
         return _load_tfds(dataset.removeprefix("tfds:"), data_dir)
     loaders = {"frey_face": _load_frey_face, "mnist": _load_mnist,
                "binarized_mnist": _load_binarized_mnist}
     if dataset not in loaders:
-        raise ValueError(f"Unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}.")
+        raise ValueError(f"Unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}."
+                         + _tfds_hint(dataset))
     return loaders[dataset](data_dir)
+
+
+def _tfds_hint(dataset: str) -> str:
+    """Points a bare tensorflow-datasets name (`cifar10`) to its `tfds:` spelling."""
+    if dataset in tfds.list_builders(with_community_datasets=False):
+        return f" {dataset!r} is a tensorflow-datasets name: pass --dataset tfds:{dataset}."
+    return " tfds:<name> is any tensorflow-datasets image set, e.g. tfds:fashion_mnist."
 
 
 def _load_frey_face(data_dir: str | None) -> ArraySplits:
@@ -238,8 +460,28 @@ def _load_frey_face(data_dir: str | None) -> ArraySplits:
     if faces.shape != (28 * 20, 1965):
         raise ValueError(f"frey_rawface.mat: ff has shape {faces.shape}, not (560, 1965).")
     x = faces.T.reshape(-1, 28, 20).astype(np.float32) / 255
-    is_test = np.arange(len(x)) % 10 == 9
-    return ArraySplits(x_train=x[~is_test], x_test=x[is_test])
+    train, test = frey_face_split(len(x))
+    return ArraySplits(x_train=x[train], x_test=x[test])
+
+
+FREY_FACE_PERIOD, FREY_FACE_TEST_BLOCK, FREY_FACE_GAP = 200, 20, 10
+
+
+def frey_face_split(num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training and test frames (see the module docstring).
+
+    Returns:
+        (train `[1605]`, test `[180]`) int indices for the 1965 frames, in video
+        order; the gap frames around each test block are in neither.
+    """
+    frame = np.arange(num_frames)
+    position = frame % FREY_FACE_PERIOD
+    test_start = FREY_FACE_PERIOD - FREY_FACE_TEST_BLOCK
+    is_test = position >= test_start
+    # A gap before each test block, and after it (at the start of the next period).
+    is_gap = ((position >= test_start - FREY_FACE_GAP) & ~is_test) | (
+        (position < FREY_FACE_GAP) & (frame >= FREY_FACE_PERIOD))
+    return np.flatnonzero(~is_test & ~is_gap), np.flatnonzero(is_test)
 
 
 def _load_mnist(data_dir: str | None) -> ArraySplits:
@@ -249,7 +491,9 @@ def _load_mnist(data_dir: str | None) -> ArraySplits:
         labels = read_idx(find_file(f"{prefix}-labels-idx1-ubyte.gz", data_dir),
                           IDX_LABELS_MAGIC, ())
         if len(images) != len(labels):
-            raise ValueError(f"MNIST {prefix}: {len(images)} images, {len(labels)} labels.")
+            raise ValueError(f"MNIST {prefix}: {len(images)} images but {len(labels)} "
+                             f"labels; expected one label per image. Download both "
+                             f"{prefix} files again.")
         return images.astype(np.float32) / 255, labels.astype(np.int64)
 
     (x_train, y_train), (x_test, y_test) = read("train"), read("t10k")
@@ -260,8 +504,9 @@ def _load_binarized_mnist(data_dir: str | None) -> ArraySplits:
     def read(split):
         x = read_amat(find_file(f"binarized_mnist/binarized_mnist_{split}.amat", data_dir))
         if len(x) != _BINARIZED_SIZES[split]:
-            raise ValueError(f"binarized_mnist_{split}.amat: {len(x)} images, "
-                             f"expected {_BINARIZED_SIZES[split]}.")
+            raise ValueError(f"binarized_mnist_{split}.amat: {len(x):,} images, "
+                             f"expected {_BINARIZED_SIZES[split]:,}: the file is "
+                             f"truncated. Download it again.")
         return x.astype(np.float32)
 
     return ArraySplits(x_train=read("train"), x_valid=read("valid"), x_test=read("test"))
@@ -272,7 +517,7 @@ def _load_tfds(name: str, data_dir: str | None) -> ArraySplits:
     try:
         train, test = tfds.load(name, split=["train", "test"], data_dir=folder)
     except tfds.core.DatasetNotFoundError:
-        raise
+        raise _unknown_tfds_name(name) from None  # tfds' message lists all ~450 names.
     except Exception as error:  # Offline, preparing fails in many ways (network, extras).
         raise DataNotFoundError(
             f"tensorflow-datasets {name!r} is not prepared in "
@@ -280,18 +525,44 @@ def _load_tfds(name: str, data_dir: str | None) -> ArraySplits:
             f"({type(error).__name__}: {error}). On a machine with network run "
             f"`tfds build {name} --data_dir <folder>`, copy <folder> here and pass "
             f"--data-dir <folder> or set {DATA_DIR_ENV}=<folder>.") from error
-    (x_train, y_train), (x_test, y_test) = map(_tfds_arrays, (train, test))
+    x_train, y_train = _tfds_arrays(train, f"tfds:{name} train")
+    x_test, y_test = _tfds_arrays(test, f"tfds:{name} test")
     return ArraySplits(x_train=x_train, x_test=x_test, y_train=y_train, y_test=y_test)
 
 
-def _tfds_arrays(split: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray | None]:
-    """Image features [N, H, W(, C)] -> (float32 [N, H, W(, C > 1)], labels or None)."""
+def _unknown_tfds_name(name: str) -> ValueError:
+    # Community datasets would need the network to list.
+    known = tfds.list_builders(with_community_datasets=False)
+    close = difflib.get_close_matches(name, known, n=5)
+    hint = f" Close names: {', '.join(close)}." if close else ""
+    return ValueError(f"tensorflow-datasets has no dataset {name!r}.{hint} "
+                      f"`tfds.list_builders()` lists all {len(known)}; pass "
+                      f"--dataset tfds:<name>.")
+
+
+def _tfds_arrays(split: tf.data.Dataset, description: str
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Image features [N, H, W(, C)] -> (float32 [N, H, W(, C > 1)], labels or None).
+
+    Raises:
+        ValueError: The split is empty or infinite, or has no integer `image`.
+    """
+    size = int(split.cardinality())
+    if size == tf.data.UNKNOWN_CARDINALITY:
+        size = int(split.reduce(0, lambda count, _: count + 1))
+    if size <= 0:
+        raise ValueError(f"{description} has {'no' if size == 0 else 'endless'} "
+                         f"examples; expected a finite, non-empty split. Rebuild it "
+                         f"(`tfds build`) or choose another dataset.")
     # One batch of the whole split. tfds' own batch_size=-1 aborts the process
     # under tfds.testing.mock_data: with no split sizes it batches by sys.maxsize.
-    features = tfds.as_numpy(split.batch(int(split.cardinality())).get_single_element())
+    features = tfds.as_numpy(split.batch(size).get_single_element())
+    if "image" not in features:
+        raise ValueError(f"{description} has no 'image' feature (found: "
+                         f"{', '.join(sorted(features))}): only image sets are supported.")
     images = features["image"]
     if not np.issubdtype(images.dtype, np.integer):
-        raise ValueError(f"Expected integer pixels, got {images.dtype}.")
+        raise ValueError(f"{description}: expected integer pixels, got {images.dtype}.")
     x = images.astype(np.float32) / np.iinfo(images.dtype).max
     if x.shape[-1] == 1:  # Grey images: match the IDX loader's (28, 28).
         x = x[..., 0]
@@ -311,45 +582,6 @@ def as_scored(x: np.ndarray, binarization: str) -> np.ndarray:
     return fixed_binarization(x, TEST_BINARIZATION_SEED) if binarization == "dynamic" else x
 
 
-def make_pipeline(x: np.ndarray, batch_size: int, *, shuffle: bool,
-                  binarization: str = "none", seed: int = 0,
-                  drop_remainder: bool = True) -> tf.data.Dataset:
-    """Batches x [N, *event_shape] into float32 [batch_size, *event_shape].
-
-    Args:
-        x: Intensities in [0, 1].
-        batch_size: Minibatch size M.
-        shuffle: Reshuffle every epoch (seeded).
-        binarization: `dynamic` draws each x ~ Bernoulli(intensity) afresh every
-            epoch, reproducibly from `seed`; `none` keeps intensities.
-        seed: Seeds the order and the binarization.
-        drop_remainder: Drop the last batch if smaller than `batch_size`.
-
-    Raises:
-        ValueError: Unknown binarization, or fewer than `batch_size` examples
-            with `drop_remainder` (the pipeline would be empty).
-    """
-    if binarization not in BINARIZATIONS:
-        raise ValueError(f"binarization={binarization!r} is not one of {BINARIZATIONS}.")
-    if drop_remainder and len(x) < batch_size:
-        raise ValueError(f"{len(x)} examples are fewer than batch_size={batch_size}: "
-                         "with drop_remainder the pipeline would yield no batch.")
-    dataset = tf.data.Dataset.from_tensor_slices(np.asarray(x, np.float32)).cache()
-    if shuffle:
-        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    if binarization == "dynamic":
-        # A fresh seed pair per element, new each epoch, same for the same `seed`.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            _bernoulli, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
-
-
-def _bernoulli(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    u = tf.random.stateless_uniform(tf.shape(x), seed=seed)
-    return tf.cast(u < x, tf.float32)
-
-
 def load(config: DataConfig, seed: int = 0) -> DataSplits:
     """Loads `config.dataset` and builds its train and test pipelines.
 
@@ -367,12 +599,13 @@ def load(config: DataConfig, seed: int = 0) -> DataSplits:
             arrays, x_train=arrays.x_train[:config.limit],
             y_train=None if arrays.y_train is None else arrays.y_train[:config.limit])
     x_test = as_scored(arrays.x_test, config.binarization)
+    train = EpochBatches(arrays.x_train, config.batch_size,
+                         binarization=config.binarization, seed=seed)
     return DataSplits(
-        train=make_pipeline(arrays.x_train, config.batch_size, shuffle=True,
-                            binarization=config.binarization, seed=seed),
-        test=make_pipeline(x_test, config.batch_size, shuffle=False,
-                           drop_remainder=False),
+        train=train.dataset,
+        test=make_pipeline(x_test, config.batch_size),
         arrays=arrays,
         event_shape=tuple(arrays.x_train.shape[1:]),
         num_train=len(arrays.x_train),
-        num_test=len(x_test))
+        num_test=len(x_test),
+        train_epochs=train)

@@ -248,7 +248,7 @@ def load_run(run_dir: Path) -> tuple[VAE, RunConfig]:
             raise FileNotFoundError(f"{run_dir / name} not found: RUN_DIR must be a "
                                     "run folder written by scripts/train.py.")
     config = RunConfig.from_json((run_dir / "config.json").read_text())
-    return keras.models.load_model(run_dir / "model.keras", compile=False), config
+    return keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True), config
 
 
 def load_test_images(config: RunConfig, limit: int = NUM_TEST_EXAMPLES) -> np.ndarray:

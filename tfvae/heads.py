@@ -6,8 +6,20 @@ the features and whose event shape is the head's `event_shape`. The same
 `DiagonalGaussian` head serves as the posterior q(z|x) (event `[latent_dim]`)
 and as the Frey Face likelihood p(x|z) (event `[28, 20]`, sigmoid means).
 
-Following Kingma & Welling (2014, appendix C.2), Gaussians are parameterised by
-their mean and log-variance, sigma = exp(log_var / 2).
+Kingma & Welling (2014, appendix C.2) output a Gaussian's log-variance,
+sigma = exp(log_var / 2). We depart from that: in float32 exp overflows to inf
+once log_var > 177 and (TF flushes subnormals) underflows to 0 below -175, and
+either end turns log p and its gradient into inf or NaN. Our Dense layer
+outputs an unconstrained `raw` instead, and
+
+    sigma = min_scale + softplus(raw + log(e - 1)).
+
+Softplus grows only linearly, so sigma overflows no sooner than `raw` itself;
+the floor `min_scale` keeps sigma away from 0, where log p is infinite and its
+gradient NaN; the shift log(e - 1) = softplus^-1(1) keeps the initial sigma of
+1 that the log-variance gave at raw = 0 (tiny initial weights). Every
+log-density is computed from these parameters or from logits, never from
+probabilities that could round to 0 or 1.
 
 References:
     Kingma & Welling (2014). Auto-Encoding Variational Bayes. ICLR.
@@ -62,13 +74,25 @@ class _Head(keras.layers.Layer):
                 "seed": self.seed}
 
 
+# softplus^-1(1): a raw output of 0 (about what tiny initial weights give)
+# maps to scale 1 + min_scale, as exp(0 / 2) = 1 did with the log-variance.
+_SOFTPLUS_INVERSE_OF_ONE = math.log(math.e - 1.0)
+
+
 @keras.saving.register_keras_serializable(package="tfvae")
 class DiagonalGaussian(_Head):
-    """N(loc, diag(scale^2)) with loc and log-variance computed from the features.
+    """N(loc, diag(scale^2)) with loc and scale computed from the features.
+
+    scale = min_scale + softplus(raw + log(e - 1)), with `raw` the output of the
+    "scale" Dense layer: finite for any finite `raw` and never below
+    `min_scale` (see the module docstring).
 
     Args:
         event_shape: Shape of one draw, e.g. `[latent_dim]` or `[28, 20]`.
         mean_activation: `None`, or `"sigmoid"` for data in [0, 1] (Frey Face).
+        min_scale: Positive floor of every scale. A scale that collapses to 0
+            makes log p infinite and its gradient NaN; the default 1e-4 is far
+            below the noise of 8-bit images (1/255) yet keeps 1/scale^2 <= 1e8.
 
     Call arguments:
         features: `[B, F]` tensor.
@@ -77,28 +101,37 @@ class DiagonalGaussian(_Head):
         `tfd.Independent(tfd.Normal)`, batch shape `[B]`, event shape `event_shape`.
     """
 
-    parameter_names = ("loc", "log_variance")
+    parameter_names = ("loc", "scale")
 
     def __init__(self, event_shape: Sequence[int], *, mean_activation: str | None = None,
-                 **kwargs):
+                 min_scale: float = 1e-4, **kwargs):
+        if not min_scale > 0:
+            raise ValueError(f"min_scale must be positive, got {min_scale}: a scale of 0 "
+                             "makes log p infinite.")
         super().__init__(event_shape, **kwargs)
         self.mean_activation = mean_activation
+        self.min_scale = float(min_scale)
 
     def call(self, features):
-        loc, log_variance = self.parameters_of(features)
+        loc, raw_scale = self.parameters_of(features)
         if self.mean_activation:
             loc = keras.activations.get(self.mean_activation)(loc)
-        return tfd.Independent(
-            tfd.Normal(loc=loc, scale=tf.exp(0.5 * log_variance)),
-            reinterpreted_batch_ndims=len(self.event_shape))
+        scale = self.min_scale + tf.nn.softplus(raw_scale + _SOFTPLUS_INVERSE_OF_ONE)
+        return tfd.Independent(tfd.Normal(loc=loc, scale=scale),
+                               reinterpreted_batch_ndims=len(self.event_shape))
 
     def get_config(self):
-        return {**super().get_config(), "mean_activation": self.mean_activation}
+        return {**super().get_config(), "mean_activation": self.mean_activation,
+                "min_scale": self.min_scale}
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
 class Bernoulli(_Head):
     """Independent Bernoulli pixels with logits computed from the features.
+
+    The distribution keeps the logits, so log p(x) = x l - softplus(l) stays
+    finite with finite gradients however large |l| grows; the probability
+    sigmoid(l) rounds to 1 in float32 once l > 17, and log(1 - p) to -inf.
 
     Call arguments:
         features: `[B, F]` tensor.

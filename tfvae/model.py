@@ -22,69 +22,14 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import objectives, priors
+from tfvae import objectives, priors, seeds
+from tfvae.base_model import OwnLossModel, update_means
 from tfvae.config import KL_ESTIMATORS
 
 tfd = tfp.distributions
 
 METRIC_NAMES = ("loss", "elbo", "rate", "distortion")
 BOUNDS = ("elbo", "iwae")  # The objectives a VAE trains on.
-
-
-class OwnLossModel(keras.Model):
-    """A Keras model that computes its own loss in `train_step`.
-
-    `compile` takes no `loss`, defaults to the paper's optimizer and to XLA,
-    and survives a `.keras` round trip; `minimise` is the shared update step.
-    """
-
-    def compile(self, optimizer=None, *, jit_compile=True, **kwargs):
-        """Like `keras.Model.compile`, with XLA on by default and no `loss`.
-
-        Args:
-            optimizer: Defaults to the paper's Adagrad with step size 0.01.
-            jit_compile: XLA; pass False for networks whose ops XLA cannot compile.
-            **kwargs: Other `keras.Model.compile` arguments, except `loss`: the
-                model computes its own.
-        """
-        if optimizer is None:
-            optimizer = keras.optimizers.Adagrad(learning_rate=0.01)
-        if "loss" in kwargs:
-            raise ValueError(f"{type(self).__name__} computes its own loss; drop `loss=`. "
-                             "Choose a VAE's bound with VAE(objective=..., num_samples=...).")
-        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
-
-    def get_compile_config(self):
-        config = super().get_compile_config()
-        return config and {k: v for k, v in config.items() if k != "loss"}
-
-    def compile_from_config(self, config):
-        config = dict(config)
-        config["optimizer"] = keras.optimizers.deserialize(config["optimizer"])
-        for key in ("loss_weights", "metrics", "weighted_metrics"):
-            if config.get(key) is None:
-                config.pop(key, None)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
-    def minimise(self, loss_and_aux):
-        """One optimizer step on a loss plus the layers' L2 weight penalties.
-
-        Args:
-            loss_and_aux: A function returning (scalar loss, anything); called
-                under the gradient tape.
-
-        Returns:
-            The function's second output.
-        """
-        with tf.GradientTape() as tape:
-            loss, aux = loss_and_aux()
-            penalties = self.losses  # Recomputed at each access: read once.
-            objective = loss + tf.add_n(penalties) if penalties else loss
-        variables = self.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
-        return aux
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -103,7 +48,11 @@ class VAE(OwnLossModel):
         num_samples: Draws of z per datapoint in training: L or k.
         kl_estimator: `"auto"`, `"analytic"` or `"monte_carlo"` for the ELBO's
             KL term.
-        seed: Seeds the noise of z in `fit`, `evaluate` and unseeded calls.
+        seed: Seeds the noise of z: in `fit` the noise of step t is a function
+            of (seed, t), t = `optimizer.iterations`, so a resumed run redraws
+            what an uninterrupted one would; each `evaluate` pass draws the same
+            noise; unseeded calls (`call`, `sample()`) draw from a stream of
+            their own. `None` picks a random seed, saved with the model.
 
     Call arguments:
         x: `[B, *event]` float tensor.
@@ -112,7 +61,9 @@ class VAE(OwnLossModel):
         p(x|z) for one z ~ q(z|x) per example: batch shape `[B]`, event `event`.
 
     Metrics (per datapoint, nats): `loss` (minus the objective's bound),
-    `elbo`, `rate` (KL term) and `distortion` (-E_q log p(x|z)). The L2 weight
+    `elbo`, `rate` (KL term) and `distortion` (-E_q log p(x|z)); in training
+    also `skipped_steps` and `skipped_in_a_row` (steps not applied because
+    their loss or gradients were not finite, see `tfvae.base_model`). The L2 weight
     penalties of the layers are added to the minimised objective but not to
     `loss`, which stays a bound in nats.
     """
@@ -135,8 +86,9 @@ class VAE(OwnLossModel):
         self.objective = objective
         self.num_samples = int(num_samples)
         self.kl_estimator = kl_estimator
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed = seeds.fresh_seed() if seed is None else int(seed)
+        self.seed_generator = keras.random.SeedGenerator(
+            seeds.child_seed(self.seed, seeds.STREAMS["draw"]))
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
         self.input_event_shape: tuple[int, ...] | None = None
         self.latent_shape: tuple[int, ...] | None = None
@@ -276,20 +228,22 @@ class VAE(OwnLossModel):
 
     @property
     def metrics(self):
-        return list(self.trackers.values())
+        return [*self.trackers.values(), *self.step_trackers.values()]
 
     def train_step(self, data):
         x = _inputs(data)
-        terms = self.minimise(lambda: self._loss_and_terms(x))
-        return self._update_metrics(terms)
+        seed = seeds.stream_seed(self.seed, "train", self.optimizer.iterations)
+        terms, applied = self.minimise(lambda: self._loss_and_terms(x, seed))
+        return {**self._update_metrics(terms, applied), **self.step_logs()}
 
-    def _loss_and_terms(self, x):
-        terms = self.bound_terms(x)
+    def _loss_and_terms(self, x, seed):
+        terms = self.bound_terms(x, seed=seed)
         return -tf.reduce_mean(terms.bound), terms
 
     def test_step(self, data):
         x = _inputs(data)
-        return self._update_metrics(self.bound_terms(x))
+        seed = seeds.stream_seed(self.seed, "evaluate", self.next_evaluation_batch())
+        return self._update_metrics(self.bound_terms(x, seed=seed))
 
     def predict_step(self, data):
         """Returns tensors: `z_mean`, `z_stddev` `[B, latent_dim]`, `reconstruction`."""
@@ -297,14 +251,13 @@ class VAE(OwnLossModel):
         return {"z_mean": posterior.mean(), "z_stddev": posterior.stddev(),
                 "reconstruction": self.decode(posterior.mean()).mean()}
 
-    def _update_metrics(self, terms: objectives.Bound) -> dict:
+    def _update_metrics(self, terms: objectives.Bound, applied=None) -> dict:
+        """Adds the per-example terms to their means; see `base_model.update_means`."""
         # Per-example values, so that every metric averages over examples alike,
         # also across a last, smaller batch.
-        values = {"loss": -terms.bound, "elbo": terms.elbo, "rate": terms.rate,
-                  "distortion": terms.distortion}
-        for name, value in values.items():
-            self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        return update_means(self.trackers, {
+            "loss": -terms.bound, "elbo": terms.elbo, "rate": terms.rate,
+            "distortion": terms.distortion}, applied)
 
     # Building and serialization.
 
@@ -364,7 +317,7 @@ class VAE(OwnLossModel):
             return tf.cast(self.seed_generator.next(), tf.int32)
         if isinstance(seed, int):
             # TFP turns a Python int into a stateful draw: not reproducible eagerly.
-            return tf.constant([seed // 2**31 % 2**31, seed % 2**31], tf.int32)
+            return seeds.stateless(seed)
         return tfp.random.sanitize_seed(seed)
 
 

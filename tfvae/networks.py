@@ -17,14 +17,7 @@ from typing import Sequence
 
 import keras
 
-
-def child_seed(seed: int | None, index: int) -> int | None:
-    """A distinct, reproducible seed for the `index`-th part of a seeded whole.
-
-    Seeds are handed down explicitly instead of through TF's global seed, so
-    building a model never changes the randomness of anything else.
-    """
-    return None if seed is None else (seed * 1_000_003 + index + 1) % 2**31
+from tfvae.seeds import child_seed  # noqa: F401 (re-exported: heads and builders use it)
 
 
 def dense(units: int, *, activation=None, init_stddev: float = 0.01,

@@ -151,7 +151,7 @@ def evaluate_run(run_dir, *, num_samples: int = 5000, split: str = "test",
             raise FileNotFoundError(f"{path} does not exist: pass a run folder written by "
                                     "scripts/train.py.")
     config = RunConfig.from_json((run_dir / "config.json").read_text())
-    model = keras.models.load_model(run_dir / "model.keras", compile=False)
+    model = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
     x = load_split(config, split)[:limit]
     report = {"run_dir": str(run_dir), "dataset": config.data.dataset, "split": split,
               "seed": seed, **evaluate(model, x, num_samples=num_samples, seed=seed)}

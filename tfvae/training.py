@@ -8,12 +8,17 @@ and writes a run folder:
         model.keras          the trained model (the last finite epoch)
         history.csv          per-epoch metrics, with `samples` seen
         logs/                TensorBoard
-        checkpoint.keras     resumable state, every `checkpoint_every` epochs
+        checkpoint-<epoch>.keras, checkpoint.json
+                             resumable state, every `checkpoint_every` epochs
         samples.png, reconstructions.png, training_curve.png,
         manifold.png         (2-D latent only: the paper's Figure 4)
 
-Running the same configuration again resumes from `checkpoint.keras`. Files are
-written to a temporary name and renamed, so a crash never leaves a
+Running the same configuration again resumes from the checkpoint that
+`checkpoint.json` names, and continues the same run: the noise of every step,
+the data order and the binarization of every epoch are functions of the seed
+and the step or epoch (`tfvae.seeds`), so on CPU a run killed at any moment
+and resumed ends with the same weights and history as one never interrupted.
+Files are written to a temporary name and renamed, so a crash never leaves a
 half-written file that looks complete.
 """
 
@@ -22,7 +27,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -32,18 +36,16 @@ import keras
 import numpy as np
 
 from tfvae import aevb, datasets, plots
-from tfvae.config import RunConfig
 from tfvae.autoencoder import Autoencoder, build_autoencoder
+from tfvae.base_model import TrainingDiverged
+from tfvae.config import RunConfig
 from tfvae.model import VAE
 
 METRICS = ("loss", "elbo", "rate", "distortion")
 
-CHECKPOINT = "checkpoint.keras"
 CHECKPOINT_STATE = "checkpoint.json"
 
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last finite model was kept."""
+__all__ = ["train", "TrainingDiverged", "RunExists", "TrainResult"]
 
 
 class RunExists(ValueError):
@@ -71,8 +73,8 @@ def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
         run folder.
 
     Raises:
-        TrainingDiverged: the loss was not finite; `model.keras` holds the last
-            finite epoch.
+        TrainingDiverged: steps kept giving a non-finite loss; none was applied,
+            and `model.keras` holds the last finite weights.
         RunExists: the run folder belongs to another configuration.
     """
     data = datasets.load(config.data, seed=config.train.seed)
@@ -81,26 +83,24 @@ def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
     model, initial_epoch = _start_or_resume(config, data, run_dir)
     history_path = run_dir / "history.csv"
     _truncate_history(history_path, initial_epoch)
-    guard = KeepLastFinite()
     callbacks = [
-        SamplesSeen(data.num_train // config.data.batch_size * config.data.batch_size),
-        guard,
+        data.train_epochs.callback(),
+        SamplesSeen(data.train_epochs.steps_per_epoch * config.data.batch_size),
         keras.callbacks.CSVLogger(str(history_path), append=initial_epoch > 0),
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
         Checkpoint(run_dir, config.train.checkpoint_every),
     ]
-    if initial_epoch < config.train.epochs:
-        model.fit(data.train, validation_data=data.test, epochs=config.train.epochs,
-                  initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
-                  shuffle=False)  # The pipeline shuffles, seeded.
+    try:
+        if initial_epoch < config.train.epochs:
+            model.fit(data.train, validation_data=data.test, epochs=config.train.epochs,
+                      initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
+                      shuffle=False)  # The pipeline shuffles, seeded.
+    except TrainingDiverged as error:
+        save_atomic(model, run_dir / "model.keras")  # The last finite weights.
+        raise TrainingDiverged(f"{error} {run_dir / 'model.keras'} holds that model; "
+                               "try a smaller --learning-rate.") from error
     save_atomic(model, run_dir / "model.keras")
     history = read_history(history_path)
-    if guard.diverged_at is not None:
-        raise TrainingDiverged(
-            f"The loss became {guard.bad_value} in epoch {guard.diverged_at + 1}. "
-            f"{run_dir / 'model.keras'} holds the model of the last finite epoch (or the "
-            "starting weights). "
-            "Try a smaller --learning-rate.")
     write_pictures(model, data, history, run_dir)
     return TrainResult(model, history, run_dir)
 
@@ -134,17 +134,32 @@ def _start_or_resume(config: RunConfig, data, run_dir: Path) -> tuple[VAE, int]:
     config_path = run_dir / "config.json"
     if config_path.exists():
         saved = RunConfig.from_json(config_path.read_text())
-        if _comparable(saved) != _comparable(config):
+        differences = _differences(_comparable(saved), _comparable(config))
+        if differences:
             raise RunExists(
-                f"{run_dir} holds a run with another configuration. Pass a new "
-                "--run-name (or another --output-dir), or delete that folder.")
+                f"{run_dir} holds a run with another configuration ({'; '.join(differences)}). "
+                "Pass a new --run-name (or another --output-dir), or delete that folder.")
         state_path = run_dir / CHECKPOINT_STATE
         if state_path.exists():
-            epoch = json.loads(state_path.read_text())["epoch"]
-            return keras.models.load_model(run_dir / CHECKPOINT), epoch
+            state = json.loads(state_path.read_text())
+            return load_model(run_dir / state["file"]), state["epoch"]
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(config_path, config.to_json())
     return build_compiled(config, data.num_train), 0
+
+
+def load_model(path: Path) -> keras.Model:
+    """A `.keras` file written by tfvae, in Keras' safe mode: no lambdas or
+    arbitrary code are deserialized (a file that holds any is refused)."""
+    return keras.models.load_model(path, safe_mode=True)
+
+
+def _differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
+    """`section.field: saved -> wanted` for every field that differs."""
+    saved, wanted = saved.to_dict(), wanted.to_dict()
+    return [f"{section}.{name}: {value!r} there, {wanted[section][name]!r} now"
+            for section, fields in saved.items() for name, value in fields.items()
+            if wanted[section][name] != value]
 
 
 def _comparable(config: RunConfig) -> RunConfig:
@@ -176,33 +191,14 @@ class SamplesSeen(keras.callbacks.Callback):
             logs["seconds"] = time.perf_counter() - self.start
 
 
-class KeepLastFinite(keras.callbacks.Callback):
-    """Stops on a non-finite loss and restores the weights of the last good epoch."""
-
-    def __init__(self):
-        super().__init__()
-        self.good_weights = None  # Set at the start of training.
-        self.diverged_at = None
-        self.bad_value = None
-
-    def on_train_begin(self, logs=None):
-        self.good_weights = self.model.get_weights()
-
-    def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
-            self.diverged_at, self.bad_value = epoch, loss
-            self.model.stop_training = True
-            self.model.set_weights(self.good_weights)
-        else:
-            self.good_weights = self.model.get_weights()
-
-
 class Checkpoint(keras.callbacks.Callback):
     """Saves model and optimizer every `every` epochs and at the end, with the epoch.
 
-    The save at the end marks a finished run as finished, so running its
-    command again trains nothing.
+    Each checkpoint is a new file `checkpoint-<epoch>.keras`; only then does
+    `checkpoint.json` point to it, and only then is the previous one deleted,
+    so a kill at any moment leaves a pointer to a complete file of the epoch it
+    names. The save at the end marks a finished run as finished, so running
+    its command again trains nothing.
     """
 
     def __init__(self, run_dir: Path, every: int):
@@ -220,11 +216,15 @@ class Checkpoint(keras.callbacks.Callback):
             self._save()
 
     def _save(self):
-        if self.model.stop_training:  # Diverged: the weights are the restored ones.
+        if self.model.stop_training:  # Stopped mid-epoch: not a whole epoch's state.
             return
-        save_atomic(self.model, self.run_dir / CHECKPOINT)
+        name = f"checkpoint-{self.epochs_done}.keras"
+        save_atomic(self.model, self.run_dir / name)
         write_text_atomic(self.run_dir / CHECKPOINT_STATE,
-                          json.dumps({"epoch": self.epochs_done}))
+                          json.dumps({"epoch": self.epochs_done, "file": name}))
+        for old in self.run_dir.glob("checkpoint-*.keras"):
+            if old.name != name:
+                old.unlink()
         self.epochs_saved = self.epochs_done
 
 

@@ -1,0 +1,236 @@
+"""The Keras plumbing shared by models that compute their own loss.
+
+`OwnLossModel` is a `keras.Model` whose `train_step` computes its loss itself
+(a VAE's bound, an autoencoder's reconstruction term). It adds what such a
+model needs for training to be safe and reproducible:
+
+- `compile` defaults to the paper's optimizer and to XLA, and takes no `loss`;
+- `minimise` never applies a step whose loss or gradients are not finite: the
+  step is skipped and counted (`skipped_steps`, and the longest run of skipped
+  steps in the epoch, `skipped_in_a_row`); after `max_skipped_in_a_row` in a
+  row, `fit` stops and raises `TrainingDiverged`, the weights being those of
+  the last finite step;
+- `fit` checks arrays for NaN and inf before the first step and says where
+  the first one is;
+- evaluation counts its batches (`next_evaluation_batch`), reset at the start of
+  every pass, so that a pass's noise is a function of the batch index alone.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+DEFAULT_MAX_SKIPPED_IN_A_ROW = 5
+
+
+class TrainingDiverged(RuntimeError):
+    """Steps kept giving a non-finite loss or gradient; none of them was applied."""
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class RunLength(keras.metrics.Metric):
+    """The longest run of consecutive `True` updates since the last reset.
+
+    Call `update_state(flag)` with a scalar bool once per step.
+    """
+
+    def __init__(self, name="run_length", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.current = self.add_variable(shape=(), initializer="zeros", name="current")
+        self.longest = self.add_variable(shape=(), initializer="zeros", name="longest")
+
+    def update_state(self, flag):
+        current = tf.where(flag, self.current + 1.0, 0.0)
+        self.current.assign(current)
+        self.longest.assign(tf.maximum(self.longest, current))
+
+    def result(self):
+        return tf.identity(self.longest)
+
+
+class OwnLossModel(keras.Model):
+    """A Keras model that computes its own loss in `train_step`.
+
+    Subclasses call `minimise` in `train_step`, list `self.step_trackers` in
+    their `metrics`, and seed evaluation noise with `next_evaluation_batch()`.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.step_trackers = {"skipped_steps": keras.metrics.Sum(name="skipped_steps"),
+                              "skipped_in_a_row": RunLength(name="skipped_in_a_row")}
+        # Not a logged metric: a counter that `reset_metrics` zeroes before each pass.
+        self.evaluation_counter = keras.metrics.Sum(name="evaluation_batches")
+
+    def compile(self, optimizer=None, *, jit_compile=True, **kwargs):
+        """Like `keras.Model.compile`, with XLA on by default and no `loss`.
+
+        Args:
+            optimizer: Defaults to the paper's Adagrad with step size 0.01.
+            jit_compile: XLA; pass False for networks whose ops XLA cannot compile.
+            **kwargs: Other `keras.Model.compile` arguments, except `loss`: the
+                model computes its own.
+        """
+        if optimizer is None:
+            optimizer = keras.optimizers.Adagrad(learning_rate=0.01)
+        if "loss" in kwargs:
+            raise ValueError(f"{type(self).__name__} computes its own loss; drop `loss=`. "
+                             "Choose a VAE's bound with VAE(objective=..., num_samples=...).")
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        return config and {k: v for k, v in config.items() if k != "loss"}
+
+    def compile_from_config(self, config):
+        config = dict(config)
+        config["optimizer"] = keras.optimizers.deserialize(config["optimizer"])
+        for key in ("loss_weights", "metrics", "weighted_metrics"):
+            if config.get(key) is None:
+                config.pop(key, None)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def minimise(self, loss_and_aux):
+        """One optimizer step on a loss plus the layers' L2 weight penalties, if finite.
+
+        Args:
+            loss_and_aux: A function returning (scalar loss, anything); called
+                under the gradient tape.
+
+        Returns:
+            (the function's second output, a scalar bool: whether the step was
+            applied). A step whose objective or any gradient is NaN or inf is
+            not applied, so the optimizer state and `iterations` stay as they were.
+        """
+        with tf.GradientTape() as tape:
+            loss, aux = loss_and_aux()
+            penalties = self.losses  # Recomputed at each access: read once.
+            objective = loss + tf.add_n(penalties) if penalties else loss
+        variables = self.trainable_variables
+        gradients = tape.gradient(objective, variables)
+        finite = tf.reduce_all(tf.stack(
+            [tf.reduce_all(tf.math.is_finite(objective))]
+            + [tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None]))
+        tf.cond(finite, lambda: self._apply(gradients, variables), lambda: tf.constant(False))
+        skipped = tf.logical_not(finite)
+        self.step_trackers["skipped_steps"].update_state(tf.cast(skipped, tf.float32))
+        self.step_trackers["skipped_in_a_row"].update_state(skipped)
+        return aux, finite
+
+    def _apply(self, gradients, variables):
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return tf.constant(True)
+
+    def step_logs(self) -> dict:
+        """The results of `step_trackers`, for `train_step`'s logs."""
+        return {name: tracker.result() for name, tracker in self.step_trackers.items()}
+
+    def next_evaluation_batch(self) -> tf.Tensor:
+        """The int32 index of this batch in the current evaluation pass; counts up."""
+        index = self.evaluation_counter.result()
+        self.evaluation_counter.update_state(1.0)
+        return tf.cast(index, tf.int32)
+
+    def reset_metrics(self):
+        super().reset_metrics()
+        self.evaluation_counter.reset_state()
+
+    def fit(self, x=None, y=None, *args, validation_data=None, callbacks=None,
+            max_skipped_in_a_row: int = DEFAULT_MAX_SKIPPED_IN_A_ROW, **kwargs):
+        """`keras.Model.fit`, refusing non-finite arrays and stopping on non-finite steps.
+
+        Args:
+            x, y, validation_data, callbacks, *args, **kwargs: As `keras.Model.fit`.
+            max_skipped_in_a_row: Stop after this many consecutive steps whose
+                loss or gradients were not finite (none of them is applied).
+
+        Raises:
+            ValueError: `x` or `validation_data` holds NaN or inf (numpy or
+                tensor arrays; datasets are guarded by the skipped steps).
+            TrainingDiverged: `max_skipped_in_a_row` steps in a row were skipped;
+                the model keeps the weights of the last finite step.
+        """
+        check_finite_arrays(x, "x")
+        if validation_data is not None:
+            check_finite_arrays(validation_data, "validation_data")
+        guard = StopOnSkippedSteps(max_skipped_in_a_row)
+        history = super().fit(x, y, *args, validation_data=validation_data,
+                              callbacks=[*(callbacks or []), guard], **kwargs)
+        guard.raise_if_stopped()
+        return history
+
+
+def update_means(trackers: dict, values: dict, applied=None) -> dict:
+    """Adds per-example values `[B]` to their `Mean` trackers; returns every result.
+
+    Args:
+        trackers: {name: keras.metrics.Mean}.
+        values: {name: `[B]` tensor}, one per tracker.
+        applied: For a training step, whether it was applied: a skipped step
+            adds nothing, so one non-finite step does not make the epoch's mean NaN.
+    """
+    weight = None if applied is None else tf.cast(applied, tf.float32)
+    for name, value in values.items():
+        if applied is not None:  # 0 * NaN is NaN: zero the values, not only the weight.
+            value = tf.where(applied, value, tf.zeros_like(value))
+        trackers[name].update_state(value, sample_weight=weight)
+    return {name: tracker.result() for name, tracker in trackers.items()}
+
+
+def check_finite_arrays(data, name: str) -> None:
+    """Raises ValueError naming the first NaN/inf in numpy or tensor arrays of `data`.
+
+    Args:
+        data: An array, or a tuple/list/dict of them; other objects (datasets,
+            generators) are passed over.
+        name: How the error names `data`.
+    """
+    if isinstance(data, dict):
+        for key, value in data.items():
+            check_finite_arrays(value, f"{name}[{key!r}]")
+    elif isinstance(data, (tuple, list)):
+        for i, value in enumerate(data):
+            check_finite_arrays(value, f"{name}[{i}]")
+    elif isinstance(data, (np.ndarray, tf.Tensor)):
+        values = np.asarray(data)
+        if not np.issubdtype(values.dtype, np.floating):
+            return
+        bad = ~np.isfinite(values)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{name} holds {int(bad.sum())} NaN or infinite values; the first is "
+                f"{values[first]} at index {first} (example {first[0]}). Remove or "
+                "repair those examples before training.")
+
+
+class StopOnSkippedSteps(keras.callbacks.Callback):
+    """Stops `fit` once `skipped_in_a_row` reaches `limit`, for `fit` to raise."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+        self.stopped_at_epoch = None
+        self.tripped = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        streak = (logs or {}).get("skipped_in_a_row")
+        if streak is not None and float(streak) >= self.limit:
+            self.tripped = self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.on_train_batch_end(None, logs)
+        if self.tripped and self.stopped_at_epoch is None:
+            self.stopped_at_epoch = epoch
+
+    def raise_if_stopped(self):
+        if self.tripped:
+            raise TrainingDiverged(
+                f"{self.limit} training steps in a row had a non-finite loss or gradient "
+                f"(epoch {self.stopped_at_epoch + 1}); none of them was applied, so the "
+                "model keeps the weights of the last finite step. Try a smaller learning "
+                "rate, or check the data.")

@@ -1,0 +1,103 @@
+"""tf.data pipelines: arrays in memory to minibatches for `fit()`.
+
+`make_pipeline` batches an array in order (test data). `EpochBatches` is the
+training pipeline: in epoch e, the order of the examples and the dynamic
+binarization x ~ Bernoulli(intensity) are functions of (seed, e) alone, never
+of how many epochs this process has iterated. So a run resumed at epoch e sees
+exactly the batches the uninterrupted run saw (`tfvae.seeds`).
+
+The pipeline reads its epoch from a variable when an iteration starts, then
+advances it: a plain `fit(pipeline.dataset, epochs=...)` walks through epochs
+0, 1, 2, ...; `pipeline.callback()` pins the variable to Keras' epoch index,
+which a resumed `fit(initial_epoch=e)` starts at e.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfvae import seeds
+from tfvae.config import BINARIZATIONS
+
+
+def make_pipeline(x: np.ndarray, batch_size: int, *,
+                  drop_remainder: bool = False) -> tf.data.Dataset:
+    """Batches x `[N, *event]` in order into float32 `[batch_size, *event]`."""
+    _check_batch_size(len(x), batch_size, drop_remainder)
+    dataset = tf.data.Dataset.from_tensor_slices(np.asarray(x, np.float32))
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+class EpochBatches:
+    """Shuffled training batches whose epoch e is a function of (seed, e).
+
+    Args:
+        x: `[N, *event]` intensities in [0, 1].
+        batch_size: Minibatch size M; the last N mod M examples of each
+            epoch's order are dropped, so every batch has M examples.
+        binarization: `dynamic` draws x ~ Bernoulli(intensity) afresh every
+            epoch; `none` keeps the intensities.
+        seed: Seeds order and binarization.
+
+    Attributes:
+        dataset: float32 batches `[batch_size, *event]`, `steps_per_epoch` per
+            iteration.
+        epoch: int64 variable: the epoch the next iteration yields.
+        steps_per_epoch: N // M.
+    """
+
+    def __init__(self, x: np.ndarray, batch_size: int, *, binarization: str = "none",
+                 seed: int = 0):
+        if binarization not in BINARIZATIONS:
+            raise ValueError(f"binarization={binarization!r} is not one of {BINARIZATIONS}.")
+        _check_batch_size(len(x), batch_size, drop_remainder=True)
+        self.num_examples, self.batch_size = len(x), batch_size
+        self.steps_per_epoch = len(x) // batch_size
+        self.binarization, self.seed = binarization, seed
+        # A variable, not a constant captured by the dataset function: gathers
+        # read it in place instead of embedding N images in the graph.
+        self.x = tf.Variable(np.asarray(x, np.float32), trainable=False, name="x")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.dataset = (tf.data.Dataset.range(1).map(self._next_epoch)
+                        .flat_map(self._epoch)
+                        # Known length: Keras' progress bar and epoch logic need it.
+                        .apply(tf.data.experimental.assert_cardinality(self.steps_per_epoch))
+                        .prefetch(tf.data.AUTOTUNE))
+
+    def _next_epoch(self, _):
+        return self.epoch.assign_add(1) - 1
+
+    def _epoch(self, epoch: tf.Tensor) -> tf.data.Dataset:
+        """The batches of `epoch` (int64 scalar), in its order."""
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(self.num_examples, dtype=tf.int64),
+            seed=seeds.stream_seed(self.seed, "data_order", epoch))
+        used = self.steps_per_epoch * self.batch_size
+        indices = tf.reshape(order[:used], [self.steps_per_epoch, self.batch_size])
+        steps = tf.data.Dataset.range(self.steps_per_epoch)
+        return tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(indices), steps).map(
+            lambda index, step: self._batch(index, epoch, step),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def _batch(self, index: tf.Tensor, epoch: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        x = tf.gather(self.x, index)
+        if self.binarization == "none":
+            return x
+        seed = seeds.stream_seed(self.seed, "binarization", epoch, step)
+        return tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=seed) < x, tf.float32)
+
+    def callback(self) -> keras.callbacks.Callback:
+        """Sets `epoch` to Keras' epoch index at the start of every epoch of `fit`."""
+        return keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda epoch, logs=None: self.epoch.assign(epoch))
+
+
+def _check_batch_size(num_examples: int, batch_size: int, drop_remainder: bool) -> None:
+    if num_examples == 0:
+        raise ValueError("The split is empty: there is nothing to batch.")
+    if drop_remainder and num_examples < batch_size:
+        raise ValueError(f"{num_examples} examples are fewer than batch_size={batch_size}: "
+                         "with drop_remainder the pipeline would yield no batch. Choose "
+                         f"--batch-size {num_examples} or less.")

@@ -56,7 +56,7 @@ def benchmark_variant(export_dir: Path, name: str, description: dict, calibratio
         "variant": info["quantization"], "KiB": info["bytes"] / 1024,
         # Of E[x|z] from the Keras model's; no "|" in headers: it splits Markdown cells.
         "mean abs diff": parity["mean_abs_diff"], "max abs diff": parity["max_abs_diff"],
-        "d log-lik (nats/pixel)": parity["log_likelihood_change_per_pixel"],
+        "|d log-lik| (nats/pixel)": parity["log_likelihood_abs_change_per_pixel"],
         "convert (s)": convert_seconds,
         **{f"us/sample, batch {batch}": latency(export_dir / name, batch, args)
            for batch in (1, 64)},

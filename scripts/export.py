@@ -52,7 +52,7 @@ def summary(description: dict, export_dir: Path) -> str:
         lines.append(f"  {name:30s} {info['bytes'] / 1024:8.1f} KiB  "
                      f"mean |dE[x|z]| {parity['mean_abs_diff']:.2g}  "
                      f"max {parity['max_abs_diff']:.2g}  "
-                     f"d log-lik/pixel {parity['log_likelihood_change_per_pixel']:+.2g}")
+                     f"|d log-lik|/pixel {parity['log_likelihood_abs_change_per_pixel']:.2g}")
     return "\n".join(lines)
 
 

@@ -213,6 +213,13 @@ def test_config_round_trip_keeps_min_scale_and_mean_activation():
     assert (copy.min_scale, copy.mean_activation, copy.event_shape) == (0.05, "sigmoid", EVENT)
 
 
+def test_a_head_saved_with_log_variance_scales_is_refused():
+    config = heads.DiagonalGaussian(EVENT, name="likelihood").get_config()
+    del config["min_scale"]  # What heads saved before softplus scales hold.
+    with pytest.raises(ValueError, match="'likelihood' was saved with log-variance"):
+        heads.DiagonalGaussian.from_config(config)
+
+
 def test_keras_round_trip_of_a_gaussian_decoder_keeps_its_floor(tmp_path):
     head = heads.DiagonalGaussian(EVENT, mean_activation="sigmoid", min_scale=0.05, seed=1)
     decoder = ProbabilisticMLP(head, (16,), seed=0, name="decoder")

@@ -139,6 +139,18 @@ class RunConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
+    def __post_init__(self):
+        binary = self.data.binarization == "dynamic" or self.data.dataset == "binarized_mnist"
+        if binary and self.model.likelihood == "gaussian":
+            # The density of a Gaussian at its own mean grows without bound as
+            # its scale shrinks: on 0/1 pixels the "bound" climbs forever.
+            raise ValueError(
+                f"likelihood='gaussian' on binary pixels ({self.data.dataset}"
+                f"{', binarization=dynamic' if self.data.binarization == 'dynamic' else ''}) "
+                "has an unbounded likelihood: its scales shrink to their floor and the ELBO "
+                "climbs without limit. Use --likelihood bernoulli, or --binarization none "
+                "for grey values.")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -46,6 +46,7 @@ import urllib.parse
 import urllib.request
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import scipy.io
@@ -200,7 +201,7 @@ def download_file(relative_path: str, url: str, sha256: str) -> Path:
     return path
 
 
-def _fetch(url: str, file) -> str:
+def _fetch(url: str, file: BinaryIO) -> str:
     """Streams `url` into the binary file object `file`; returns the bytes' hex sha256."""
     digest = hashlib.sha256()
     with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_SECONDS) as response:
@@ -225,7 +226,8 @@ def find_file(relative_path: str, data_dir: str | None = None) -> Path:
 
     Raises:
         DataNotFoundError: The file is absent and the download failed.
-        ValueError: The local file is not the canonical one (sha256 differs).
+        ValueError: The local or the downloaded file is not the canonical one
+            (its sha256 differs).
     """
     folder = data_dir or os.environ.get(DATA_DIR_ENV)
     url, sha256 = _SOURCES[relative_path]
@@ -318,9 +320,9 @@ def read_amat(path: str | Path) -> np.ndarray:
     if data.size % line_bytes:
         raise ValueError(
             f"{path}: {data.size:,} bytes is not a whole number of {line_bytes}-byte "
-            f"lines of 784 values (line {data.size // line_bytes + 1} is cut short or "
-            f"longer): the file is truncated or not a binarized MNIST .amat file. "
-            f"Download it again.")
+            f"lines of 784 values (a truncated file ends inside line "
+            f"{data.size // line_bytes + 1}): the file is truncated or not a binarized "
+            f"MNIST .amat file. Download it again.")
     lines = data.reshape(-1, line_bytes)
     pixels = lines[:, 0::2] - np.uint8(ord("0"))  # Other characters wrap above 1.
     bad_separators = np.any(lines[:, 1:-1:2] != ord(" "), axis=1) | (lines[:, -1] != ord("\n"))
@@ -361,13 +363,13 @@ def read_frey_mat(path: str | Path) -> np.ndarray:
                          f"{error}): it is truncated or damaged. Download {url} again."
                          ) from error
     faces = variables.get("ff")
-    if not isinstance(faces, np.ndarray) or faces.shape != _FREY_SHAPE or faces.dtype != np.uint8:
-        found = (f"ff of {faces.dtype} {faces.shape}" if isinstance(faces, np.ndarray)
-                 else f"variables {sorted(k for k in variables if not k.startswith('__'))}")
-        raise ValueError(f"{path} should hold ff, uint8 of shape {_FREY_SHAPE}, but holds "
-                         f"{found}: it is truncated or not the Frey Face file. Download "
-                         f"{url} again.")
-    return np.ascontiguousarray(faces.T)
+    if isinstance(faces, np.ndarray) and faces.shape == _FREY_SHAPE and faces.dtype == np.uint8:
+        return np.ascontiguousarray(faces.T)
+    found = (f"ff of {faces.dtype} {faces.shape}" if isinstance(faces, np.ndarray)
+             else f"variables {sorted(k for k in variables if not k.startswith('__'))}")
+    raise ValueError(f"{path} should hold ff, uint8 of shape {_FREY_SHAPE}, but holds "
+                     f"{found}: it is truncated or not the Frey Face file. Download "
+                     f"{url} again.")
 
 
 def check_finite(x: np.ndarray, name: str) -> None:
@@ -456,10 +458,8 @@ def _tfds_hint(dataset: str) -> str:
 
 
 def _load_frey_face(data_dir: str | None) -> ArraySplits:
-    faces = scipy.io.loadmat(find_file("frey_rawface.mat", data_dir))["ff"]
-    if faces.shape != (28 * 20, 1965):
-        raise ValueError(f"frey_rawface.mat: ff has shape {faces.shape}, not (560, 1965).")
-    x = faces.T.reshape(-1, 28, 20).astype(np.float32) / 255
+    frames = read_frey_mat(find_file("frey_rawface.mat", data_dir))
+    x = frames.reshape(-1, 28, 20).astype(np.float32) / 255
     train, test = frey_face_split(len(x))
     return ArraySplits(x_train=x[train], x_test=x[test])
 
@@ -592,8 +592,14 @@ def load(config: DataConfig, seed: int = 0) -> DataSplits:
 
     Returns:
         `DataSplits` whose pipelines yield float32 [batch_size, *event_shape].
+
+    Raises:
+        ValueError: A split holds NaN or inf, is empty, or is smaller than
+            the batch; and as `load_arrays`.
     """
     arrays = load_arrays(config.dataset, config.data_dir)
+    for split in ("train", "test"):
+        check_finite(getattr(arrays, f"x_{split}"), f"{config.dataset} {split} images")
     if config.limit is not None:
         arrays = dataclasses.replace(
             arrays, x_train=arrays.x_train[:config.limit],

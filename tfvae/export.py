@@ -15,7 +15,7 @@
 
 The endpoints and their noise inputs are in `tfvae.endpoints`. The full-int8
 file quantizes the MLP (matmuls, tanh); the likelihood's link functions
-(sigmoid, exp) and the sampling arithmetic stay float32, so `u < p` is never
+(sigmoid, and softplus as exp and log) and the sampling arithmetic stay float32, so `u < p` is never
 compared on a 1/256 grid.
 
 Every export is checked against the Keras model (`tfvae.parity`) before its
@@ -49,8 +49,9 @@ from tfvae.model import VAE
 EXPORT_DIR = "export"
 CONFIG_FILE = "export.json"
 DEFAULT_QUANTIZATIONS = ("float32", "dynamic_int8", "float16")
-# Kept float32 in the full-int8 model: link functions and sampling arithmetic.
-FLOAT_OPS = ("LOGISTIC", "EXP", "LESS", "MUL", "ADD", "RESHAPE")
+# Kept float32 in the full-int8 model: link functions (sigmoid; softplus = log(1 + exp))
+# and sampling arithmetic.
+FLOAT_OPS = ("LOGISTIC", "EXP", "LOG", "LESS", "MUL", "ADD", "RESHAPE")
 NUM_TEST_EXAMPLES = 1000
 DESCRIPTIONS = {
     "x": "images [B, *image_shape]: data in, or draws x ~ p(x|z) out",

@@ -124,6 +124,18 @@ class DiagonalGaussian(_Head):
         return {**super().get_config(), "mean_activation": self.mean_activation,
                 "min_scale": self.min_scale}
 
+    @classmethod
+    def from_config(cls, config):
+        # Heads saved before softplus scales have no min_scale, and their "scale"
+        # weights output a log-variance: read as softplus inputs they would load
+        # without complaint and give wrong scales (a Frey Face ELBO of 850 became
+        # -87804).
+        if "min_scale" not in config:
+            raise ValueError(
+                f"DiagonalGaussian {config.get('name')!r} was saved with log-variance "
+                "scales, which this version no longer reads; retrain the model.")
+        return super().from_config(config)
+
 
 @keras.saving.register_keras_serializable(package="tfvae")
 class Bernoulli(_Head):

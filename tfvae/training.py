@@ -78,6 +78,11 @@ def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
         RunExists: the run folder belongs to another configuration.
     """
     data = datasets.load(config.data, seed=config.train.seed)
+    for split, x in (("train", data.arrays.x_train), ("test", data.arrays.x_test)):
+        datasets.check_support(datasets.as_scored(x, config.data.binarization),
+                               config.model.likelihood,
+                               "none" if split == "test" else config.data.binarization,
+                               name=f"{config.data.dataset} {split} images")
     config = resolve(config, data)
     run_dir = Path(config.train.output_dir) / config.train.run_name
     model, initial_epoch = _start_or_resume(config, data, run_dir)

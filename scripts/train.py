@@ -18,8 +18,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         config = config_lib.from_arguments(args)
-    except ValueError as error:
-        parser.error(str(error))
+    except ValueError as error:  # A value no run can have, e.g. --latent-dim 0.
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     # Imported after parsing so that --help and flag errors answer at once.
     from tfvae import datasets, training
     try:

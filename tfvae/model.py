@@ -97,8 +97,7 @@ class VAE(OwnLossModel):
 
     def encode(self, x) -> tfd.Distribution:
         """q(z|x): batch shape `[B]`, event shape `[latent_dim]`, for x `[B, *event]`."""
-        x = tf.convert_to_tensor(x, self.compute_dtype)
-        self._remember_input_shape(x)
+        x = self._as_input(x)
         posterior = self.encoder(x)
         self.latent_shape = tuple(posterior.event_shape.as_list())
         return posterior
@@ -149,7 +148,7 @@ class VAE(OwnLossModel):
         objective = objective or self.objective
         num_samples = num_samples or self.num_samples
         seed = self._seed(seed)
-        x = tf.convert_to_tensor(x, self.compute_dtype)
+        x = self._as_input(x)
         posterior = self.encode(x)
         prior = self.prior()
         rate = self._closed_form_rate(posterior, prior) if objective == "elbo" else None
@@ -283,10 +282,30 @@ class VAE(OwnLossModel):
         if config:
             self.build(config["input_shape"])
 
-    def _remember_input_shape(self, x):
+    def _as_input(self, x) -> tf.Tensor:
+        """x as a float tensor `[B, *event]`; the first call fixes `event`.
+
+        Raises:
+            ValueError: x is not numeric, or its event shape is not the one
+                the model has seen (or was built with).
+        """
+        if isinstance(x, tf.Tensor) and (x.dtype.is_integer or x.dtype.is_bool):
+            x = tf.cast(x, self.compute_dtype)  # uint8 images, 0/1 masks.
+        try:
+            x = tf.convert_to_tensor(x, self.compute_dtype)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"x must be numeric images [B, *event]; {error}") from error
+        event = tuple(x.shape[1:])
         if self.input_event_shape is None:
-            self.input_event_shape = tuple(x.shape[1:])
+            self.input_event_shape = event
             self.built = True
+        elif len(event) != len(self.input_event_shape) or any(
+                a is not None and b is not None and a != b
+                for a, b in zip(event, self.input_event_shape)):
+            raise ValueError(
+                f"This model takes x of shape [B, {', '.join(map(str, self.input_event_shape))}]"
+                f", got {list(x.shape)}: pass images of the shape it was built for.")
+        return x
 
     def get_config(self):
         if isinstance(self.prior_model, tfd.Distribution):

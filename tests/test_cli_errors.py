@@ -1,0 +1,110 @@
+"""Bad input to `scripts/train.py`: one line on stderr, exit code 1, no traceback,
+and nothing written that looks like a finished run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import tfvae  # noqa: F401 (registers the classes that the .keras files name)
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+import train as train_script  # noqa: E402
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "train.py"
+
+
+def frey_args(data_dir, output_dir, *extra):
+    return ["--dataset", "frey_face", "--data-dir", str(data_dir), "--limit", "300",
+            "--batch-size", "50", "--hidden-units", "32", "--output-dir", str(output_dir),
+            "--run-name", "run", "--epochs", "1", *extra]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--dataset", "cifar"], "Unknown dataset 'cifar'; valid: frey_face, mnist"),
+    (["--latent-dim", "0"], "latent_dim must be positive"),
+    (["--learning-rate", "-0.1"], "learning_rate must be positive"),
+    (["--epochs", "-3"], "epochs must be positive"),
+    (["--limit", "0"], "limit must be positive"),
+    (["--limit", "40"], "40 examples are fewer than batch_size=50"),
+    (["--likelihood", "bernoulli"], "--binarization dynamic"),
+    (["--dataset", "mnist", "--likelihood", "gaussian"], "unbounded likelihood"),
+])
+def test_bad_input_is_one_line_and_exit_code_1(data_dir, tmp_path, capsys, extra, message):
+    args = frey_args(data_dir, tmp_path) + extra
+    assert train_script.main(args) == 1
+    assert message in one_line_error(capsys)
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_a_data_file_that_is_not_the_canonical_one(data_dir, tmp_path, capsys):
+    bad = tmp_path / "data"
+    bad.mkdir()
+    original = (Path(data_dir) / "frey_rawface.mat").read_bytes()
+    (bad / "frey_rawface.mat").write_bytes(original[:len(original) // 2])  # Truncated.
+    assert train_script.main(frey_args(bad, tmp_path / "runs")) == 1
+    assert "sha256" in one_line_error(capsys)
+    assert (bad / "frey_rawface.mat").stat().st_size == len(original) // 2  # Left alone.
+
+
+def test_another_config_in_the_run_folder_names_the_fields(data_dir, tmp_path, capsys):
+    assert train_script.main(frey_args(data_dir, tmp_path)) == 0
+    capsys.readouterr()
+    assert train_script.main(frey_args(data_dir, tmp_path, "--latent-dim", "3",
+                                       "--learning-rate", "0.02")) == 1
+    line = one_line_error(capsys)
+    assert "model.latent_dim: 2 there, 3 now" in line
+    assert "train.learning_rate: 0.01 there, 0.02 now" in line
+
+
+def history_without_times(run_dir: Path) -> list[str]:
+    """history.csv's rows without the wall-time column (the one thing that may differ)."""
+    rows = [line.split(",") for line in (run_dir / "history.csv").read_text().splitlines()]
+    drop = rows[0].index("seconds")
+    return [",".join(v for i, v in enumerate(row) if i != drop) for row in rows]
+
+
+@pytest.mark.slow
+def test_a_run_killed_at_a_random_moment_resumes_to_the_same_run(data_dir, tmp_path):
+    """SIGKILL at a random moment after the first checkpoint, then the same
+    command again: history and weights equal those of a run never interrupted."""
+    args = [sys.executable, str(SCRIPT), *frey_args(data_dir, tmp_path)]
+    args[args.index("--epochs") + 1] = "24"
+    args += ["--checkpoint-every", "3", "--seed", "5"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    uninterrupted = args[:]
+    uninterrupted[uninterrupted.index("--run-name") + 1] = "whole"
+    subprocess.run(uninterrupted, check=True, env=env, capture_output=True)
+
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    while not (run_dir / "checkpoint.json").exists() and process.poll() is None:
+        time.sleep(0.05)
+    delay = np.random.default_rng().uniform(0, 1.5)  # Random: any moment must do.
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, f"the run ended before the kill ({delay:.2f} s)"
+    subprocess.run(args, check=True, env=env, capture_output=True)
+
+    assert history_without_times(run_dir) == history_without_times(tmp_path / "whole")
+    resumed = keras.models.load_model(run_dir / "model.keras").get_weights()
+    whole = keras.models.load_model(tmp_path / "whole" / "model.keras").get_weights()
+    assert len(resumed) == len(whole)
+    for a, b in zip(resumed, whole):
+        np.testing.assert_array_equal(a, b, err_msg=f"killed {delay:.2f} s after the first checkpoint")
+    assert sorted(p.name for p in run_dir.glob("checkpoint-*.keras")) == ["checkpoint-24.keras"]

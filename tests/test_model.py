@@ -269,8 +269,9 @@ def test_fit_with_validation_evaluate_and_predict():
 
 def test_evaluate_averages_over_examples_also_with_a_partial_last_batch():
     model = hand_set_vae(decoder_kernel_scale=0.0)
+    model.decoder.head.parameter_layers[0].bias.assign(np.full(H * W, 3.0, np.float32))
     x = binary_data(25)
-    x[20:] = 1.0  # A last batch of 5 unlike the others.
+    x[20:] = 1.0  # A last batch of 5 far likelier than the others.
     rate, distortion = exact_terms(model, x)
     model.compile(jit_compile=False)
     results = model.evaluate(x, batch_size=10, return_dict=True, verbose=0)
@@ -279,7 +280,7 @@ def test_evaluate_averages_over_examples_also_with_a_partial_last_batch():
     assert results["loss"] == pytest.approx((rate + distortion).mean(), rel=1e-5)
     # The mean of the three batch means is far off: the test tells the two apart.
     batch_means = np.mean([(rate + distortion)[i:i + 10].mean() for i in (0, 10, 20)])
-    assert abs(batch_means - (rate + distortion).mean()) > 1e-3 * (rate + distortion).mean()
+    assert abs(batch_means - (rate + distortion).mean()) > 0.1 * (rate + distortion).mean()
 
 
 def test_keras_round_trip_of_a_model_trained_only_through_fit(tmp_path):

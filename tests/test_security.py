@@ -157,3 +157,37 @@ def test_offline_download_is_data_not_found(keras_home, monkeypatch, tmp_path):
     assert str(tmp_path / "binarized_mnist" / "binarized_mnist_test.amat") in message
     assert "https://www.cs.toronto.edu/~larocheh/" in message
     assert files_under(keras_home) == []
+
+
+# Loading models: Keras' safe mode, and no pickle.
+
+def lambda_model_file(path: Path) -> Path:
+    """A `.keras` file whose Lambda layer carries Python bytecode: what an attacker ships."""
+    import keras
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda x: x * 2)])
+    model.save(path)
+    return path
+
+
+def test_a_keras_file_carrying_a_lambda_is_refused(tmp_path):
+    from tfvae import config, export, training
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(config.RunConfig().to_json())
+    lambda_model_file(run_dir / "model.keras")
+    with pytest.raises(ValueError, match="safe_mode"):
+        export.load_run(run_dir)
+    with pytest.raises(ValueError, match="safe_mode"):
+        training.load_model(run_dir / "model.keras")
+
+
+def test_no_pickle_in_the_package_or_scripts():
+    root = Path(__file__).parents[1]
+    sources = [*root.glob("tfvae/**/*.py"), *root.glob("scripts/*.py"),
+               *root.glob("benchmarks/*.py")]
+    assert sources
+    for path in sources:
+        text = path.read_text()
+        for needle in ("import pickle", "from pickle", "cPickle", "allow_pickle=True",
+                       "joblib", "import dill", "torch.load", "safe_mode=False"):
+            assert needle not in text, f"{path.relative_to(root)} uses {needle}"

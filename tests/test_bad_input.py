@@ -1,5 +1,6 @@
-"""Bad input to `scripts/train.py`: one line on stderr, exit code 1, no traceback,
-and nothing written that looks like a finished run."""
+"""Bad input and faults: the CLI answers one line on stderr with exit code 1 and no
+traceback, writing nothing that looks like a finished run; the library raises a
+ValueError that says what to do; a killed run resumes to the same run."""
 
 import os
 import signal
@@ -12,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-import tfvae  # noqa: F401 (registers the classes that the .keras files name)
+import tfvae
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
 import train as train_script  # noqa: E402
@@ -69,6 +70,17 @@ def test_another_config_in_the_run_folder_names_the_fields(data_dir, tmp_path, c
     line = one_line_error(capsys)
     assert "model.latent_dim: 2 there, 3 now" in line
     assert "train.learning_rate: 0.01 there, 0.02 now" in line
+
+
+def test_the_model_refuses_images_of_another_shape_or_no_numbers():
+    model = tfvae.build_vae(tfvae.ModelConfig(latent_dim=2, hidden_units=(8,),
+                                              event_shape=(28, 20)), seed=0)
+    with pytest.raises(ValueError, match=r"takes x of shape \[B, 28, 20\], got \[3, 28, 28\]"):
+        model.elbo(np.zeros((3, 28, 28), np.float32))
+    with pytest.raises(ValueError, match="numeric images"):
+        model.encode(np.full((3, 28, 20), "grey"))
+    # Integer pixels are numbers: they are converted, not refused.
+    assert model.elbo(np.zeros((3, 28, 20), np.uint8)).shape == (3,)
 
 
 def history_without_times(run_dir: Path) -> list[str]:

@@ -1,11 +1,13 @@
-"""Tests for tfvae.plots: valid PNGs, layout, the manifold's quantile grid, atomic writes."""
+"""Tests for tfvae.plots, on the PNGs read back: each tile in its place with its grey level
+or colour, curves straight on a log axis, one colour per run or class, the manifold's
+quantile grid; and atomic writes."""
 
 import os
 import warnings
 
 import numpy as np
 import pytest
-from matplotlib import image as mpimg
+from matplotlib import colormaps, colors, image as mpimg
 from matplotlib.figure import Figure
 from scipy import stats
 
@@ -33,6 +35,29 @@ def aspect(path):
     return pixels.shape[0] / pixels.shape[1]
 
 
+def canvas_from_png(pixels, canvas_shape, ink):
+    """The PNG resampled at the centres of a `[rows, cols]` canvas, RGB `[rows, cols, 3]`.
+
+    The canvas is located as the bounding box of the pixels where `ink` `[H, W]` holds,
+    so its first and last rows and columns must be inked.
+    """
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    r = top + (np.arange(canvas_shape[0]) + 0.5) * (bottom - top) / canvas_shape[0]
+    c = left + (np.arange(canvas_shape[1]) + 0.5) * (right - left) / canvas_shape[1]
+    return pixels[r.astype(int)[:, None], c.astype(int)[None, :], :3]
+
+
+def tile_of(canvas, k, ncols, height, width, gap=1):
+    top, left = (k // ncols) * (height + gap), (k % ncols) * (width + gap)
+    return canvas[top:top + height, left:left + width]
+
+
+def colour_mask(pixels, colour, tol=0.06):
+    """Where a PNG `[H, W, 4]` shows `colour` (a matplotlib colour spec)."""
+    return np.all(np.abs(pixels[..., :3] - np.array(colors.to_rgb(colour))) < tol, axis=-1)
+
+
 def test_image_grid_shape_follows_ncols(tmp_path, rng):
     images = rng.uniform(size=(6, HEIGHT, WIDTH))
     wide = plots.image_grid(images, tmp_path / "wide.png", ncols=3, title="samples")
@@ -41,9 +66,52 @@ def test_image_grid_shape_follows_ncols(tmp_path, rng):
     assert aspect(wide) < 1 < aspect(tall)
 
 
-def test_image_grid_rgb(tmp_path, rng):
-    path = plots.image_grid(rng.uniform(size=(5, HEIGHT, WIDTH, 3)), tmp_path / "rgb.png")
-    assert read_png(path).ndim == 3
+# One byte per channel: a grey level comes back within 1/255 (+ rounding).
+QUANTUM = 1.5 / 255
+
+
+def marked_tiles(levels, height, width, channels=()):
+    """Constant tiles of `levels` `[N, *channels]`, each with a black top-left 3 x 3 block."""
+    tiles = np.broadcast_to(np.asarray(levels)[:, None, None],
+                            (len(levels), height, width, *channels)).copy()
+    tiles[:, :3, :3] = 0.0
+    return tiles
+
+
+def test_image_grid_shows_each_image_in_its_place(tmp_path):
+    # 5 images in 3 columns: 2 rows, the last slot blank; grey levels below white.
+    levels, ncols, height, width = np.linspace(0.1, 0.8, 5), 3, 9, 6
+    path = plots.image_grid(marked_tiles(levels, height, width), tmp_path / "grid.png",
+                            ncols=ncols)
+    pixels = read_png(path)
+    canvas_shape = (2 * (height + 1) - 1, ncols * (width + 1) - 1)
+    ink = np.any(pixels[..., :3] < 0.95, axis=-1)
+    canvas = canvas_from_png(pixels, canvas_shape, ink)[..., 0]  # Grey: R = G = B.
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    assert (rows[-1] - rows[0]) / (cols[-1] - cols[0]) == pytest.approx(
+        canvas_shape[0] / canvas_shape[1], rel=0.02)
+    for k, level in enumerate(levels):
+        tile = tile_of(canvas, k, ncols, height, width)
+        np.testing.assert_allclose(tile[:3, :3], 0.0, atol=QUANTUM)
+        np.testing.assert_allclose(tile[3:, 3:], level, atol=QUANTUM)
+    np.testing.assert_allclose(tile_of(canvas, 5, ncols, height, width), 1.0)  # The blank.
+    np.testing.assert_allclose(canvas[height], 1.0)  # The gap between the rows.
+    np.testing.assert_allclose(canvas[:, width], 1.0)  # The gap between columns.
+
+
+def test_image_grid_rgb_shows_each_colour_in_its_place(tmp_path):
+    colours = np.array([[0.8, 0.1, 0.1], [0.1, 0.7, 0.2], [0.2, 0.1, 0.8], [0.6, 0.5, 0.1]])
+    height, width = 5, 8
+    path = plots.image_grid(marked_tiles(colours, height, width, (3,)), tmp_path / "rgb.png")
+    pixels = read_png(path)
+    canvas = canvas_from_png(pixels, (2 * height + 1, 2 * width + 1),
+                             np.any(pixels[..., :3] < 0.95, axis=-1))
+    for k, colour in enumerate(colours):  # ncols defaults to ceil(sqrt(4)) = 2.
+        tile = tile_of(canvas, k, 2, height, width)
+        np.testing.assert_allclose(tile[3:, 3:], np.broadcast_to(colour, tile[3:, 3:].shape),
+                                   atol=QUANTUM)
+        np.testing.assert_allclose(tile[:3, :3], 0.0, atol=QUANTUM)
+    np.testing.assert_allclose(canvas[height], 1.0)  # The gap, transparent on white.
 
 
 @pytest.mark.parametrize("channels", [(), (3,)])
@@ -68,6 +136,33 @@ def test_reconstructions_wrap_into_row_pairs(tmp_path, rng):
 
     # 10 pairs fill one row-pair of 10 columns; the 11th wraps to a second row-pair.
     assert aspect(draw(11, "two.png")) > 1.7 * aspect(draw(10, "one.png"))
+
+
+def test_reconstructions_put_each_reconstruction_under_its_input(tmp_path):
+    # 12 pairs: a row of inputs 0-9, their reconstructions, inputs 10-11, theirs.
+    # Saturated colours, so that the grey tick labels are not mistaken for the canvas.
+    n, height, width = 12, 6, 5
+    shade = np.linspace(0.1, 0.6, n)
+    inputs = np.stack([np.full(n, 0.9), shade, np.full(n, 0.1)], axis=-1)  # reds
+    outputs = np.stack([np.full(n, 0.1), shade, np.full(n, 0.9)], axis=-1)  # blues
+    path = plots.reconstructions(marked_tiles(inputs, height, width, (3,)),
+                                 marked_tiles(outputs, height, width, (3,)),
+                                 tmp_path / "pairs.png")
+    pixels = read_png(path)
+    saturated = np.ptp(pixels[..., :3], axis=-1) > 0.5
+    ncols = plots.RECONSTRUCTIONS_PER_ROW
+    canvas = canvas_from_png(pixels, (4 * (height + 1) - 1, ncols * (width + 1) - 1), saturated)
+    for k in range(n):
+        pair, column = divmod(k, ncols)
+        for row, colours in ((2 * pair, inputs), (2 * pair + 1, outputs)):
+            tile = tile_of(canvas, row * ncols + column, ncols, height, width)
+            np.testing.assert_allclose(tile[3:, 3:], np.broadcast_to(colours[k], (3, 2, 3)),
+                                       atol=QUANTUM)
+            np.testing.assert_allclose(tile[:3, :3], 0.0, atol=QUANTUM)
+    blank = tile_of(canvas, 3 * ncols + 2, ncols, height, width)  # After the 12th output.
+    np.testing.assert_allclose(blank, 1.0)
+    np.testing.assert_allclose(canvas[height], 1.0)  # A gap between inputs and outputs.
+    np.testing.assert_allclose(canvas[:, width], 1.0)
 
 
 def test_reconstructions_reject_mismatched_shapes(tmp_path):
@@ -129,16 +224,34 @@ def test_training_curves_second_panel_for_rate_and_distortion(tmp_path):
     assert aspect(two) < 0.75 * aspect(one)
 
 
+def straight_fraction(pixels, colour, tolerance=3.0):
+    """Share of a curve's columns within `tolerance` pixels of its robust straight-line fit."""
+    mask = colour_mask(pixels, colour)
+    cols = np.flatnonzero(mask.any(axis=0))
+    rows = np.array([np.median(np.flatnonzero(mask[:, c])) for c in cols])
+    slope = stats.theilslopes(rows, cols).slope  # Robust to the legend's sample line.
+    intercept = np.median(rows - slope * cols)
+    return np.mean(np.abs(rows - intercept - slope * cols) < tolerance)
+
+
 def test_training_curves_log_x_against_samples(tmp_path):
-    samples = np.logspace(5, 8, 6)
-    path = plots.training_curves({"elbo": [-150, -130, -120, -110, -105, -103]},
-                                 tmp_path / "fig2.png", x=samples, xlabel="samples", log_x=True)
-    assert read_png(path).size
+    # A bound linear in log(samples) is a straight line on a log axis, and is bent on a
+    # linear one.
+    samples = np.logspace(5, 8, 30)
+    history = {"elbo": list(-150 + 10 * np.log10(samples))}
+    log_x = plots.training_curves(history, tmp_path / "log.png", x=samples, xlabel="samples",
+                                  log_x=True)
+    linear = plots.training_curves(history, tmp_path / "linear.png", x=samples)
+    assert straight_fraction(read_png(log_x), "C0") > 0.85
+    assert straight_fraction(read_png(linear), "C0") < 0.6
 
 
 def test_training_curves_without_elbo_plots_numeric_series(tmp_path):
+    # One quantity, loss, drawn solid and its val_ version dashed in the same colour;
+    # the strings of "note" are skipped.
     history = {"loss": [3.0, 2.0, 1.5], "val_loss": [3.1, 2.2, 1.9], "note": ["a", "b", "c"]}
-    assert read_png(plots.training_curves(history, tmp_path / "loss.png")).size
+    pixels = read_png(plots.training_curves(history, tmp_path / "loss.png"))
+    assert colour_mask(pixels, "C0").sum() > 200 and colour_mask(pixels, "C1").sum() == 0
     with pytest.raises(ValueError, match="no numeric series"):
         plots.training_curves({"note": ["a"]}, tmp_path / "none.png")
 
@@ -149,9 +262,16 @@ def test_training_curves_reject_x_of_wrong_length(tmp_path):
 
 
 def test_latent_scatter(tmp_path, rng):
-    z = rng.normal(size=(300, 2))
-    labels = rng.integers(0, 10, size=300)
-    assert read_png(plots.latent_scatter(z, labels, tmp_path / "z.png", title="VAE")).size
+    # Class 0 to the upper left, class 3 to the lower right, coloured tab10[0] and [3].
+    z = np.concatenate([rng.normal([-3, 2], 0.5, (150, 2)), rng.normal([3, -2], 0.5, (150, 2))])
+    labels = np.repeat([0, 3], 150)
+    pixels = read_png(plots.latent_scatter(z, labels, tmp_path / "z.png", title="VAE"))
+    palette = colormaps["tab10"]
+    (rows_0, cols_0), (rows_3, cols_3) = (np.nonzero(colour_mask(pixels, palette(k)))
+                                          for k in (0, 3))
+    assert len(rows_0) > 200 and len(rows_3) > 200
+    assert np.median(cols_0) < np.median(cols_3) and np.median(rows_0) < np.median(rows_3)
+    assert colour_mask(pixels, palette(1)).sum() == 0  # No class 1 in the data.
     with pytest.raises(ValueError, match=r"\[N, 2\]"):
         plots.latent_scatter(z[:, :1], labels, tmp_path / "bad.png")
     with pytest.raises(ValueError, match="integers"):
@@ -184,10 +304,18 @@ def test_crash_while_writing_keeps_the_old_file(tmp_path, rng, monkeypatch):
 
 
 def test_bound_curves_draws_two_lines_per_run(tmp_path):
-    history = {"samples": [1e3, 1e4, 1e5], "elbo": [-300.0, -150.0, -120.0],
-               "val_elbo": [-310.0, -160.0, -125.0]}
-    path = plots.bound_curves({"latent 2": history, "latent 10": history},
+    def history(offset):
+        return {"samples": [1e3, 1e4, 1e5],
+                "elbo": [offset - 300.0, offset - 150.0, offset - 120.0],
+                "val_elbo": [offset - 310.0, offset - 160.0, offset - 125.0]}
+
+    # Run C0 lies 100 nats above run C1; a third colour would be a stray line.
+    path = plots.bound_curves({"latent 10": history(0.0), "latent 2": history(-100.0)},
                               tmp_path / "figure2.png", title="Figure 2")
-    assert path.read_bytes().startswith(b"\x89PNG")
+    pixels = read_png(path)
+    rows_0, rows_1 = (np.nonzero(colour_mask(pixels, f"C{k}"))[0] for k in (0, 1))
+    assert len(rows_0) > 300 and len(rows_1) > 300
+    assert np.median(rows_0) < np.median(rows_1)
+    assert colour_mask(pixels, "C2").sum() == 0
     with pytest.raises(KeyError):
         plots.bound_curves({"broken": {"samples": [1.0]}}, tmp_path / "broken.png")

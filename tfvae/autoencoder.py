@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from tfvae import aevb
-from tfvae.base_model import OwnLossModel, update_means
+from tfvae.base_model import ExampleMean, OwnLossModel, update_means
 from tfvae.networks import MLP, child_seed, dense
 
 METRIC_NAMES = ("loss", "distortion")
@@ -42,7 +42,7 @@ class Autoencoder(OwnLossModel):
     def __init__(self, encoder: keras.Model, decoder: keras.Model, **kwargs):
         super().__init__(**kwargs)
         self.encoder, self.decoder = encoder, decoder
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self.trackers = {name: ExampleMean(name=name) for name in METRIC_NAMES}
 
     def encode(self, x) -> tf.Tensor:
         """The codes z `[B, latent_dim]` of x `[B, *event]`."""

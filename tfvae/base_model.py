@@ -30,10 +30,25 @@ class TrainingDiverged(RuntimeError):
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
+class ExampleMean(keras.metrics.Mean):
+    """`keras.metrics.Mean` that is NaN, not 0, when it has seen no example.
+
+    An epoch whose every step was skipped has no bound to report, and 0 nats
+    would read as the best bound a Bernoulli model can have.
+    """
+
+    def result(self):
+        return tf.where(self.count > 0, self.total / tf.maximum(self.count, 1.0),
+                        tf.constant(float("nan"), self.dtype))
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
 class RunLength(keras.metrics.Metric):
     """The longest run of consecutive `True` updates since the last reset.
 
-    Call `update_state(flag)` with a scalar bool once per step.
+    Call `update_state(flag)` with a scalar bool once per step. A reset (Keras
+    resets metrics at every epoch) keeps the run in progress, so a run of
+    skipped steps that spans epochs is counted whole.
     """
 
     def __init__(self, name="run_length", **kwargs):
@@ -48,6 +63,9 @@ class RunLength(keras.metrics.Metric):
 
     def result(self):
         return tf.identity(self.longest)
+
+    def reset_state(self):
+        self.longest.assign(self.current)
 
 
 class OwnLossModel(keras.Model):

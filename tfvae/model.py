@@ -23,7 +23,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import objectives, priors, seeds
-from tfvae.base_model import OwnLossModel, update_means
+from tfvae.base_model import ExampleMean, OwnLossModel, update_means
 from tfvae.config import KL_ESTIMATORS
 
 tfd = tfp.distributions
@@ -89,7 +89,7 @@ class VAE(OwnLossModel):
         self.seed = seeds.fresh_seed() if seed is None else int(seed)
         self.seed_generator = keras.random.SeedGenerator(
             seeds.child_seed(self.seed, seeds.STREAMS["draw"]))
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self.trackers = {name: ExampleMean(name=name) for name in METRIC_NAMES}
         self.input_event_shape: tuple[int, ...] | None = None
         self.latent_shape: tuple[int, ...] | None = None
 

@@ -10,7 +10,7 @@ import pytest
 import scipy.io
 import tensorflow_datasets as tfds
 
-from tfvae import datasets
+from tfvae import data_files, datasets
 from tfvae.config import DataConfig
 
 # Class counts 0..9 from the data README.
@@ -27,7 +27,7 @@ def offline(monkeypatch):
         attempts.append(url)
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(datasets, "download_file", fail)
+    monkeypatch.setattr(data_files, "download_file", fail)
     return attempts
 
 
@@ -212,7 +212,7 @@ def test_read_frey_mat_rejects_garbage(tmp_path):
 def test_truncated_copy_in_data_dir_fails_its_sha256(data_dir, tmp_path, offline,
                                                     dataset, name):
     path = copy_prefix(data_dir, name, tmp_path, 10_000)
-    url, sha256 = datasets._SOURCES[name]
+    url, sha256 = data_files._SOURCES[name]
     with pytest.raises(ValueError, match=f"{path} has sha256 [0-9a-f]{{64}} "
                                          r"\(10,000 bytes\)") as info:
         datasets.load_arrays(dataset, str(tmp_path))
@@ -231,7 +231,7 @@ def test_missing_file_names_file_folder_and_url(tmp_path, monkeypatch, offline):
     message = str(info.value)
     for part in ("frey_rawface.mat", str(tmp_path), url, "--data-dir",
                  datasets.DATA_DIR_ENV, "network unreachable",
-                 str(tmp_path / "frey_rawface.mat"), datasets._SOURCES["frey_rawface.mat"][1]):
+                 str(tmp_path / "frey_rawface.mat"), data_files._SOURCES["frey_rawface.mat"][1]):
         assert part in message
     assert isinstance(info.value, FileNotFoundError)
 

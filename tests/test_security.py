@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tfvae import datasets
+from tfvae import data_files, datasets
 
 PAYLOAD = b"the canonical bytes\n" * 1000
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -67,7 +67,7 @@ def files_under(folder: Path) -> list[Path]:
 
 
 def test_every_source_url_is_https():
-    for url, sha256 in datasets._SOURCES.values():
+    for url, sha256 in data_files._SOURCES.values():
         assert urllib.parse.urlsplit(url).scheme == "https", url
         assert len(sha256) == 64 and int(sha256, 16) >= 0
 
@@ -76,7 +76,7 @@ def test_every_source_url_is_https():
                                  "file:///etc/passwd", "example.org/file.bin"])
 def test_non_https_url_is_refused_before_any_request(keras_home, server, url):
     with pytest.raises(ValueError, match="only https"):
-        datasets.download_file("file.bin", url, PAYLOAD_SHA256)
+        data_files.download_file("file.bin", url, PAYLOAD_SHA256)
     assert server.requests == []
     assert not keras_home.exists()
 
@@ -84,12 +84,12 @@ def test_non_https_url_is_refused_before_any_request(keras_home, server, url):
 def test_redirect_to_http_is_refused(keras_home, server):
     server.final_url = "http://example.org/data/file.bin"
     with pytest.raises(ValueError, match="Refusing to download http://example.org"):
-        datasets.download_file("file.bin", URL, PAYLOAD_SHA256)
+        data_files.download_file("file.bin", URL, PAYLOAD_SHA256)
     assert files_under(keras_home) == []
 
 
 def test_right_bytes_land_in_the_cache(keras_home, server):
-    path = datasets.download_file("sub/file.bin", URL, PAYLOAD_SHA256)
+    path = data_files.download_file("sub/file.bin", URL, PAYLOAD_SHA256)
     assert path == keras_home / "datasets" / "tfvae" / "sub" / "file.bin"
     assert path.read_bytes() == PAYLOAD
     assert files_under(keras_home) == [path]  # No temporary file left beside it.
@@ -100,7 +100,7 @@ def test_wrong_bytes_raise_and_leave_no_file(keras_home, server):
     server.body = PAYLOAD[:-1] + b"!"
     found = hashlib.sha256(server.body).hexdigest()
     with pytest.raises(ValueError) as info:
-        datasets.download_file("sub/file.bin", URL, PAYLOAD_SHA256)
+        data_files.download_file("sub/file.bin", URL, PAYLOAD_SHA256)
     for part in ("sub/file.bin", PAYLOAD_SHA256, found, URL):
         assert part in str(info.value)
     assert files_under(keras_home) == []
@@ -109,7 +109,7 @@ def test_wrong_bytes_raise_and_leave_no_file(keras_home, server):
 def test_interrupted_download_leaves_no_partial_file(keras_home, server, tmp_path):
     server.cut_at = len(PAYLOAD) // 2
     with pytest.raises(http.client.IncompleteRead):
-        datasets.download_file("file.bin", URL, PAYLOAD_SHA256)
+        data_files.download_file("file.bin", URL, PAYLOAD_SHA256)
     assert files_under(keras_home) == []
     # Through find_file, a cut-off is a missing file, not a traceback.
     with pytest.raises(datasets.DataNotFoundError, match="IncompleteRead"):
@@ -118,12 +118,12 @@ def test_interrupted_download_leaves_no_partial_file(keras_home, server, tmp_pat
 
 
 def test_cached_copy_is_reused_only_if_its_hash_matches(keras_home, server):
-    cached = datasets.cache_dir() / "file.bin"
+    cached = data_files.cache_dir() / "file.bin"
     cached.parent.mkdir(parents=True)
     cached.write_bytes(PAYLOAD[:100])  # A truncated copy from some earlier run.
-    assert datasets.download_file("file.bin", URL, PAYLOAD_SHA256).read_bytes() == PAYLOAD
+    assert data_files.download_file("file.bin", URL, PAYLOAD_SHA256).read_bytes() == PAYLOAD
     assert server.requests == [URL]
-    datasets.download_file("file.bin", URL, PAYLOAD_SHA256)
+    data_files.download_file("file.bin", URL, PAYLOAD_SHA256)
     assert server.requests == [URL]  # The verified copy is not fetched again.
 
 
@@ -131,8 +131,8 @@ def test_find_file_downloads_a_canonical_file(data_dir, keras_home, server, tmp_
     name = "t10k-labels-idx1-ubyte.gz"
     server.body = (Path(data_dir) / name).read_bytes()
     path = datasets.find_file(name, str(tmp_path / "empty"))
-    assert server.requests == [datasets._SOURCES[name][0]]
-    assert path == datasets.cache_dir() / name
+    assert server.requests == [data_files._SOURCES[name][0]]
+    assert path == data_files.cache_dir() / name
     labels = datasets.read_idx(path, datasets.IDX_LABELS_MAGIC, ())
     assert labels.shape == (10000,)
 

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfvae import config, datasets, training
+from tfvae import config, data_files, datasets, training
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
 import train as train_script  # noqa: E402
@@ -75,7 +75,7 @@ def test_another_config_in_the_same_run_folder_is_refused(data_dir, tmp_path, ca
 def test_missing_data_is_an_error_message_not_a_traceback(tmp_path, monkeypatch, capsys):
     def offline(relative_path, url, sha256):
         raise OSError("network unreachable")
-    monkeypatch.setattr(datasets, "download_file", offline)
+    monkeypatch.setattr(data_files, "download_file", offline)
     monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
     code = train_script.main(frey_args(str(tmp_path / "empty"), tmp_path, "--epochs", "1"))
     err = capsys.readouterr().err

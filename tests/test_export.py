@@ -8,6 +8,7 @@ TensorFlow) cannot be imported, as on a server without TFP and on a phone.
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -214,3 +215,18 @@ def test_export_script_exports_a_run_folder(tmp_path, data_dir):
     assert description["image_shape"] == [28, 20]
     assert description["model_config"]["hidden_units"] == [32]
     assert "decoder_int8.tflite" not in description["tflite"]
+
+
+@pytest.mark.slow
+def test_a_two_epoch_frey_face_model_exports(tmp_path, data_dir):
+    """The user's path that failed in tfvae 0.1: the paper's Frey Face model after
+    2 epochs (per-image distortions near 0) through both CLIs."""
+    env = {**os.environ, "TFVAE_DATA_DIR": data_dir, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run([sys.executable, ROOT / "scripts" / "train.py", "--dataset", "frey_face",
+                    "--epochs", "2", "--output-dir", tmp_path, "--run-name", "short"],
+                   check=True, capture_output=True, env=env)
+    result = subprocess.run([sys.executable, ROOT / "scripts" / "export.py", tmp_path / "short"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    description = json.loads((tmp_path / "short" / "export" / "export.json").read_text())
+    assert all(report["passed"] for report in description["parity"].values())

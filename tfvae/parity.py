@@ -31,14 +31,17 @@ Each `.tflite` decoder must
 - return finite draws of the right shape from `sample` (Bernoulli: 0 or 1).
 
 The tolerances are about 3x the largest value measured on the shipped Frey
-Face models (latent 2 and 10), a 10-epoch MNIST model, and the 784-pixel
-decoder in ../shared/STACK.md; full int8's max |dE[x|z]| is the exception,
-0.25 for the 0.14 measured on that decoder:
+Face models (latent 2 and 10), the tests' tiny models, a 10-epoch MNIST model,
+and the 784-pixel decoder in ../shared/STACK.md; full int8's max |dE[x|z]| is
+the exception, 0.25 for the 0.14 measured on that decoder. The log-likelihood
+column is the mean over test images of |change| (nats per pixel); the largest
+values measured, on Frey Face latent 10, were 5.4e-6 (float32), 3.0e-4
+(float16), 0.010 (dynamic_int8) and 0.021 (int8):
 
-    variant        mean |dE[x|z]|   max |dE[x|z]|   |d log-lik| / pixel
-    float32        1e-6             1e-5            1e-5
-    float16        1e-4             1e-3            1e-4
-    dynamic_int8   5e-3             0.08            0.02
+    variant        mean |dE[x|z]|   max |dE[x|z]|   mean |d log-lik| / pixel
+    float32        1e-6             1e-5            2e-5
+    float16        1e-4             1e-3            1e-3
+    dynamic_int8   5e-3             0.08            0.03
     int8           0.02             0.25            0.1
 """
 
@@ -91,9 +94,9 @@ class Tolerance:
 
 
 TOLERANCES = {
-    "float32": Tolerance(1e-6, 1e-5, 1e-5),
-    "float16": Tolerance(1e-4, 1e-3, 3e-4),
-    "dynamic_int8": Tolerance(5e-3, 0.08, 0.02),
+    "float32": Tolerance(1e-6, 1e-5, 2e-5),
+    "float16": Tolerance(1e-4, 1e-3, 1e-3),
+    "dynamic_int8": Tolerance(5e-3, 0.08, 0.03),
     "int8": Tolerance(0.02, 0.25, 0.1),
 }
 

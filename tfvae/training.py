@@ -78,11 +78,7 @@ def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
         RunExists: the run folder belongs to another configuration.
     """
     data = datasets.load(config.data, seed=config.train.seed)
-    for split, x in (("train", data.arrays.x_train), ("test", data.arrays.x_test)):
-        datasets.check_support(datasets.as_scored(x, config.data.binarization),
-                               config.model.likelihood,
-                               "none" if split == "test" else config.data.binarization,
-                               name=f"{config.data.dataset} {split} images")
+    _check_support(config, data)
     config = resolve(config, data)
     run_dir = Path(config.train.output_dir) / config.train.run_name
     model, initial_epoch = _start_or_resume(config, data, run_dir)
@@ -102,12 +98,22 @@ def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
                       shuffle=False)  # The pipeline shuffles, seeded.
     except TrainingDiverged as error:
         save_atomic(model, run_dir / "model.keras")  # The last finite weights.
-        raise TrainingDiverged(f"{error} {run_dir / 'model.keras'} holds that model; "
-                               "try a smaller --learning-rate.") from error
+        raise TrainingDiverged(f"{error} {run_dir / 'model.keras'} holds that model.") from error
     save_atomic(model, run_dir / "model.keras")
     history = read_history(history_path)
     write_pictures(model, data, history, run_dir)
     return TrainResult(model, history, run_dir)
+
+
+def _check_support(config: RunConfig, data: datasets.DataSplits) -> None:
+    """Raises ValueError unless both splits, as the model sees them, are in the
+    likelihood's support (e.g. grey pixels for a Bernoulli likelihood)."""
+    for split, x in (("train", data.arrays.x_train), ("test", data.arrays.x_test)):
+        # The test split is scored binarized once; training data are binarized per epoch.
+        binarization = "none" if split == "test" else config.data.binarization
+        datasets.check_support(datasets.as_scored(x, config.data.binarization),
+                               config.model.likelihood, binarization,
+                               name=f"{config.data.dataset} {split} images")
 
 
 def resolve(config: RunConfig, data: datasets.DataSplits) -> RunConfig:

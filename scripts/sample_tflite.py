@@ -21,17 +21,25 @@ from ai_edge_litert.interpreter import Interpreter
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help="a decoder_*.tflite from scripts/export.py")
-    parser.add_argument("--num-samples", type=int, default=64)
+    parser.add_argument("--num-samples", type=positive_int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None,
                         help="PNG to write; default: MODEL with suffix .png")
     parser.add_argument("--draws", action="store_true",
                         help="show draws x ~ p(x|z) instead of the means E[x|z]")
-    parser.add_argument("--zoom", type=int, default=3, help="pixels per image pixel")
+    parser.add_argument("--zoom", type=positive_int, default=3, help="pixels per image pixel")
     args = parser.parse_args(argv)
     if not args.model.is_file():
         print(f"error: {args.model} not found.", file=sys.stderr)

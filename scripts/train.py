@@ -29,6 +29,10 @@ def main(argv=None) -> int:
             training.TrainingDiverged, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\nInterrupted. Run the same command again to resume from the last "
+              "checkpoint.", file=sys.stderr)
+        return 130
     history = result.history
     print(f"Wrote {result.run_dir}: final loss {history['loss'][-1]:.2f}, "
           f"test loss {history['val_loss'][-1]:.2f} nats per datapoint (minus the bound).")

@@ -120,3 +120,49 @@ def test_a_run_killed_at_a_random_moment_resumes_to_the_same_run(data_dir, tmp_p
     for a, b in zip(resumed, whole):
         np.testing.assert_array_equal(a, b, err_msg=f"killed {delay:.2f} s after the first checkpoint")
     assert sorted(p.name for p in run_dir.glob("checkpoint-*.keras")) == ["checkpoint-24.keras"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--weight-decay", "-1"], "weight_decay must be 0 or more"),
+    (["--activation", "foo"], "is not a Keras activation"),
+    (["--run-name", "../escape"], "plain folder name"),
+])
+def test_a_failed_start_writes_nothing_that_blocks_the_corrected_command(
+        data_dir, tmp_path, capsys, extra, message):
+    args = frey_args(data_dir, tmp_path)
+    assert train_script.main(args + extra) == 1
+    assert message in one_line_error(capsys)
+    assert not (tmp_path / "run").exists() and not (tmp_path.parent / "escape").exists()
+    assert train_script.main(args) == 0
+
+
+def test_a_model_without_checkpoint_is_not_trained_over(data_dir, tmp_path, capsys):
+    """A shipped or copied model (no optimizer state) keeps its history."""
+    assert train_script.main(frey_args(data_dir, tmp_path)) == 0
+    run_dir = tmp_path / "run"
+    for path in run_dir.glob("checkpoint*"):
+        path.unlink()
+    history = (run_dir / "history.csv").read_bytes()
+    capsys.readouterr()
+    assert train_script.main(frey_args(data_dir, tmp_path, "--epochs", "3")) == 1
+    assert "no checkpoint" in one_line_error(capsys)
+    assert (run_dir / "history.csv").read_bytes() == history
+
+
+def test_a_run_resumes_with_its_data_in_another_folder(data_dir, tmp_path):
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "frey_rawface.mat").write_bytes((Path(data_dir) / "frey_rawface.mat").read_bytes())
+    assert train_script.main(frey_args(data_dir, tmp_path)) == 0
+    assert train_script.main(frey_args(moved, tmp_path, "--epochs", "2",
+                                       "--checkpoint-every", "5")) == 0
+    assert len((tmp_path / "run" / "history.csv").read_text().splitlines()) == 3
+
+
+def test_rerunning_a_finished_run_changes_no_file(data_dir, tmp_path):
+    assert train_script.main(frey_args(data_dir, tmp_path)) == 0
+    run_dir = tmp_path / "run"
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run_dir.rglob("*") if p.is_file()}
+    assert train_script.main(frey_args(data_dir, tmp_path)) == 0
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run_dir.rglob("*") if p.is_file()}
+    assert after == before

@@ -230,3 +230,38 @@ def test_a_two_epoch_frey_face_model_exports(tmp_path, data_dir):
     assert result.returncode == 0, result.stderr[-2000:]
     description = json.loads((tmp_path / "short" / "export" / "export.json").read_text())
     assert all(report["passed"] for report in description["parity"].values())
+
+
+def test_export_and_evaluate_refuse_an_autoencoder_run(tmp_path, data_dir):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import train as train_script
+    assert train_script.main([
+        "--dataset", "frey_face", "--data-dir", data_dir, "--limit", "300", "--batch-size", "50",
+        "--hidden-units", "8", "--epochs", "1", "--objective", "reconstruction",
+        "--output-dir", str(tmp_path), "--run-name", "ae"]) == 0
+    env = {**os.environ, "TFVAE_DATA_DIR": data_dir, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for script in ("export.py", "evaluate.py"):
+        result = subprocess.run([sys.executable, ROOT / "scripts" / script, tmp_path / "ae"],
+                                capture_output=True, text=True, env=env)
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert "not a VAE" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "ae" / "export").exists()
+
+
+@pytest.mark.parametrize("flag", ["--num-samples", "--zoom"])
+def test_sample_script_refuses_sizes_below_one(exported, tmp_path, flag):
+    _, _, folder, _ = exported
+    result = subprocess.run([sys.executable, ROOT / "scripts" / "sample_tflite.py",
+                             folder / "decoder_float32.tflite", flag, "0",
+                             "--out", tmp_path / "x.png"], capture_output=True, text=True)
+    assert result.returncode == 2 and "must be at least 1" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "x.png").exists()
+
+
+def test_what_a_killed_export_left_behind_is_removed(exported, images, tmp_path):
+    _, model, _, _ = exported
+    stale = tmp_path / ".export.tmp-killed"  # As a SIGKILLed export leaves it.
+    stale.mkdir()
+    (stale / "decoder_float32.tflite").write_bytes(b"half")
+    export.export_model(model, tmp_path / "export", images(), quantizations=["float32"])
+    assert not stale.exists() and (tmp_path / "export" / "export.json").exists()

@@ -65,8 +65,13 @@ class ModelConfig:
         _check_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
         _check_positive("latent_dim", self.latent_dim)
         _check_positive("num_samples", self.num_samples)
+        _check_positive("init_stddev", self.init_stddev)
+        if self.weight_decay is not None and not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be 0 or more (or None for 1/(2N)), "
+                             f"got {self.weight_decay!r}.")
         for units in self.hidden_units:
             _check_positive("hidden_units", units)
+        _check_activation(self.activation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +134,7 @@ class TrainConfig:
         _check_positive("learning_rate", self.learning_rate)
         _check_positive("steps_per_execution", self.steps_per_execution)
         _check_positive("checkpoint_every", self.checkpoint_every)
+        _check_name("run_name", self.run_name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,8 +154,9 @@ class RunConfig:
                 f"likelihood='gaussian' on binary pixels ({self.data.dataset}"
                 f"{', binarization=dynamic' if self.data.binarization == 'dynamic' else ''}) "
                 "has an unbounded likelihood: its scales shrink to their floor and the ELBO "
-                "climbs without limit. Use --likelihood bernoulli, or --binarization none "
-                "for grey values.")
+                "climbs without limit. Use --likelihood bernoulli"
+                + (", or --binarization none for grey values."
+                   if self.data.binarization == "dynamic" else "."))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -280,6 +287,21 @@ def _from_dict(cls, values: dict[str, Any]):
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not one of {choices}.")
+
+
+def _check_activation(name: str) -> None:
+    import keras  # Here, not at the top: `--help` should not wait for TensorFlow.
+    try:
+        keras.activations.get(name)
+    except ValueError:
+        raise ValueError(f"activation={name!r} is not a Keras activation; use e.g. 'tanh' "
+                         "(the paper's), 'relu' or 'softplus'.") from None
+
+
+def _check_name(name: str, value: str | None) -> None:
+    if value is not None and (not value or "/" in value or "\\" in value
+                              or value in (".", "..")):
+        raise ValueError(f"{name}={value!r} must be a plain folder name, not a path.")
 
 
 def _check_positive(name: str, value) -> None:

@@ -41,9 +41,9 @@ import tensorflow as tf
 
 from tfvae import datasets, parity
 from tfvae.config import RunConfig
-from tfvae.endpoints import (DECODER_SIGNATURES, QUANTIZATIONS, SAVED_MODEL_DIR, draw_noise,
-                             endpoints, model_likelihood, normal_parameters, prior_transform,
-                             tflite_name)
+from tfvae.endpoints import (DECODER_SIGNATURES, QUANTIZATIONS, SAVED_MODEL_DIR,
+                             UnsupportedModelError, draw_noise, endpoints, model_likelihood,
+                             normal_parameters, prior_transform, tflite_name)
 from tfvae.model import VAE
 
 EXPORT_DIR = "export"
@@ -226,6 +226,9 @@ def _signature(runner) -> dict:
 @contextlib.contextmanager
 def _atomic_directory(target: Path) -> Iterator[Path]:
     """Yields a temporary sibling folder that replaces `target` on success only."""
+    # What a killed export left behind (a process killed with SIGKILL runs no finally).
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     folder, old = (target.with_name(f".{target.name}.{tag}-{uuid.uuid4().hex}")
                    for tag in ("tmp", "old"))
     folder.mkdir(parents=True)  # Not mkdtemp: its mode 0700 would outlive the rename.
@@ -242,14 +245,28 @@ def _atomic_directory(target: Path) -> Iterator[Path]:
 # Runs.
 
 def load_run(run_dir: Path) -> tuple[VAE, RunConfig]:
-    """The trained model and config of a run folder written by `tfvae.training`."""
+    """The trained VAE and config of a run folder written by `tfvae.training`.
+
+    Raises:
+        FileNotFoundError: Not a run folder.
+        UnsupportedModelError: The run is not a VAE (the plain autoencoder has
+            no prior to sample from, nor a bound to evaluate).
+        ValueError: The `.keras` file holds code (refused by Keras' safe mode).
+    """
+    from tfvae import autoencoder  # noqa: F401 (registers the class its files name)
     run_dir = Path(run_dir)
     for name in ("config.json", "model.keras"):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir / name} not found: RUN_DIR must be a "
                                     "run folder written by scripts/train.py.")
     config = RunConfig.from_json((run_dir / "config.json").read_text())
-    return keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True), config
+    model = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
+    if not isinstance(model, VAE):
+        raise UnsupportedModelError(
+            f"{run_dir} holds a {type(model).__name__}, not a VAE: the plain autoencoder "
+            "(--objective reconstruction) has no prior to sample from and no bound on "
+            "log p(x), so it is neither exported nor evaluated.")
+    return model, config
 
 
 def load_test_images(config: RunConfig, limit: int = NUM_TEST_EXAMPLES) -> np.ndarray:

@@ -23,7 +23,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from tfvae import datasets, decomposition, evaluation
@@ -141,17 +140,14 @@ def evaluate_run(run_dir, *, num_samples: int = 5000, split: str = "test",
     Raises:
         FileNotFoundError: The folder, its config.json or model.keras is missing
             (or the data are: `datasets.DataNotFoundError`).
-        ValueError: An unknown or absent split, or `limit` < 2.
+        ValueError: An unknown or absent split, `limit` < 2, or a run that is
+            not a VAE (`export.load_run`).
     """
     if limit is not None and limit < 2:
         raise ValueError(f"limit must be at least 2 (a spread over examples), got {limit}.")
+    from tfvae.export import load_run  # Here: export imports the TFLite converter.
     run_dir = Path(run_dir)
-    for path in (run_dir, run_dir / "config.json", run_dir / "model.keras"):
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist: pass a run folder written by "
-                                    "scripts/train.py.")
-    config = RunConfig.from_json((run_dir / "config.json").read_text())
-    model = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
+    model, config = load_run(run_dir)
     x = load_split(config, split)[:limit]
     report = {"run_dir": str(run_dir), "dataset": config.data.dataset, "split": split,
               "seed": seed, **evaluate(model, x, num_samples=num_samples, seed=seed)}

@@ -83,7 +83,8 @@ def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
     run_dir = Path(config.train.output_dir) / config.train.run_name
     model, initial_epoch = _start_or_resume(config, data, run_dir)
     history_path = run_dir / "history.csv"
-    _truncate_history(history_path, initial_epoch)
+    if initial_epoch < config.train.epochs:
+        _truncate_history(history_path, initial_epoch)
     callbacks = [
         data.train_epochs.callback(),
         SamplesSeen(data.train_epochs.steps_per_epoch * config.data.batch_size),
@@ -91,8 +92,11 @@ def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
         Checkpoint(run_dir, config.train.checkpoint_every),
     ]
+    finished = initial_epoch >= config.train.epochs
+    if finished and (run_dir / "model.keras").exists():  # Change nothing.
+        return TrainResult(model, read_history(history_path), run_dir)
     try:
-        if initial_epoch < config.train.epochs:
+        if not finished:
             model.fit(data.train, validation_data=data.test, epochs=config.train.epochs,
                       initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
                       shuffle=False)  # The pipeline shuffles, seeded.
@@ -113,7 +117,7 @@ def _check_support(config: RunConfig, data: datasets.DataSplits) -> None:
         binarization = "none" if split == "test" else config.data.binarization
         datasets.check_support(datasets.as_scored(x, config.data.binarization),
                                config.model.likelihood, binarization,
-                               name=f"{config.data.dataset} {split} images")
+                               name=f"the {config.data.dataset} {split} split")
 
 
 def resolve(config: RunConfig, data: datasets.DataSplits) -> RunConfig:
@@ -154,9 +158,17 @@ def _start_or_resume(config: RunConfig, data, run_dir: Path) -> tuple[VAE, int]:
         if state_path.exists():
             state = json.loads(state_path.read_text())
             return load_model(run_dir / state["file"]), state["epoch"]
+        if (run_dir / "model.keras").exists():
+            raise RunExists(
+                f"{run_dir} holds a model.keras but no checkpoint to resume from (a shipped "
+                "or copied model keeps no optimizer state), so training it again would "
+                "start over and overwrite its history. Pass a new --run-name.")
+    # Built before anything is written, so that a model that cannot be built
+    # leaves no config.json to block the corrected command.
+    model = build_compiled(config, data.num_train)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(config_path, config.to_json())
-    return build_compiled(config, data.num_train), 0
+    return model, 0
 
 
 def load_model(path: Path) -> keras.Model:
@@ -174,10 +186,13 @@ def _differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
 
 
 def _comparable(config: RunConfig) -> RunConfig:
-    """What must match to resume: all but the epochs (a run may be extended) and
-    where the folder is (it may have been moved or renamed)."""
-    train = dataclasses.replace(config.train, epochs=1, output_dir="", run_name="")
-    return dataclasses.replace(config, train=train)
+    """What must match to resume: all but the epochs (a run may be extended),
+    where the run folder and the data files are (they may move), and what does
+    not change the numbers (how often to checkpoint, how many steps per call)."""
+    train = dataclasses.replace(config.train, epochs=1, output_dir="", run_name=None,
+                                checkpoint_every=1, steps_per_execution=1)
+    return dataclasses.replace(config, train=train,
+                               data=dataclasses.replace(config.data, data_dir=None))
 
 
 class SamplesSeen(keras.callbacks.Callback):
@@ -257,8 +272,9 @@ def _truncate_history(path: Path, epochs: int) -> None:
     if not path.exists():
         return
     with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    write_text_atomic(path, "".join(",".join(r) + "\n" for r in rows[:1 + epochs]))
+        lines = f.readlines()  # With their own line endings, as CSVLogger wrote them.
+    kept = [line for line in lines[:1 + epochs] if line.endswith("\n")]  # No cut-off row.
+    write_text_atomic(path, "".join(kept))
 
 
 def read_history(path: Path) -> dict[str, list[float]]:

@@ -175,6 +175,10 @@ class OwnLossModel(keras.Model):
         check_finite_arrays(x, "x")
         if validation_data is not None:
             check_finite_arrays(validation_data, "validation_data")
+        if isinstance(x, tf.data.Dataset):
+            # A dataset orders itself (tfvae's are seeded by epoch); Keras would only
+            # warn that its default shuffle=True is ignored.
+            kwargs.setdefault("shuffle", False)
         guard = StopOnSkippedSteps(max_skipped_in_a_row)
         history = super().fit(x, y, *args, validation_data=validation_data,
                               callbacks=[*(callbacks or []), guard], **kwargs)

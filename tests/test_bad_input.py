@@ -95,7 +95,7 @@ def test_a_run_killed_at_a_random_moment_resumes_to_the_same_run(data_dir, tmp_p
     """SIGKILL at a random moment after the first checkpoint, then the same
     command again: history and weights equal those of a run never interrupted."""
     args = [sys.executable, str(SCRIPT), *frey_args(data_dir, tmp_path)]
-    args[args.index("--epochs") + 1] = "24"
+    args[args.index("--epochs") + 1] = "40"
     args += ["--checkpoint-every", "3", "--seed", "5"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     uninterrupted = args[:]
@@ -119,7 +119,7 @@ def test_a_run_killed_at_a_random_moment_resumes_to_the_same_run(data_dir, tmp_p
     assert len(resumed) == len(whole)
     for a, b in zip(resumed, whole):
         np.testing.assert_array_equal(a, b, err_msg=f"killed {delay:.2f} s after the first checkpoint")
-    assert sorted(p.name for p in run_dir.glob("checkpoint-*.keras")) == ["checkpoint-24.keras"]
+    assert sorted(p.name for p in run_dir.glob("checkpoint-*.keras")) == ["checkpoint-40.keras"]
 
 
 @pytest.mark.parametrize("extra, message", [

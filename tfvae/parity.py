@@ -186,7 +186,8 @@ def _bound_tolerances(model: VAE, x: np.ndarray, eps: np.ndarray) -> dict[str, n
     posterior, prior = model.encode(x), model.prior()
     loc, scale = normal_parameters(posterior, "posterior")
     z = loc + scale * eps
-    terms = getattr(model.decode(z), "distribution", model.decode(z)).log_prob(x).numpy()
+    likelihood = model.decode(z)
+    terms = getattr(likelihood, "distribution", likelihood).log_prob(x).numpy()
     terms = terms.reshape(len(x), -1)
     distortion = np.abs(terms).sum(axis=1), terms.shape[1]
     rate_value = model.rate(posterior, prior, z[tf.newaxis])

@@ -83,7 +83,10 @@ def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
     run_dir = Path(config.train.output_dir) / config.train.run_name
     model, initial_epoch = _start_or_resume(config, data, run_dir)
     history_path = run_dir / "history.csv"
-    if initial_epoch < config.train.epochs:
+    finished = initial_epoch >= config.train.epochs
+    if finished and (run_dir / "model.keras").exists():  # Change nothing.
+        return TrainResult(model, read_history(history_path), run_dir)
+    if not finished:
         _truncate_history(history_path, initial_epoch)
     callbacks = [
         data.train_epochs.callback(),
@@ -92,9 +95,6 @@ def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
         Checkpoint(run_dir, config.train.checkpoint_every),
     ]
-    finished = initial_epoch >= config.train.epochs
-    if finished and (run_dir / "model.keras").exists():  # Change nothing.
-        return TrainResult(model, read_history(history_path), run_dir)
     try:
         if not finished:
             model.fit(data.train, validation_data=data.test, epochs=config.train.epochs,

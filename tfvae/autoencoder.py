@@ -60,10 +60,6 @@ class Autoencoder(OwnLossModel):
         """E[x | z = encoder(x)], `[B, *event]`."""
         return self(x).mean()
 
-    @property
-    def metrics(self):
-        return [*self.trackers.values(), *self.step_trackers.values()]
-
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         distortion, applied = self.minimise(lambda: self._loss_and_distortion(x))

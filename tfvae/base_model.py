@@ -71,12 +71,14 @@ class RunLength(keras.metrics.Metric):
 class OwnLossModel(keras.Model):
     """A Keras model that computes its own loss in `train_step`.
 
-    Subclasses call `minimise` in `train_step`, list `self.step_trackers` in
-    their `metrics`, and seed evaluation noise with `next_evaluation_batch()`.
+    Subclasses put their per-example means in `self.trackers`, call
+    `minimise` in `train_step`, and seed evaluation noise with
+    `next_evaluation_batch()`.
     """
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        self.trackers: dict[str, ExampleMean] = {}  # Filled by the subclass.
         self.step_trackers = {"skipped_steps": keras.metrics.Sum(name="skipped_steps"),
                               "skipped_in_a_row": RunLength(name="skipped_in_a_row")}
         # Not a logged metric: a counter that `reset_metrics` zeroes before each pass.
@@ -142,6 +144,10 @@ class OwnLossModel(keras.Model):
     def _apply(self, gradients, variables):
         self.optimizer.apply_gradients(zip(gradients, variables))
         return tf.constant(True)
+
+    @property
+    def metrics(self):
+        return [*self.trackers.values(), *self.step_trackers.values()]
 
     def step_logs(self) -> dict:
         """The results of `step_trackers`, for `train_step`'s logs."""

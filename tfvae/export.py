@@ -253,7 +253,6 @@ def load_run(run_dir: Path) -> tuple[VAE, RunConfig]:
             no prior to sample from, nor a bound to evaluate).
         ValueError: The `.keras` file holds code (refused by Keras' safe mode).
     """
-    from tfvae import autoencoder  # noqa: F401 (registers the class its files name)
     run_dir = Path(run_dir)
     for name in ("config.json", "model.keras"):
         if not (run_dir / name).is_file():

@@ -225,10 +225,6 @@ class VAE(OwnLossModel):
 
     # The Keras training contract.
 
-    @property
-    def metrics(self):
-        return [*self.trackers.values(), *self.step_trackers.values()]
-
     def train_step(self, data):
         x = _inputs(data)
         seed = seeds.stream_seed(self.seed, "train", self.optimizer.iterations)

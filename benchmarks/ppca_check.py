@@ -27,7 +27,7 @@ def main():
     truth = ppca.PPCA()
     x_train, x_test = truth.sample(5000, seed=1), truth.sample(args.num_test, seed=2)
     keras.utils.set_random_seed(0)  # This script's own process: seeds the random start.
-    encoder, decoder = ppca.AffineGaussian(ppca.LATENT_DIM), ppca.AffineGaussian(ppca.DATA_DIM)
+    encoder, decoder = ppca.affine_encoder(), ppca.affine_decoder()
     vae = tfvae.VAE(encoder, decoder, seed=0)
     vae.compile(keras.optimizers.Adam(0.01))
     vae.fit(x_train, batch_size=100, epochs=args.epochs, verbose=0)

@@ -58,16 +58,21 @@ def main(argv=None) -> int:
     return 0
 
 
+UNIFORM_INPUTS = ("uniform_noise", "component_noise")
+
+
 def noise(input_details: dict, num_samples: int, seed: int) -> dict[str, np.ndarray]:
     """Seeded inputs for `sample_from_noise`: each `[num_samples, *shape]` float32.
 
-    `uniform_noise` is U(0, 1) (Bernoulli pixels); `eps` and `normal_noise` are N(0, 1).
+    `uniform_noise` (pixels) and `component_noise` (a mixture prior's component) are
+    U(0, 1); every other input (`eps`, `normal_noise`, `chi2_noise`) is N(0, 1), as
+    export.json's "noise" section lists.
     """
     rng = np.random.default_rng(seed)
     inputs = {}
     for name in sorted(input_details):  # A fixed order: the same seed, the same images.
         shape = (num_samples, *input_details[name]["shape_signature"][1:])
-        draw = rng.random if name == "uniform_noise" else rng.standard_normal
+        draw = rng.random if name in UNIFORM_INPUTS else rng.standard_normal
         inputs[name] = draw(shape, dtype=np.float32)
     return inputs
 

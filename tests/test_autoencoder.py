@@ -1,4 +1,4 @@
-"""The plain autoencoder baseline: training, metrics and serialization.
+"""The plain autoencoder baseline: a VAE with a point-mass posterior, no KL term.
 
 Its distortion is checked against a numpy replica of the documented networks,
 z = W2 tanh(W1 x + b1) + b2 and logits l = V2 tanh(V1 z + c1) + c2, and the
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tfvae
-from tfvae import autoencoder
+from tfvae import evaluation
 
 H, W, LATENT = 7, 3, 2
 
@@ -21,8 +21,8 @@ def data(n=60, seed=0):
 
 def build(weight_decay=None):
     config = tfvae.ModelConfig(latent_dim=LATENT, hidden_units=(16,), event_shape=(H, W),
-                               weight_decay=weight_decay)
-    return autoencoder.build_autoencoder(config, seed=0)
+                               weight_decay=weight_decay, posterior="point_mass")
+    return tfvae.build_vae(config, seed=0)
 
 
 @pytest.fixture
@@ -32,9 +32,9 @@ def model():
 
 def numpy_distortion(model, x):
     """-log p(x | z = f(x)) `[N]` from the model's weights, in float64 numpy."""
-    trunk, code = model.encoder.layers
     x = np.reshape(x, (len(x), -1)).astype(np.float64)
-    z = affine(code, np.tanh(affine(trunk.hidden[0], x)))
+    z = affine(model.encoder.head.parameter_layers[0],
+               np.tanh(affine(model.encoder.trunk.hidden[0], x)))
     g = np.tanh(affine(model.decoder.trunk.hidden[0], z))
     logits = affine(model.decoder.head.parameter_layers[0], g)
     return np.sum(np.logaddexp(0.0, logits) - x * logits, axis=-1)
@@ -52,12 +52,13 @@ def set_weights_by_hand(model, seed=0):
 
 def test_shapes(model):
     x = data(5)
-    assert model.encode(x).shape == (5, LATENT)
-    assert model.distortion(x).shape == (5,)
+    assert model.posterior_mean(x).shape == (5, LATENT)
+    assert model.bound_terms(x).distortion.shape == (5,)
     assert model.reconstruct(x).shape == (5, H, W)
     predictions = model.predict(x, verbose=0)
-    assert predictions["z"].shape == (5, LATENT)
+    assert predictions["z_mean"].shape == (5, LATENT)
     assert predictions["reconstruction"].shape == (5, H, W)
+    assert not model.has_density and set(model.metrics_names) >= {"loss"}
 
 
 def test_distortion_is_the_bernoulli_log_likelihood_of_the_code(model):
@@ -65,9 +66,10 @@ def test_distortion_is_the_bernoulli_log_likelihood_of_the_code(model):
     x = data(25)
     expected = numpy_distortion(model, x)
     assert np.ptp(expected) > 5.0  # Examples differ, so averaging mistakes would show.
-    np.testing.assert_allclose(model.distortion(x), expected, rtol=1e-5)
+    np.testing.assert_allclose(model.bound_terms(x).distortion, expected, rtol=1e-5)
     model.compile(jit_compile=False)
     results = model.evaluate(x, batch_size=10, return_dict=True, verbose=0)
+    assert set(results) == {"loss", "distortion"}  # No rate: the posterior has no density.
     for name in ("loss", "distortion"):  # 10 + 10 + 5: a mean over examples.
         assert results[name] == pytest.approx(expected.mean(), rel=1e-5), name
 
@@ -76,6 +78,8 @@ def test_fit_lowers_the_distortion_and_round_trips(tmp_path):
     # Weight decay is minimised but kept out of `loss`, which stays -log p(x|z) in nats.
     model = build(weight_decay=0.05)
     assert len(model.losses) == 4  # One L2 penalty per kernel.
+    with pytest.raises(evaluation.UnsupportedDistribution, match="point mass"):
+        evaluation.log_likelihood(model, data(4), 2)
     model.compile(keras.optimizers.Adam(0.01), jit_compile=False)
     x, x_val = data(), data(20, seed=1)
     history = model.fit(x, batch_size=10, epochs=5, validation_data=(x_val,), verbose=0).history
@@ -85,6 +89,7 @@ def test_fit_lowers_the_distortion_and_round_trips(tmp_path):
     assert history["val_loss"][-1] == pytest.approx(expected, rel=1e-5)
     model.save(tmp_path / "ae.keras")
     loaded = keras.models.load_model(tmp_path / "ae.keras")
-    np.testing.assert_array_equal(loaded.encode(x), model.encode(x))
-    np.testing.assert_allclose(loaded.distortion(x_val), numpy_distortion(model, x_val),
+    np.testing.assert_array_equal(loaded.posterior_mean(x), model.posterior_mean(x))
+    np.testing.assert_allclose(loaded.bound_terms(x_val).distortion,
+                               numpy_distortion(model, x_val),
                                rtol=1e-5)

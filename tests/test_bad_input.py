@@ -43,7 +43,7 @@ def one_line_error(capsys) -> str:
     (["--limit", "0"], "limit must be positive"),
     (["--limit", "40"], "40 examples are fewer than batch_size=50"),
     (["--likelihood", "bernoulli"], "--binarization dynamic"),
-    (["--dataset", "mnist", "--likelihood", "gaussian"], "unbounded likelihood"),
+    (["--dataset", "mnist", "--likelihood", "gaussian"], "unbounded density"),
 ])
 def test_bad_input_is_one_line_and_exit_code_1(data_dir, tmp_path, capsys, extra, message):
     args = frey_args(data_dir, tmp_path) + extra

@@ -27,9 +27,9 @@ def test_configs_are_frozen():
 
 def test_flags_default_to_the_papers_setting_for_the_dataset():
     frey = parse("--dataset", "frey_face")
-    assert frey.model.hidden_units == (200,) and frey.model.likelihood == "gaussian"
+    assert frey.model.hidden_units == (200,) and frey.model.likelihood.name == "gaussian"
     mnist = parse("--dataset", "mnist")
-    assert mnist.model.hidden_units == (500,) and mnist.model.likelihood == "bernoulli"
+    assert mnist.model.hidden_units == (500,) and mnist.model.likelihood.name == "bernoulli"
     assert mnist.data.binarization == "dynamic"
     assert mnist.data.batch_size == 100 and mnist.train.optimizer == "adagrad"
 
@@ -46,9 +46,32 @@ def test_every_field_but_event_shape_has_a_flag():
     parser = argparse.ArgumentParser()
     config.add_arguments(parser)
     flags = {a.dest for a in parser._actions}
-    fields = {f.name for section in (config.ModelConfig, config.DataConfig, config.TrainConfig)
-              for f in dataclasses.fields(section)}
+    sections = (config.ModelConfig, config.DataConfig, config.TrainConfig,
+                *config.SECTIONS.values())
+    fields = {f.name for section in sections for f in dataclasses.fields(section)}
+    # A part's `name` goes by its section's flag; the sections themselves are no flags.
+    fields = (fields - {"name", *config.SECTIONS}) | set(config.SECTIONS)
     assert fields - flags == {"event_shape"}
+    assert flags >= {"likelihood", "posterior", "prior", "num_flows", "num_components"}
+
+
+def test_help_says_what_each_part_flag_does():
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    helps = {a.dest: a.help for a in parser._actions}
+    assert "inverse autoregressive flow" in helps["posterior"]
+    assert "VampPrior" in helps["prior"] and "Flow steps" in helps["num_flows"]
+    assert "Default: 2" in helps["num_flows"]
+
+
+def test_nested_sections_round_trip_through_json_and_accept_old_names():
+    run = config.RunConfig.for_dataset("mnist", posterior="iaf", num_flows=3, prior="vamp",
+                                       num_pseudo_inputs=50)
+    assert run.model.posterior == config.PosteriorConfig("iaf", num_flows=3)
+    assert config.RunConfig.from_json(run.to_json()) == run
+    old = config.RunConfig.from_dict({"model": {"likelihood": "gaussian"}})  # 0.2 config.json
+    assert old.model.likelihood == config.LikelihoodConfig("gaussian")
+    assert config.ModelConfig(prior="vamp").prior.name == "vamp"
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -68,7 +91,7 @@ def test_unknown_json_fields_are_refused():
 
 def test_for_dataset_gives_the_papers_setting_from_python():
     run = config.RunConfig.for_dataset("frey_face", latent_dim=10, epochs=3)
-    assert run.model.likelihood == "gaussian" and run.model.hidden_units == (200,)
+    assert run.model.likelihood.name == "gaussian" and run.model.hidden_units == (200,)
     assert run.model.latent_dim == 10 and run.train.epochs == 3
     assert run.data.dataset == "frey_face"
     with pytest.raises(ValueError, match="latent_size"):

@@ -337,44 +337,54 @@ def test_check_finite_is_vectorised():
     assert time.perf_counter() - start < 3
 
 
-def test_check_support_bernoulli_needs_binary_values():
+def test_check_support_binary_needs_binary_values():
     binary = np.array([[[0.0, 1.0], [1.0, 0.0]]] * 3, np.float32)
-    datasets.check_support(binary, "bernoulli", "none")
+    datasets.check_support(binary, "binary", "none")
     grey = binary.copy()
     grey[1, 0, 1] = 0.5
     with pytest.raises(ValueError, match=r"x_train is grey, not binary: 1 of 12 values are "
                                          r"neither 0 nor 1, .* example 1 at pixel \(0, 1\)"
                                          r".*--binarization dynamic \(draws binary pixels "
                                          r"each epoch\)"):
-        datasets.check_support(grey, "bernoulli", "none", name="x_train")
-    datasets.check_support(grey, "bernoulli", "dynamic")  # Intensities are drawn from.
+        datasets.check_support(grey, "binary", "none", name="x_train")
+    datasets.check_support(grey, "binary", "dynamic")  # Intensities are drawn from.
 
 
-@pytest.mark.parametrize("likelihood, binarization", [
-    ("bernoulli", "none"), ("bernoulli", "dynamic"), ("gaussian", "dynamic")])
-def test_check_support_needs_intensities_in_unit_interval(likelihood, binarization):
+@pytest.mark.parametrize("support, binarization", [
+    ("binary", "none"), ("binary", "dynamic"), ("real", "dynamic")])
+def test_check_support_needs_intensities_in_unit_interval(support, binarization):
     x = np.array([[0, 128, 255]], np.uint8)  # 8-bit pixels, not yet scaled.
     with pytest.raises(ValueError, match=r"not in \[0, 1\]: 2 of 3 values are outside.*"
                                          r"the first, 128, .* pixel \(1,\).* / 255"):
-        datasets.check_support(x, likelihood, binarization)
+        datasets.check_support(x, support, binarization)
 
 
-def test_check_support_gaussian_takes_any_finite_value():
+def test_check_support_real_takes_any_finite_value():
     x = np.array([[-3.5, 0.25, 7.0]], np.float32)
-    datasets.check_support(x, "gaussian", "none")
+    datasets.check_support(x, "real", "none")
     x[0, 1] = np.nan
     with pytest.raises(ValueError, match="is not finite: 1 of 3 values are NaN"):
-        datasets.check_support(x, "gaussian", "none")
+        datasets.check_support(x, "real", "none")
 
 
 def test_check_support_on_real_mnist(data_dir):
     x = datasets.load_arrays("mnist", data_dir).x_train
-    datasets.check_support(x, "bernoulli", "dynamic")
-    datasets.check_support(x, "gaussian", "none")
+    datasets.check_support(x, "binary", "dynamic")
+    datasets.check_support(x, "real", "none")
     with pytest.raises(ValueError, match="is grey.*in 59,977 of 60,000 examples"):
-        datasets.check_support(x, "bernoulli", "none")
+        datasets.check_support(x, "binary", "none")
+
+
+def test_check_support_grey_levels_need_multiples_of_one_over_255():
+    levels = np.arange(256, dtype=np.float32)[None] / 255
+    datasets.check_support(levels, "grey_levels", "none")
+    datasets.check_support(levels, "unit_interval", "none")
+    with pytest.raises(ValueError, match="not on the 256 grey levels.*the first, 0.5, "):
+        datasets.check_support(np.array([[0.5]], np.float32), "grey_levels", "none")
+    with pytest.raises(ValueError, match=r"not in \[0, 1\]"):
+        datasets.check_support(np.array([[1.5]], np.float32), "unit_interval", "none")
 
 
 def test_check_support_rejects_unknown_choices():
-    with pytest.raises(ValueError, match="expected one of \\('bernoulli', 'gaussian'\\)"):
+    with pytest.raises(ValueError, match="expected one of \\('binary', "):
         datasets.check_support(np.zeros((1, 2)), "poisson", "none")

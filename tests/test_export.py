@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -25,6 +26,7 @@ from tfvae import endpoints, export, parity
 tfd = tfp.distributions
 
 ROOT = Path(__file__).parents[1]
+PIXEL_NOISE = {"bernoulli": "uniform_noise", "gaussian": "normal_noise"}
 LATENT, H, W = 2, 7, 5  # The tiny VAE of conftest.py.
 B = 6
 
@@ -44,17 +46,22 @@ def test_layout_and_export_json(exported):
     on_disk = json.loads((folder / "export.json").read_text())
     assert on_disk == json.loads(json.dumps(description))
     assert (on_disk["latent_dim"], on_disk["image_shape"]) == (LATENT, [H, W])
-    assert on_disk["likelihood"] == likelihood
-    assert on_disk["prior"] == {"loc": [0.0, 0.0], "scale": [1.0, 1.0]}
+    assert on_disk["likelihood"] == likelihood.capitalize()
+    assert on_disk["posterior"] == "DiagonalGaussian"
+    assert on_disk["prior"] == {"name": "StandardNormal", "loc": [0.0, 0.0], "scale": [1.0, 1.0]}
     quantizations = {v["quantization"] for v in on_disk["tflite"].values()}
     assert quantizations == set(endpoints.QUANTIZATIONS)
-    noise = endpoints.PIXEL_NOISE[likelihood]
+    noise = PIXEL_NOISE[likelihood]
+    assert on_disk["noise"]["sample_from_noise"] == {
+        "eps": {"kind": "normal", "shape": ["B", LATENT]},
+        noise: {"kind": "uniform" if likelihood == "bernoulli" else "normal",
+                "shape": ["B", H, W]}}
     signatures = on_disk["signatures"]
     assert signatures["sample_from_noise"]["inputs"]["eps"]["shape"] == [-1, LATENT]
     assert signatures["sample_from_noise"]["inputs"][noise]["shape"] == [-1, H, W]
     assert signatures["sample"]["inputs"]["num_samples"] == {
         "shape": [], "dtype": "int32", "description": export.DESCRIPTIONS["num_samples"]}
-    parameters = {"bernoulli": {"logits", "probs", "mean"},
+    parameters = {"bernoulli": {"logits", "mean"},
                   "gaussian": {"loc", "scale", "mean"}}[likelihood]
     assert set(signatures["decode"]["outputs"]) == parameters
     assert all(report["passed"] for report in on_disk["parity"].values())
@@ -108,7 +115,7 @@ def test_saved_model_reloads_without_tfp(exported, images, tmp_path):
 
     posterior = model.encode(x)
     np.testing.assert_allclose(got["encode/z_mean"], posterior.mean(), atol=1e-5)
-    np.testing.assert_allclose(got["encode/z_stddev"], posterior.stddev(), atol=1e-5)
+    np.testing.assert_allclose(got["encode/posterior_scale"], posterior.stddev(), atol=1e-5)
     np.testing.assert_allclose(got["decode/mean"], model.decode(inputs["z"]).mean(), atol=1e-5)
     np.testing.assert_allclose(got["reconstruct/mean"], model.reconstruct(x), atol=1e-5)
     mean = model.decode(inputs["eps"]).mean().numpy()  # z = eps under N(0, I).
@@ -120,7 +127,7 @@ def test_saved_model_reloads_without_tfp(exported, images, tmp_path):
     assert got["sample/x"].shape == (4, H, W)
 
     # The ELBO from closed forms: Gaussian KL to N(0, I) and log p(x|z) at z = m + s eps.
-    m, s = got["encode/z_mean"], got["encode/z_stddev"]
+    m, s = got["encode/z_mean"], got["encode/posterior_scale"]
     rate = 0.5 * np.sum(m**2 + s**2 - 1 - 2 * np.log(s), axis=1)
     distortion = -model.decode(m + s * inputs["eps"]).log_prob(x).numpy()
     np.testing.assert_allclose(got["elbo/rate"], rate, rtol=1e-4, atol=1e-5)
@@ -156,11 +163,23 @@ def test_failed_export_leaves_previous_export_alone(exported, images, monkeypatc
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
 
 
-def test_unsupported_likelihood_is_named():
-    poisson = tfd.Independent(tfd.Poisson(rate=tf.ones((1, H, W))),
-                              reinterpreted_batch_ndims=2)
-    with pytest.raises(endpoints.UnsupportedModelError, match="Poisson"):
-        endpoints.likelihood_kind(poisson)
+class PoissonDecoder(keras.Model):
+    """A user's decoder with no tfvae part head: Poisson counts per pixel."""
+
+    def __init__(self):
+        super().__init__()
+        self.log_rate = self.add_weight(shape=(H, W), initializer="zeros")
+
+    def call(self, z):
+        rate = tf.exp(self.log_rate) * tf.ones((tf.shape(z)[0], H, W))
+        return tfd.Independent(tfd.Poisson(rate=rate), reinterpreted_batch_ndims=2)
+
+
+def test_a_decoder_without_a_part_head_is_named(images):
+    model = tfvae.VAE(tfvae.gaussian_mlp_encoder(LATENT, (8,), seed=0), PoissonDecoder())
+    model.build((None, H, W))
+    with pytest.raises(endpoints.UnsupportedModelError, match="tfvae.likelihoods head"):
+        endpoints.endpoints(model)
 
 
 DEVICE_CLIENT = """
@@ -237,14 +256,14 @@ def test_export_and_evaluate_refuse_an_autoencoder_run(tmp_path, data_dir):
     import train as train_script
     assert train_script.main([
         "--dataset", "frey_face", "--data-dir", data_dir, "--limit", "300", "--batch-size", "50",
-        "--hidden-units", "8", "--epochs", "1", "--objective", "reconstruction",
+        "--hidden-units", "8", "--epochs", "1", "--posterior", "point_mass",
         "--output-dir", str(tmp_path), "--run-name", "ae"]) == 0
     env = {**os.environ, "TFVAE_DATA_DIR": data_dir, "TF_CPP_MIN_LOG_LEVEL": "3"}
     for script in ("export.py", "evaluate.py"):
         result = subprocess.run([sys.executable, ROOT / "scripts" / script, tmp_path / "ae"],
                                 capture_output=True, text=True, env=env)
         assert result.returncode == 1, result.stderr[-2000:]
-        assert "not a VAE" in result.stderr and "Traceback" not in result.stderr
+        assert "plain autoencoder" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "ae" / "export").exists()
 
 

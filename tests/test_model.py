@@ -24,7 +24,7 @@ tfd = tfp.distributions
 
 # Distinct sizes on every axis: batch, two event axes, latent, samples.
 B, H, W, LATENT, S = 5, 7, 3, 4, 6
-MIN_SCALE = 1e-4  # heads.DiagonalGaussian's documented default floor.
+MIN_SCALE = 1e-4  # posteriors.DiagonalGaussian's documented default floor.
 
 
 def binary_data(n=60, seed=0):
@@ -135,7 +135,7 @@ def test_shapes(vae):
     assert vae.reconstruct(x).shape == (B, H, W)
     predictions = vae.predict(x, verbose=0)
     assert predictions["z_mean"].shape == (B, LATENT)
-    assert predictions["z_stddev"].shape == (B, LATENT)
+    assert predictions["posterior_scale"].shape == (B, LATENT)
     assert predictions["reconstruction"].shape == (B, H, W)
 
 
@@ -280,7 +280,7 @@ def test_fit_with_validation_evaluate_and_predict():
     assert results["rate"] == pytest.approx(gaussian_kl(mu, sigma).mean(), rel=1e-5)
     predictions = vae.predict(x_val, batch_size=10, verbose=0)
     np.testing.assert_allclose(predictions["z_mean"], mu, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(predictions["z_stddev"], sigma, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(predictions["posterior_scale"], sigma, rtol=1e-5, atol=1e-6)
     mean_image = 1 / (1 + np.exp(-numpy_logits(vae, mu)))
     np.testing.assert_allclose(predictions["reconstruction"].reshape(30, -1), mean_image,
                                rtol=1e-5, atol=1e-6)
@@ -331,24 +331,24 @@ def test_distribution_prior_trains_but_is_refused_by_save(tmp_path):
     vae = small_vae(prior=priors.standard_normal([LATENT]))
     vae.compile(keras.optimizers.Adam(0.01), jit_compile=False)
     vae.fit(binary_data(20), batch_size=10, epochs=1, verbose=0)
-    with pytest.raises(TypeError, match="Wrap it in a keras.layers.Layer"):
+    with pytest.raises(TypeError, match="tfvae.priors"):
         vae.save(tmp_path / "vae.keras")
 
 
-class MixturePrior(keras.layers.Layer):
-    """A trainable two-component Gaussian mixture: no closed-form KL."""
+class MixturePrior(priors.Prior):
+    """A user's trainable two-component Gaussian mixture: no closed-form KL."""
 
     def build(self, input_shape=None):
         self.locs = self.add_weight(shape=(2, LATENT), initializer="random_normal")
         self.built = True
 
-    def call(self):
+    def distribution(self, encoder=None):
         components = tfd.Independent(tfd.Normal(self.locs, 1.0), reinterpreted_batch_ndims=1)
         return tfd.MixtureSameFamily(tfd.Categorical(logits=[0.0, 0.0]), components)
 
 
 def test_a_prior_without_analytic_kl_uses_monte_carlo():
-    prior = MixturePrior()
+    prior = MixturePrior(LATENT)
     prior.build()
     model = hand_set_vae(prior=prior)
     x = binary_data(B)
@@ -433,6 +433,6 @@ def test_building_is_seeded_without_touching_global_randomness():
     assert len(kernels) == 2 and not np.array_equal(kernels[0], kernels[1])
 
 
-def test_the_reconstruction_objective_points_to_the_autoencoder():
-    with pytest.raises(ValueError, match="autoencoder"):
+def test_the_reconstruction_objective_points_to_the_point_mass_posterior():
+    with pytest.raises(ValueError, match="PointMass"):
         small_vae(objective="reconstruction")

@@ -112,7 +112,7 @@ def test_running_a_finished_run_again_trains_nothing(data_dir, tmp_path):
 
 
 def test_the_plain_autoencoder_trains_through_the_same_cli(data_dir, tmp_path):
-    args = frey_args(data_dir, tmp_path, "--epochs", "2", "--objective", "reconstruction")
+    args = frey_args(data_dir, tmp_path, "--epochs", "2", "--posterior", "point_mass")
     assert train_script.main(args) == 0
     run_dir = tmp_path / "run"
     assert {"reconstructions.png", "training_curve.png", "model.keras"} <= {
@@ -120,4 +120,4 @@ def test_the_plain_autoencoder_trains_through_the_same_cli(data_dir, tmp_path):
     assert not (run_dir / "samples.png").exists()  # No prior to sample from.
     assert set(history_rows(run_dir)[0]) >= {"loss", "distortion", "val_loss"}
     model = keras.models.load_model(run_dir / "model.keras")
-    assert model.encode(np.zeros((3, 28, 20), np.float32)).shape == (3, 2)
+    assert model.posterior_mean(np.zeros((3, 28, 20), np.float32)).shape == (3, 2)

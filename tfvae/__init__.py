@@ -2,22 +2,27 @@
 
 Public API:
     VAE: the Keras model (any encoder/decoder that output distributions).
-    Autoencoder: the plain autoencoder baseline.
-    build_vae: the paper's networks from a `ModelConfig`.
-    gaussian_mlp_encoder, bernoulli_mlp_decoder, gaussian_mlp_decoder.
-    ModelConfig, DataConfig, TrainConfig, RunConfig.
+    build_vae: any likelihood x posterior x prior from a `ModelConfig`.
+    mlp_network: an MLP trunk and a part head (an encoder or a decoder);
+    gaussian_mlp_encoder, bernoulli_mlp_decoder, gaussian_mlp_decoder: the paper's.
+    likelihoods, posteriors, flows, priors: the parts.
+    ModelConfig (LikelihoodConfig, PosteriorConfig, PriorConfig), DataConfig,
+    TrainConfig, RunConfig.
     log_likelihood: importance-sampled log p(x) with standard errors.
 """
 
-# Imported for its registration too: every .keras file tfvae writes loads after `import tfvae`.
-from tfvae.autoencoder import Autoencoder
-from tfvae.aevb import (bernoulli_mlp_decoder, build_vae, gaussian_mlp_decoder,
-                        gaussian_mlp_encoder)
-from tfvae.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+# The part modules are imported for their registration too: every .keras file
+# tfvae writes loads after `import tfvae`.
+from tfvae import flows, likelihoods, posteriors, priors
+from tfvae.builders import (bernoulli_mlp_decoder, build_vae, gaussian_mlp_decoder,
+                            gaussian_mlp_encoder, mlp_network)
+from tfvae.config import (DataConfig, LikelihoodConfig, ModelConfig, PosteriorConfig,
+                          PriorConfig, RunConfig, TrainConfig)
 from tfvae.evaluation import log_likelihood
 from tfvae.model import VAE
 
-__all__ = ["VAE", "Autoencoder", "build_vae", "gaussian_mlp_encoder", "bernoulli_mlp_decoder",
-           "gaussian_mlp_decoder", "ModelConfig", "DataConfig", "TrainConfig", "RunConfig",
-           "log_likelihood"]
-__version__ = "0.2.0"
+__all__ = ["VAE", "build_vae", "mlp_network", "gaussian_mlp_encoder", "bernoulli_mlp_decoder",
+           "gaussian_mlp_decoder", "likelihoods", "posteriors", "flows", "priors",
+           "ModelConfig", "LikelihoodConfig", "PosteriorConfig", "PriorConfig", "DataConfig",
+           "TrainConfig", "RunConfig", "log_likelihood"]
+__version__ = "0.3.0"

@@ -19,38 +19,135 @@ import types
 import typing
 from typing import Any, Optional
 
-LIKELIHOODS = ("bernoulli", "gaussian")
-OBJECTIVES = ("elbo", "iwae", "reconstruction")
+LIKELIHOODS = ("bernoulli", "gaussian", "continuous_bernoulli", "discretized_logistic")
+POSTERIORS = ("diagonal_gaussian", "full_covariance_gaussian", "laplace", "logistic",
+              "student_t", "iaf", "affine_coupling", "point_mass")
+PRIORS = ("standard_normal", "mixture_of_gaussians", "vamp")
+GAUSSIAN_SCALES = ("network", "per_pixel", "global", "fixed")
+MEAN_ACTIVATIONS = ("sigmoid", "none")
+OBJECTIVES = ("elbo", "iwae")
 KL_ESTIMATORS = ("auto", "analytic", "monte_carlo")
 BINARIZATIONS = ("none", "dynamic")
 OPTIMIZERS = ("adagrad", "adam", "sgd", "rmsprop")
+FLOWS = ("iaf", "affine_coupling")
+
+
+@dataclasses.dataclass(frozen=True)
+class LikelihoodConfig:
+    """p(x|z), the decoder's family (`tfvae.likelihoods`).
+
+    Attributes:
+        name: bernoulli (binary pixels), gaussian (real values; the paper's
+            Frey Face model), continuous_bernoulli (values in [0, 1], with the
+            normaliser the Bernoulli lacks) or discretized_logistic (256 grey
+            levels).
+        gaussian_scale: How a gaussian's scale is set: network (output by the
+            decoder per pixel, the paper's), per_pixel (one learned scale per
+            pixel), global (one learned scale) or fixed.
+        fixed_scale: The scale of a gaussian with gaussian_scale=fixed.
+        mean_activation: sigmoid (means in [0, 1], the paper's Frey Face model)
+            or none, for a gaussian's means.
+    """
+
+    name: str = "bernoulli"
+    gaussian_scale: str = "network"
+    fixed_scale: float = 1.0
+    mean_activation: str = "sigmoid"
+
+    def __post_init__(self):
+        _check_choice("likelihood", self.name, LIKELIHOODS)
+        _check_choice("gaussian_scale", self.gaussian_scale, GAUSSIAN_SCALES)
+        _check_choice("mean_activation", self.mean_activation, MEAN_ACTIVATIONS)
+        _check_positive("fixed_scale", self.fixed_scale)
+        _check_options(self, {"gaussian_scale": ("gaussian",), "mean_activation": ("gaussian",),
+                              "fixed_scale": ("gaussian",)})
+        if self.fixed_scale != 1.0 and self.gaussian_scale != "fixed":
+            raise ValueError("fixed_scale applies only with gaussian_scale='fixed' "
+                             "(--gaussian-scale fixed).")
+
+
+@dataclasses.dataclass(frozen=True)
+class PosteriorConfig:
+    """q(z|x), the encoder's family (`tfvae.posteriors`, `tfvae.flows`).
+
+    Attributes:
+        name: diagonal_gaussian (the paper's), full_covariance_gaussian,
+            laplace, logistic or student_t (location-scale families), iaf
+            (inverse autoregressive flow) or affine_coupling (RealNVP) on a
+            diagonal Gaussian, or point_mass (z = f(x): the plain
+            autoencoder, trained on log p(x|z) alone, no KL term).
+        num_flows: Flow steps of iaf or affine_coupling.
+        flow_hidden_units: Hidden layer sizes of each flow step's network.
+        degrees_of_freedom: nu of student_t (an integer, so that on-device
+            draws need only normal noise).
+    """
+
+    name: str = "diagonal_gaussian"
+    num_flows: int = 2
+    flow_hidden_units: tuple[int, ...] = (64,)
+    degrees_of_freedom: int = 5
+
+    def __post_init__(self):
+        _check_choice("posterior", self.name, POSTERIORS)
+        _check_positive("num_flows", self.num_flows)
+        _check_positive("degrees_of_freedom", self.degrees_of_freedom)
+        for units in self.flow_hidden_units:
+            _check_positive("flow_hidden_units", units)
+        _check_options(self, {"num_flows": FLOWS, "flow_hidden_units": FLOWS,
+                              "degrees_of_freedom": ("student_t",)})
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorConfig:
+    """p(z) (`tfvae.priors`).
+
+    Attributes:
+        name: standard_normal (N(0, I), the paper's), mixture_of_gaussians
+            (learned weights, means and scales) or vamp (the VampPrior: the
+            mixture of the posteriors of learned pseudo-inputs).
+        num_components: Components of mixture_of_gaussians.
+        num_pseudo_inputs: Pseudo-inputs (components) of vamp.
+    """
+
+    name: str = "standard_normal"
+    num_components: int = 10
+    num_pseudo_inputs: int = 500
+
+    def __post_init__(self):
+        _check_choice("prior", self.name, PRIORS)
+        _check_positive("num_components", self.num_components)
+        _check_positive("num_pseudo_inputs", self.num_pseudo_inputs)
+        _check_options(self, {"num_components": ("mixture_of_gaussians",),
+                              "num_pseudo_inputs": ("vamp",)})
+
+
+SECTIONS = {"likelihood": LikelihoodConfig, "posterior": PosteriorConfig,
+            "prior": PriorConfig}
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The model: networks, likelihood and the bound that trains them.
+    """The model: networks, its three parts, and the bound that trains them.
 
     Attributes:
         latent_dim: Size J of the latent code z.
         hidden_units: Hidden layer sizes of encoder and decoder MLPs.
-        likelihood: `bernoulli` (binary pixels) or `gaussian` (sigmoid means,
-            per-pixel variance output by the decoder, the Frey Face model).
         activation: Hidden activation of both MLPs.
         init_stddev: Standard deviation of the N(0, s^2) weight initialiser.
         weight_decay: L2 coefficient on kernels, per datapoint. `None` means the
             paper's N(0, I) prior on the weights: 1 / (2 N) for N training points.
-        objective: `elbo` (the SGVB bound), `iwae` (importance weighted), or
-            `reconstruction`: the plain autoencoder baseline (z = f(x), a point,
-            trained on log p(x|z) alone, no KL term).
-        num_samples: Samples of z per datapoint: L for `elbo`, k for `iwae`.
-        kl_estimator: `analytic` (the paper's estimator B), `monte_carlo`
-            (estimator A) or `auto` (analytic where TFP registers a KL).
+        objective: elbo (the SGVB bound) or iwae (importance weighted).
+        num_samples: Samples of z per datapoint: L for elbo, k for iwae.
+        kl_estimator: analytic (the paper's estimator B), monte_carlo
+            (estimator A) or auto (analytic where TFP has the KL in closed form).
         event_shape: Shape of one datapoint x; set from the data when `None`.
+        likelihood: p(x|z) (`LikelihoodConfig`; a name is accepted).
+        posterior: q(z|x) (`PosteriorConfig`; a name is accepted).
+        prior: p(z) (`PriorConfig`; a name is accepted).
     """
 
     latent_dim: int = 20
     hidden_units: tuple[int, ...] = (500,)
-    likelihood: str = "bernoulli"
     activation: str = "tanh"
     init_stddev: float = 0.01
     weight_decay: Optional[float] = None
@@ -58,9 +155,18 @@ class ModelConfig:
     num_samples: int = 1
     kl_estimator: str = "auto"
     event_shape: Optional[tuple[int, ...]] = None
+    likelihood: LikelihoodConfig = dataclasses.field(default_factory=LikelihoodConfig)
+    posterior: PosteriorConfig = dataclasses.field(default_factory=PosteriorConfig)
+    prior: PriorConfig = dataclasses.field(default_factory=PriorConfig)
 
     def __post_init__(self):
-        _check_choice("likelihood", self.likelihood, LIKELIHOODS)
+        for name, section in SECTIONS.items():
+            value = getattr(self, name)
+            if isinstance(value, str):  # ModelConfig(likelihood="gaussian").
+                object.__setattr__(self, name, section(name=value))
+        if self.objective == "reconstruction":
+            raise ValueError("objective='reconstruction' is now posterior='point_mass' "
+                             "(--posterior point_mass): the plain autoencoder.")
         _check_choice("objective", self.objective, OBJECTIVES)
         _check_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
         _check_positive("latent_dim", self.latent_dim)
@@ -72,6 +178,18 @@ class ModelConfig:
         for units in self.hidden_units:
             _check_positive("hidden_units", units)
         _check_activation(self.activation)
+        if self.posterior.name == "point_mass" and (self.objective, self.num_samples) != ("elbo", 1):
+            raise ValueError(
+                "posterior='point_mass' (the plain autoencoder) trains on log p(x | z = f(x)) "
+                "alone, one z per datapoint: it takes neither --objective iwae nor "
+                "--num-samples above 1.")
+        if self.posterior.name == "point_mass" and self.prior.name != "standard_normal":
+            raise ValueError(
+                "posterior='point_mass' (the plain autoencoder) has no KL term, so nothing "
+                f"would train prior={self.prior.name!r}: drop --prior.")
+        if self.posterior.name == "affine_coupling" and self.latent_dim < 2:
+            raise ValueError("posterior='affine_coupling' splits z in two: it needs "
+                             "latent_dim >= 2; use --posterior iaf for latent_dim 1.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,13 +265,14 @@ class RunConfig:
 
     def __post_init__(self):
         binary = self.data.binarization == "dynamic" or self.data.dataset == "binarized_mnist"
-        if binary and self.model.likelihood == "gaussian":
-            # The density of a Gaussian at its own mean grows without bound as
-            # its scale shrinks: on 0/1 pixels the "bound" climbs forever.
+        likelihood = self.model.likelihood.name
+        if binary and likelihood in ("gaussian", "continuous_bernoulli"):
+            # A density at the data points grows without bound as it concentrates
+            # on 0 and 1: on binary pixels the "bound" climbs forever.
             raise ValueError(
-                f"likelihood='gaussian' on binary pixels ({self.data.dataset}"
+                f"likelihood={likelihood!r} on binary pixels ({self.data.dataset}"
                 f"{', binarization=dynamic' if self.data.binarization == 'dynamic' else ''}) "
-                "has an unbounded likelihood: its scales shrink to their floor and the ELBO "
+                "has an unbounded density: it concentrates on 0 and 1 and the ELBO "
                 "climbs without limit. Use --likelihood bernoulli"
                 + (", or --binarization none for grey values."
                    if self.data.binarization == "dynamic" else "."))
@@ -166,8 +285,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
-        return cls(**{f.name: _from_dict(f.type, values.get(f.name, {}))
-                      for f in dataclasses.fields(cls)})
+        return _from_dict(cls, values)
 
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":
@@ -175,18 +293,28 @@ class RunConfig:
 
     @classmethod
     def for_dataset(cls, dataset: str, **overrides) -> "RunConfig":
-        """The paper's run for `dataset`, with any field overridden by its name.
+        """The paper's run for `dataset`, with any field overridden by its flag name.
 
-        Example: `RunConfig.for_dataset("frey_face", latent_dim=10, epochs=300)`.
+        Flag names are the field names; a part's name goes by its section
+        (`likelihood`, `posterior`, `prior`), its options by their own names.
+
+        Example: `RunConfig.for_dataset("frey_face", latent_dim=10, posterior="iaf",
+        num_flows=4, epochs=300)`.
         """
         merged = {**dataset_defaults(dataset), **overrides, "dataset": dataset}
-        sections = {section.name: {f.name for f in dataclasses.fields(_resolve(section.type))}
-                    for section in dataclasses.fields(cls)}
-        unknown = set(merged) - set().union(*sections.values())
+        paths = flag_paths()
+        unknown = set(merged) - set(paths)
         if unknown:
-            raise ValueError(f"Unknown config fields: {sorted(unknown)}")
-        return cls.from_dict({name: {k: v for k, v in merged.items() if k in fields}
-                              for name, fields in sections.items()})
+            raise ValueError(f"Unknown config fields: {sorted(unknown)}; known: "
+                             f"{sorted(paths)}")
+        values: dict[str, Any] = {}
+        for name, value in merged.items():
+            *parents, leaf = paths[name]
+            target = values
+            for parent in parents:
+                target = target.setdefault(parent, {})
+            target[leaf] = value
+        return cls.from_dict(values)
 
 
 # The paper's setting per dataset (Kingma & Welling 2014, section 5):
@@ -212,18 +340,42 @@ def dataset_defaults(dataset: str) -> dict[str, Any]:
     return dict(DATASET_DEFAULTS.get(dataset, {}))
 
 
+def flag_paths() -> dict[str, tuple[str, ...]]:
+    """{flag name: path of its field in `RunConfig`}, e.g. num_flows ->
+    (model, posterior, num_flows), posterior -> (model, posterior, name)."""
+    paths: dict[str, tuple[str, ...]] = {}
+
+    def visit(cls, path):
+        for field in dataclasses.fields(_resolve(cls)):
+            kind = _resolve(field.type)
+            if dataclasses.is_dataclass(kind):
+                visit(kind, path + (field.name,))
+                continue
+            flag = path[-1] if field.name == "name" else field.name
+            if flag in paths:
+                raise AssertionError(f"Two config fields share the flag name {flag!r}.")
+            paths[flag] = path + (field.name,)
+
+    visit(RunConfig, ())
+    return paths
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds one `--flag-name` per field of the model, data and train configs.
+    """Adds one `--flag-name` per field of the model (and its parts), data and train
+    configs, with the help text of the field's docstring.
 
     Every flag defaults to `None`, meaning: the dataset's paper default, else
     the dataclass default. `from_arguments` resolves them.
     """
-    for section in dataclasses.fields(RunConfig):
-        group = parser.add_argument_group(section.name)
-        for field in dataclasses.fields(_resolve(section.type)):
-            if field.name == "event_shape":
-                continue  # Always read off the data.
-            _add_argument(group, field)
+    groups = {}
+    for flag, path in flag_paths().items():
+        if flag == "event_shape":
+            continue  # Always read off the data.
+        section = " ".join(path[:-1])
+        if section not in groups:
+            groups[section] = parser.add_argument_group(
+                section, _first_line(_section_class(path[:-1]).__doc__))
+        _add_argument(groups[section], flag, _field(path))
 
 
 def from_arguments(args: argparse.Namespace) -> RunConfig:
@@ -232,24 +384,60 @@ def from_arguments(args: argparse.Namespace) -> RunConfig:
     return RunConfig.for_dataset(values.pop("dataset", DataConfig.dataset), **values)
 
 
-def _add_argument(group, field: dataclasses.Field) -> None:
-    flag = "--" + field.name.replace("_", "-")
+def _section_class(path: tuple[str, ...]):
+    cls = RunConfig
+    for name in path:
+        cls = _resolve({f.name: f for f in dataclasses.fields(cls)}[name].type)
+    return cls
+
+
+def _field(path: tuple[str, ...]) -> dataclasses.Field:
+    return {f.name: f for f in dataclasses.fields(_section_class(path[:-1]))}[path[-1]]
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0] if doc else ""
+
+
+def field_help(cls, name: str) -> str:
+    """The text of `name` in the `Attributes:` section of `cls`'s docstring."""
+    lines = (cls.__doc__ or "").splitlines()
+    text, collecting = [], False
+    for line in lines:
+        stripped = line.strip()
+        if collecting and (not stripped or (":" in stripped and len(line) - len(line.lstrip())
+                                            <= indent)):
+            break
+        if collecting:
+            text.append(stripped)
+        elif stripped.startswith(f"{name}:"):
+            collecting, indent = True, len(line) - len(line.lstrip())
+            text.append(stripped[len(name) + 1:].strip())
+    return " ".join(text)
+
+
+def _add_argument(group, flag: str, field: dataclasses.Field) -> None:
+    option = "--" + flag.replace("_", "-")
     kind, optional = _unwrap(field.type)
-    help_text = f"default: {field.default!r} (or the dataset's paper default)"
+    cls = next(c for c in (*SECTIONS.values(), ModelConfig, DataConfig, TrainConfig)
+               if field in dataclasses.fields(c))
+    default = field.default if field.default is not dataclasses.MISSING else None
+    help_text = (f"{field_help(cls, field.name)} Default: {default!r} "
+                 "(or the dataset's paper default).").replace("%", "%%")
     if kind is bool:
-        group.add_argument(flag, action=argparse.BooleanOptionalAction,
+        group.add_argument(option, action=argparse.BooleanOptionalAction,
                            default=None, help=help_text)
     elif typing.get_origin(kind) is tuple:
-        group.add_argument(flag, type=int, nargs="+", default=None, help=help_text)
+        group.add_argument(option, type=int, nargs="+", default=None, help=help_text)
     else:
-        choices = _CHOICES.get(field.name)
-        group.add_argument(flag, type=kind, choices=choices, default=None,
+        group.add_argument(option, type=kind, choices=_CHOICES.get(flag), default=None,
                            help=help_text)
 
 
-_CHOICES = {"likelihood": LIKELIHOODS, "objective": OBJECTIVES,
-            "kl_estimator": KL_ESTIMATORS, "binarization": BINARIZATIONS,
-            "optimizer": OPTIMIZERS}
+_CHOICES = {"likelihood": LIKELIHOODS, "posterior": POSTERIORS, "prior": PRIORS,
+            "gaussian_scale": GAUSSIAN_SCALES, "mean_activation": MEAN_ACTIVATIONS,
+            "objective": OBJECTIVES, "kl_estimator": KL_ESTIMATORS,
+            "binarization": BINARIZATIONS, "optimizer": OPTIMIZERS}
 
 
 def _resolve(annotation):
@@ -269,19 +457,34 @@ def _unwrap(annotation) -> tuple[Any, bool]:
     return annotation, False
 
 
-def _from_dict(cls, values: dict[str, Any]):
+def _from_dict(cls, values):
     cls = _resolve(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}
+    if isinstance(values, str) and "name" in known:
+        values = {"name": values}  # A part given by its name (config.json before 0.3).
     unknown = set(values) - set(known)
     if unknown:
         raise ValueError(f"Unknown {cls.__name__} fields: {sorted(unknown)}")
     kwargs = {}
     for name, value in values.items():
         kind, _ = _unwrap(known[name].type)
-        if value is not None and typing.get_origin(kind) is tuple:
+        if dataclasses.is_dataclass(kind):
+            value = _from_dict(kind, value)
+        elif value is not None and typing.get_origin(kind) is tuple:
             value = tuple(value)  # JSON has lists; frozen configs hold tuples.
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _check_options(section, owners: dict[str, tuple[str, ...]]) -> None:
+    """Raises if an option differs from its default but the chosen part has no use for it."""
+    for field in dataclasses.fields(section):
+        if field.name in owners and section.name not in owners[field.name]:
+            if getattr(section, field.name) != field.default:
+                raise ValueError(
+                    f"{field.name} applies only to {' or '.join(owners[field.name])}, not to "
+                    f"{section.name!r}: drop --{field.name.replace('_', '-')} or choose one "
+                    "of those.")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfvae.config import BINARIZATIONS, LIKELIHOODS
+from tfvae.config import BINARIZATIONS
 
 
 def check_finite(x: np.ndarray, name: str) -> None:
@@ -27,32 +27,42 @@ def check_finite(x: np.ndarray, name: str) -> None:
                      f"that made {name}.")
 
 
-def check_support(x: np.ndarray, likelihood: str, binarization: str,
+SUPPORTS = {  # A likelihood's support (`Head.support`) -> what the data must be.
+    "binary": "0 or 1",
+    "grey_levels": "8-bit grey levels k / 255 in [0, 1]",
+    "unit_interval": "in [0, 1]",
+    "real": "finite",
+}
+GREY_LEVELS = 255
+
+
+def check_support(x: np.ndarray, support: str, binarization: str,
                   name: str = "the data") -> None:
     """Raises unless x [N, *event_shape] lies where the model's p(x|z) has mass.
 
     Under `dynamic` binarization the model sees draws of Bernoulli(x), so x
-    must be intensities in [0, 1]; otherwise it sees x itself, which must be 0
-    or 1 for a `bernoulli` likelihood and finite for a `gaussian` one.
+    must be intensities in [0, 1]; otherwise it sees x itself, which must be
+    in the likelihood's `support` (a key of `SUPPORTS`).
 
     Raises:
         ValueError: Says which values are outside the support, where the first
             one is, and what to change.
     """
-    if likelihood not in LIKELIHOODS or binarization not in BINARIZATIONS:
-        raise ValueError(f"likelihood={likelihood!r}, binarization={binarization!r}: "
-                         f"expected one of {LIKELIHOODS} and one of {BINARIZATIONS}.")
+    if support not in SUPPORTS or binarization not in BINARIZATIONS:
+        raise ValueError(f"support={support!r}, binarization={binarization!r}: "
+                         f"expected one of {tuple(SUPPORTS)} and one of {BINARIZATIONS}.")
     check_finite(x, name)
     x = np.asarray(x)
-    if x.size == 0:
+    if x.size == 0 or (support == "real" and binarization == "none"):
         return
-    if (likelihood == "bernoulli" or binarization == "dynamic") and (
-            x.min() < 0 or x.max() > 1):
+    if x.min() < 0 or x.max() > 1:
         raise ValueError(
             f"{name} is not in [0, 1]: {_where(x, (x < 0) | (x > 1), 'are outside')}. A "
-            f"{likelihood} likelihood with binarization={binarization!r} needs "
+            f"likelihood with {support} support and binarization={binarization!r} needs "
             f"intensities in [0, 1]: scale the data (8-bit pixels / 255).")
-    if likelihood == "bernoulli" and binarization == "none":
+    if binarization == "dynamic":
+        return
+    if support == "binary":
         grey = (x != 0) & (x != 1)
         if grey.any():
             raise ValueError(
@@ -60,6 +70,15 @@ def check_support(x: np.ndarray, likelihood: str, binarization: str,
                 f"A bernoulli likelihood has mass only on 0 and 1: pass "
                 f"--binarization dynamic (draws binary pixels each epoch), or use "
                 f"--likelihood gaussian.")
+    if support == "grey_levels":
+        levels = x * GREY_LEVELS
+        off = np.abs(levels - np.round(levels)) > 1e-3
+        if off.any():
+            raise ValueError(
+                f"{name} is not on the 256 grey levels k / 255: "
+                f"{_where(x, off, 'lie between levels')}. A discretized_logistic likelihood "
+                "has mass only on those levels: use 8-bit images / 255, or --likelihood "
+                "gaussian or continuous_bernoulli for other values.")
 
 
 def _where(x: np.ndarray, bad: np.ndarray, problem: str) -> str:

@@ -147,11 +147,28 @@ def kl_decomposition(z: tf.Tensor, loc: tf.Tensor, scale: tf.Tensor,
     Returns:
         `KLDecomposition` of scalars, in nats per datapoint.
     """
+    return decompose_pairwise(pairwise_log_prob(z, loc, scale), log_prior_marginals,
+                              num_data, estimator)
+
+
+def decompose_pairwise(log_q: tf.Tensor, log_prior_marginals: tf.Tensor, num_data: int,
+                       estimator: str = "stratified") -> KLDecomposition:
+    """The decomposition of the rate from every draw under every posterior of a minibatch.
+
+    Args:
+        log_q: `[B, B, J]` log q(z_bj | x_b') of a posterior that factorizes over
+            the J dimensions (draw b on axis 0, posterior b' on axis 1).
+        log_prior_marginals: `[B, J]` log p(z_bj) under a factorized prior.
+        num_data: N, the dataset size.
+        estimator: `stratified` (eq. 29) or `weighted` (Chen et al.'s MWS).
+
+    Returns:
+        `KLDecomposition` of scalars, in nats per datapoint.
+    """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator={estimator!r} is not one of {ESTIMATORS}.")
     log_density = {"stratified": minibatch_stratified_log_density,
                    "weighted": minibatch_weighted_log_density}[estimator]
-    log_q = pairwise_log_prob(z, loc, scale)
-    log_q_joint = tf.reduce_sum(log_q, axis=-1)  # [B, B]: posteriors are diagonal.
+    log_q_joint = tf.reduce_sum(log_q, axis=-1)  # [B, B]: the posterior factorizes.
     return decompose(tf.linalg.diag_part(log_q_joint), log_density(log_q_joint, num_data),
                      log_density(log_q, num_data), log_prior_marginals)

@@ -1,23 +1,25 @@
 """A VAE as plain tensors: the functions an export serves, and where it keeps them.
 
 A SavedModel client may have no TFP and a phone has no TensorFlow, so every
-endpoint returns the parameters of q(z|x) and p(x|z), never a distribution.
-With B examples, latent codes [B, J] and images [B, *image_shape]:
+endpoint returns tensors, never a distribution. They are written once for all
+parts, through the part interface (`tfvae.parts`): each likelihood, posterior
+and prior names its parameters and the noise a draw takes. With B examples,
+latent codes [B, J] and images [B, *image_shape]:
 
-    encode(x)                       -> z_mean, z_stddev [B, J]
-    decode(z)                       -> Bernoulli: logits, probs, mean;
-                                       Gaussian: loc, scale, mean
-    sample_from_noise(eps, noise)   -> x ~ p(x|z) and mean E[x|z], with z ~ p(z)
-    sample(num_samples)             -> the same, drawing its own noise
-    reconstruct(x)                  -> mean E[x | z = posterior mean]
-    elbo(x, eps)                    -> elbo, rate, distortion [B], in nats
+    encode(x)                  -> z_mean [B, J] and posterior_<parameter>
+    decode(z)                  -> the likelihood's parameters and mean E[x|z]
+    sample_from_noise(noise..) -> x ~ p(x|z) and mean E[x|z], with z ~ p(z)
+    sample(num_samples)        -> the same, drawing its own noise
+    reconstruct(x)             -> mean E[x | z = posterior mean]
+    elbo(x, noise..)           -> elbo, rate, distortion [B], in nats, one draw of z
 
 TFP's samplers need Flex ops, which LiteRT cannot run (../shared/STACK.md), so
-sampling takes its noise as input: z = prior.loc + prior.scale * eps with
-eps ~ N(0, I), then
-    Bernoulli p(x|z):  x = 1[u < sigmoid(logits)],  u ~ U(0, 1)  (`uniform_noise`)
-    Gaussian p(x|z):   x = loc + scale * n,          n ~ N(0, I)  (`normal_noise`).
-`sample(num_samples)` draws that noise itself with the builtin random ops.
+sampling takes its noise as input: `sample_from_noise` takes the prior's noise
+(e.g. `eps` ~ N(0, I) for N(0, I), plus `component_noise` ~ U(0, 1) for a
+mixture) and the likelihood's (e.g. `uniform_noise` for Bernoulli pixels,
+`normal_noise` for Gaussian ones); `elbo` takes the posterior's. Each is
+standard normal or uniform (`tfvae.parts.NOISE_KINDS`). `sample(num_samples)`
+draws that noise itself with the builtin random ops.
 
 An export keeps every endpoint in `saved_model/` and the decoder's
 (`DECODER_SIGNATURES`) in one `decoder_<quantization>.tflite` per quantization.
@@ -29,21 +31,20 @@ from typing import Callable
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from tfvae import objectives
 from tfvae.model import VAE
 
-tfd = tfp.distributions
-
 SAVED_MODEL_DIR = "saved_model"
 QUANTIZATIONS = ("float32", "dynamic_int8", "float16", "int8")
 DECODER_SIGNATURES = ("decode", "sample_from_noise", "sample")
-PIXEL_NOISE = {"bernoulli": "uniform_noise", "gaussian": "normal_noise"}
+
+NoiseSpec = dict[str, tuple[str, tuple[int, ...]]]
 
 
 class UnsupportedModelError(ValueError):
-    """The model's distributions have no tensor-only export here."""
+    """The model has no tensor-only export (a posterior without a density, or
+    networks without tfvae part heads)."""
 
 
 def tflite_name(quantization: str) -> str:
@@ -51,89 +52,44 @@ def tflite_name(quantization: str) -> str:
     return f"decoder_{quantization}.tflite"
 
 
-# Tensors from distributions.
+# Noise.
 
-def likelihood_kind(likelihood: tfd.Distribution) -> str:
-    """`"bernoulli"` or `"gaussian"` for the decoders tfvae builds.
-
-    Raises:
-        UnsupportedModelError: Any other p(x|z).
-    """
-    base = getattr(likelihood, "distribution", None)
-    if isinstance(likelihood, tfd.Independent) and isinstance(base, tfd.Bernoulli):
-        return "bernoulli"
-    if isinstance(likelihood, tfd.Independent) and isinstance(base, tfd.Normal):
-        return "gaussian"
-    raise UnsupportedModelError(
-        f"Export supports Independent(Bernoulli) and Independent(Normal) likelihoods, "
-        f"not {likelihood.name} ({type(likelihood).__name__}).")
-
-
-def model_likelihood(model: VAE) -> str:
-    """The `likelihood_kind` of `model`'s decoder."""
-    return likelihood_kind(model.decode(tf.zeros((1,) + tuple(model.latent_shape))))
-
-
-def normal_parameters(distribution: tfd.Distribution,
-                      role: str) -> tuple[tf.Tensor, tf.Tensor]:
-    """(loc, scale) of an `Independent(Normal)`, each of its batch and event shape.
-
-    Args:
-        distribution: The posterior, prior or Gaussian likelihood.
-        role: Its name in the error message.
+def sampling_noise(model: VAE) -> NoiseSpec:
+    """{name: (kind, shape per example)} of `sample_from_noise`: the prior's, then
+    the likelihood's.
 
     Raises:
-        UnsupportedModelError: `distribution` is no diagonal Gaussian.
+        UnsupportedModelError: The networks have no part heads, or two parts
+            name their noise alike.
     """
-    base = getattr(distribution, "distribution", None)
-    if not (isinstance(distribution, tfd.Independent) and isinstance(base, tfd.Normal)):
-        raise UnsupportedModelError(
-            f"Export needs a diagonal Gaussian {role} (Independent(Normal)) to "
-            f"reparameterize it, got {type(distribution).__name__}.")
-    return tf.convert_to_tensor(base.loc), tf.convert_to_tensor(base.scale)
+    heads = _heads(model)
+    prior = model.prior_part().noise_spec(model.encoder)
+    pixels = heads["likelihood"].noise_spec()
+    shared = set(prior) & set(pixels)
+    if shared:
+        raise UnsupportedModelError(f"The prior and the likelihood both take noise {shared}.")
+    return {**prior, **pixels}
 
 
-def likelihood_parameters(likelihood: tfd.Distribution) -> dict[str, tf.Tensor]:
-    """p(x|z)'s parameters and mean, each `[B, *image_shape]`."""
-    if likelihood_kind(likelihood) == "bernoulli":
-        logits = likelihood.distribution.logits_parameter()
-        probs = tf.sigmoid(logits)
-        return {"logits": logits, "probs": probs, "mean": probs}
-    loc, scale = normal_parameters(likelihood, "likelihood")
-    return {"loc": loc, "scale": scale, "mean": loc}
+def posterior_noise(model: VAE) -> NoiseSpec:
+    """{name: (kind, shape per example)} of the noise one draw of q(z|x) takes."""
+    return _heads(model)["posterior"].noise_spec()
 
 
-def draw_pixels(parameters: dict, noise):
-    """x ~ p(x|z) `[B, *image_shape]` from its parameters and pixel noise.
-
-    The endpoints call it on tensors, the parity checks on numpy arrays.
-    """
-    if "probs" in parameters:
-        # tf.where keeps float32 for tensors and arrays alike; `(u < p) * 1.0`
-        # stays bool for tensors, which a FloatArray on the device cannot read.
-        return tf.where(noise < parameters["probs"], np.float32(1), np.float32(0))
-    return parameters["loc"] + parameters["scale"] * noise
-
-
-def prior_transform(model: VAE, eps) -> tf.Tensor:
-    """z = prior.loc + prior.scale * eps `[B, *latent_shape]`, z ~ p(z) for eps ~ N(0, I)."""
-    loc, scale = normal_parameters(model.prior(), "prior")
-    return loc + scale * eps
-
-
-def draw_noise(rng: np.random.Generator, model: VAE, kind: str,
+def draw_noise(rng: np.random.Generator, spec: NoiseSpec,
                batch_size: int) -> dict[str, np.ndarray]:
-    """Inputs of `sample_from_noise` for a `kind` likelihood, float32.
+    """Float32 noise `[batch_size, *shape]` per entry of `spec`, from `rng`."""
+    draw = {"normal": rng.standard_normal, "uniform": rng.random}
+    return {name: draw[kind]((batch_size,) + tuple(shape), np.float32)
+            for name, (kind, shape) in spec.items()}
 
-    Returns:
-        {"eps": `[B, *latent_shape]` ~ N(0, I), `PIXEL_NOISE[kind]`:
-        `[B, *image_shape]` ~ U(0, 1) (Bernoulli) or N(0, 1) (Gaussian)}.
-    """
-    image = (batch_size,) + tuple(model.input_event_shape)
-    pixels = rng.random(image, np.float32) if kind == "bernoulli" else rng.standard_normal(
-        image, np.float32)
-    eps = rng.standard_normal((batch_size,) + tuple(model.latent_shape), np.float32)
-    return {"eps": eps, PIXEL_NOISE[kind]: pixels}
+
+def prior_draw(model: VAE, noise) -> tf.Tensor:
+    """z ~ p(z) `[B, J]` from the prior's part of `noise` (names as `sampling_noise`)."""
+    prior = model.prior_part()
+    spec = prior.noise_spec(model.encoder)
+    return prior.draw({name: tf.convert_to_tensor(noise[name]) for name in spec},
+                      model.encoder)
 
 
 # The endpoints.
@@ -142,67 +98,92 @@ def endpoints(model: VAE) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
     """The exported functions of `model`, each with its named input signature.
 
     Args:
-        model: A built VAE with a diagonal Gaussian posterior and prior.
+        model: A built VAE whose encoder and decoder have tfvae part heads and
+            whose posterior has a density.
 
     Returns:
         {name: (function returning a dict of tensors, input TensorSpecs)}, the
         functions as in the module docstring.
 
     Raises:
-        UnsupportedModelError: Another likelihood, posterior or prior.
+        UnsupportedModelError: See `UnsupportedModelError`.
     """
+    heads = _heads(model)
+    posterior, likelihood = heads["posterior"], heads["likelihood"]
     latent, image = tuple(model.latent_shape), tuple(model.input_event_shape)
-    kind = model_likelihood(model)
+    sample_spec, elbo_spec = sampling_noise(model), posterior_noise(model)
 
     def encode(x):
-        loc, scale = normal_parameters(model.encode(x), "posterior")
-        return {"z_mean": loc, "z_stddev": scale}
+        parameters = model.encoder.parameters(x)
+        return {"z_mean": posterior.mean(parameters),
+                **{f"posterior_{name}": value for name, value in parameters.items()}}
 
     def decode(z):
-        return likelihood_parameters(model.decode(z))
+        parameters = model.decoder.parameters(z)
+        return {**parameters, "mean": likelihood.mean(parameters)}
 
-    def sample_from_noise(eps, pixel_noise):
-        parameters = decode(prior_transform(model, eps))
-        return {"x": draw_pixels(parameters, pixel_noise), "mean": parameters["mean"]}
+    def sample_from_noise(*noise):
+        noise = dict(zip(sample_spec, noise))
+        parameters = model.decoder.parameters(prior_draw(model, noise))
+        pixels = {name: noise[name] for name in likelihood.noise_spec()}
+        return {"x": likelihood.draw(parameters, pixels), "mean": likelihood.mean(parameters)}
 
     def sample(num_samples):
-        return sample_from_noise(*_fresh_noise(num_samples, latent, image, kind))
+        return sample_from_noise(*fresh_noise(num_samples, sample_spec).values())
 
     def reconstruct(x):
         return {"mean": model.reconstruct(x)}
 
-    def elbo(x, eps):
-        posterior, prior = model.encode(x), model.prior()
-        loc, scale = normal_parameters(posterior, "posterior")
-        z = (loc + scale * eps)[tf.newaxis]
-        terms = objectives.elbo(model.log_likelihood(x, z), model.rate(posterior, prior, z))
+    def elbo(x, *noise):
+        z = posterior.draw(model.encoder.parameters(x), dict(zip(elbo_spec, noise)))
+        terms = bound_at(model, x, z)
         return {"elbo": terms.elbo, "rate": terms.rate, "distortion": terms.distortion}
 
-    x, z, eps = (_spec((None,) + image, "x"), _spec((None,) + latent, "z"),
-                 _spec((None,) + latent, "eps"))
-    pixel_noise = _spec((None,) + image, PIXEL_NOISE[kind])
+    x, z = _spec((None,) + image, "x"), _spec((None,) + latent, "z")
     return {
         "encode": (encode, [x]),
         "decode": (decode, [z]),
-        "sample_from_noise": (sample_from_noise, [eps, pixel_noise]),
+        "sample_from_noise": (sample_from_noise, _noise_specs(sample_spec)),
         "sample": (sample, [_spec((), "num_samples", tf.int32)]),
         "reconstruct": (reconstruct, [x]),
-        "elbo": (elbo, [x, eps]),
+        "elbo": (elbo, [x, *_noise_specs(elbo_spec)]),
     }
 
 
-def _fresh_noise(num_samples: tf.Tensor, latent: tuple, image: tuple,
-                 kind: str) -> tuple[tf.Tensor, tf.Tensor]:
-    """eps `[num_samples, *latent]` and pixel noise `[num_samples, *image]`, drawn in-graph."""
+def bound_at(model: VAE, x, z) -> objectives.Bound:
+    """The ELBO's terms `[B]` at one draw z `[B, J]` of q(z|x) (model's kl_estimator)."""
+    posterior, prior = model.encode(x), model.prior()
+    z = z[tf.newaxis]
+    return objectives.elbo(model.log_likelihood(x, z), model.rate(posterior, prior, z))
+
+
+def fresh_noise(num_samples: tf.Tensor, spec: NoiseSpec) -> dict[str, tf.Tensor]:
+    """Noise `[num_samples, *shape]` per entry of `spec`, drawn in-graph."""
     # Raw ops with seed = seed2 = 0: LiteRT then seeds each interpreter afresh.
     # tf.random.* would bake in any global seed of the exporting process, and
     # every app launch would draw the same faces.
-    def draw(random, shape):
-        return random(shape=tf.concat([[num_samples], shape], 0), dtype=tf.float32,
-                      seed=0, seed2=0)
-    pixel_random = (tf.raw_ops.RandomUniform if kind == "bernoulli"
-                    else tf.raw_ops.RandomStandardNormal)
-    return draw(tf.raw_ops.RandomStandardNormal, latent), draw(pixel_random, image)
+    random = {"normal": tf.raw_ops.RandomStandardNormal, "uniform": tf.raw_ops.RandomUniform}
+    return {name: random[kind](shape=tf.concat([[num_samples], tf.constant(shape, tf.int32)],
+                                               0), dtype=tf.float32, seed=0, seed2=0)
+            for name, (kind, shape) in spec.items()}
+
+
+def _heads(model: VAE) -> dict:
+    """The posterior and likelihood heads, or `UnsupportedModelError` saying why not."""
+    try:
+        heads = {"posterior": model.posterior_head(), "likelihood": model.likelihood_head()}
+    except TypeError as error:
+        raise UnsupportedModelError(str(error)) from None
+    if not heads["posterior"].has_density:
+        raise UnsupportedModelError(
+            "The posterior is a point mass (the plain autoencoder): it has no density, so "
+            "there is no bound on log p(x) to serve, and its codes are not shaped to the "
+            "prior, so there is nothing to sample. It is neither exported nor evaluated.")
+    return heads
+
+
+def _noise_specs(spec: NoiseSpec) -> list[tf.TensorSpec]:
+    return [_spec((None,) + tuple(shape), name) for name, (_, shape) in spec.items()]
 
 
 def _spec(shape: tuple, name: str, dtype: tf.DType = tf.float32) -> tf.TensorSpec:

@@ -30,15 +30,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import decomposition
+from tfvae import data_checks, decomposition
 from tfvae.model import VAE
 
 tfd = tfp.distributions
-
-# Families whose log_prob is a log-probability (not a density), so that the data
-# entropy H(x) - distortion lower-bounds the mutual information (eq. 30).
-DISCRETE_LIKELIHOODS = (tfd.Bernoulli, tfd.Categorical, tfd.OneHotCategorical,
-                        tfd.Binomial, tfd.Poisson, tfd.Geometric)
 
 
 class UnsupportedDistribution(ValueError):
@@ -127,6 +122,7 @@ def log_likelihood(model: VAE, x, num_samples: int = 5000, *, batch_size: int = 
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
+    _check_density(model)
     step = tf.function(_log_weights, jit_compile=jit_compile)
     chunks = [min(sample_chunk, num_samples - start)
               for start in range(0, num_samples, sample_chunk)]
@@ -234,7 +230,7 @@ def active_units(model: VAE, x, *, threshold: float = 0.01,
     Returns:
         `ActiveUnits` with `[J]` activities (the diagonal of Cov_x(E_q[z|x])).
     """
-    means = np.concatenate([model.encode(x[start:start + batch_size]).mean().numpy()
+    means = np.concatenate([model.posterior_mean(x[start:start + batch_size]).numpy()
                             for start in range(0, len(x), batch_size)])
     activities = means.reshape(len(means), -1).var(axis=0)
     return ActiveUnits(int(np.sum(activities > threshold)), activities, threshold)
@@ -261,48 +257,52 @@ def kl_decomposition(model: VAE, x, *, estimator: str = "stratified",
         `KLDecomposition` of floats, nats per datapoint.
 
     Raises:
-        UnsupportedDistribution: q(z|x) is not a diagonal Gaussian or p(z) does
-            not factorize over dimensions.
+        UnsupportedDistribution: q(z|x) or p(z) does not factorize over
+            dimensions (a full covariance, a flow, a mixture prior).
     """
+    _check_density(model)
     num_data = len(x)
     order = np.random.default_rng(seed).permutation(num_data)
     batches = np.array_split(order, math.ceil(num_data / batch_size))
     terms = []
     for i, indices in enumerate(batches):
-        posterior = model.encode(tf.gather(x, indices))
-        loc, scale = _diagonal_gaussian(posterior)
-        z = posterior.sample(seed=_seed(seed, i))
-        terms.append(decomposition.kl_decomposition(
-            z, loc, scale, _prior_marginals_log_prob(model.prior(), z), num_data, estimator))
+        x_batch = tf.gather(x, indices)
+        z = model.encode(x_batch).sample(seed=_seed(seed, i))
+        terms.append(decomposition.decompose_pairwise(
+            _pairwise_log_prob(model, x_batch, z), _prior_marginals_log_prob(model, z),
+            num_data, estimator))
     sizes = np.array([len(indices) for indices in batches])
     values = np.array([[float(term) for term in batch_terms] for batch_terms in terms])
     return decomposition.KLDecomposition(*(float(v) for v in sizes @ values / num_data))
 
 
-def _diagonal_gaussian(posterior: tfd.Distribution) -> tuple[tf.Tensor, tf.Tensor]:
-    """(loc, scale) `[B, J]` of a diagonal Gaussian q(z|x); raises for other families."""
-    is_independent_normal = (isinstance(posterior, tfd.Independent)
-                             and isinstance(posterior.distribution, tfd.Normal)
-                             and posterior.event_shape.rank == 1)
-    if not (is_independent_normal or isinstance(posterior, tfd.MultivariateNormalDiag)):
+def _pairwise_log_prob(model: VAE, x, z) -> tf.Tensor:
+    """log q(z_bj | x_b') `[B, B', J]`: every draw under every posterior, per dimension."""
+    parameters = model.encoder.parameters(x)
+    try:
+        return model.posterior_head().elementwise_log_prob(
+            {name: value[tf.newaxis] for name, value in parameters.items()}, z[:, tf.newaxis])
+    except NotImplementedError as error:
         raise UnsupportedDistribution(
-            "The KL decomposition needs a diagonal Gaussian posterior with a flat latent "
-            f"(Independent(Normal) or MultivariateNormalDiag); got {posterior.name} "
-            f"with event shape {posterior.event_shape}.")
-    return posterior.mean(), posterior.stddev()
+            f"The KL decomposition needs a posterior that factorizes over the latent "
+            f"dimensions: {error}") from None
 
 
-def _prior_marginals_log_prob(prior: tfd.Distribution, z: tf.Tensor) -> tf.Tensor:
+def _prior_marginals_log_prob(model: VAE, z: tf.Tensor) -> tf.Tensor:
     """log p(z_j) `[B, J]` of a factorized prior; raises for a prior that does not factorize."""
-    if isinstance(prior, tfd.MultivariateNormalDiag):
-        return tfd.Normal(prior.mean(), prior.stddev()).log_prob(z)
-    if (isinstance(prior, tfd.Independent) and prior.event_shape.rank == 1
-            and prior.distribution.event_shape.rank == 0):
-        return prior.distribution.log_prob(z)
-    raise UnsupportedDistribution(
-        "The KL decomposition here assumes a factorized prior p(z) = prod_j p(z_j) "
-        "(Independent of a univariate distribution, or MultivariateNormalDiag), so that "
-        f"the prior-factorization term of eq. 21 vanishes; got {prior.name}.")
+    try:
+        return model.prior_part().elementwise_log_prob(z)
+    except NotImplementedError as error:
+        raise UnsupportedDistribution(
+            "The KL decomposition here assumes a factorized prior p(z) = prod_j p(z_j), so "
+            f"that the prior-factorization term of eq. 21 vanishes: {error}") from None
+
+
+def _check_density(model: VAE) -> None:
+    if not model.has_density:
+        raise UnsupportedDistribution(
+            "The posterior is a point mass (the plain autoencoder): it has no density, so "
+            "there are no importance weights and no rate.")
 
 
 def data_entropy(x) -> float:
@@ -340,8 +340,13 @@ def mutual_information_bounds(rate: float, distortion: float,
 
 
 def has_discrete_likelihood(model: VAE, x) -> bool:
-    """Whether p(x|z) is a probability mass function and x `[N, *event]` whole numbers."""
-    likelihood = model.decode(model.encode(x[:1]).mean())
-    while isinstance(likelihood, tfd.Independent):
-        likelihood = likelihood.distribution
-    return isinstance(likelihood, DISCRETE_LIKELIHOODS) and bool(np.all(np.round(x) == x))
+    """Whether p(x|z) is a probability mass function and x `[N, *event]` lies on its
+    support (0/1 pixels, or grey levels), so that log p(x|z) is a log-probability."""
+    head = model.likelihood_head()
+    if not head.is_discrete:
+        return False
+    try:
+        data_checks.check_support(x, head.support, "none")
+    except ValueError:
+        return False
+    return True

@@ -42,8 +42,8 @@ import tensorflow as tf
 from tfvae import datasets, parity
 from tfvae.config import RunConfig
 from tfvae.endpoints import (DECODER_SIGNATURES, QUANTIZATIONS, SAVED_MODEL_DIR,
-                             UnsupportedModelError, draw_noise, endpoints, model_likelihood,
-                             normal_parameters, prior_transform, tflite_name)
+                             UnsupportedModelError, draw_noise, endpoints, posterior_noise,
+                             prior_draw, sampling_noise, tflite_name)
 from tfvae.model import VAE
 
 EXPORT_DIR = "export"
@@ -56,15 +56,17 @@ NUM_TEST_EXAMPLES = 1000
 DESCRIPTIONS = {
     "x": "images [B, *image_shape]: data in, or draws x ~ p(x|z) out",
     "z": "latent codes [B, latent_dim], e.g. z ~ p(z)",
-    "eps": "N(0, 1) noise [B, latent_dim]; z = prior.loc + prior.scale * eps",
-    "uniform_noise": "U(0, 1) noise per pixel; x = 1[uniform_noise < probs]",
+    "eps": "N(0, 1) noise [B, latent_dim] of a draw of z (prior or posterior)",
+    "component_noise": "U(0, 1) noise [B]: picks a mixture prior's component",
+    "chi2_noise": "N(0, 1) noise [B, nu, latent_dim] of a Student-t draw",
+    "uniform_noise": "U(0, 1) noise per pixel of a draw of x ~ p(x|z)",
     "normal_noise": "N(0, 1) noise per pixel; x = loc + scale * normal_noise",
     "num_samples": "int32 scalar: how many images to draw",
     "mean": "E[x|z] [B, *image_shape], the usual picture",
-    "logits": "Bernoulli logits of p(x|z)", "probs": "sigmoid(logits)",
-    "loc": "Gaussian means of p(x|z)", "scale": "Gaussian standard deviations of p(x|z)",
-    "z_mean": "mean of q(z|x) [B, latent_dim]", "z_stddev": "stddev of q(z|x)",
-    "elbo": "ELBO per example [B] in nats, one z = z_mean + z_stddev * eps",
+    "logits": "logits of p(x|z) per pixel",
+    "loc": "location of p(x|z) per pixel", "scale": "scale of p(x|z) per pixel",
+    "z_mean": "mean of q(z|x) [B, latent_dim]",
+    "elbo": "ELBO per example [B] in nats, one draw of z from the given noise",
     "rate": "KL(q(z|x) || p(z)) [B] nats", "distortion": "-log p(x|z) [B] nats",
 }
 
@@ -124,10 +126,10 @@ def calibration_data(model: VAE, seed: int, num_batches: int = 32,
     """
     def generate():
         rng = np.random.default_rng(seed)
-        kind = model_likelihood(model)
+        spec = sampling_noise(model)
         for _ in range(num_batches):
-            inputs = draw_noise(rng, model, kind, batch_size)
-            yield "decode", {"z": prior_transform(model, inputs["eps"]).numpy()}
+            inputs = draw_noise(rng, spec, batch_size)
+            yield "decode", {"z": prior_draw(model, inputs).numpy()}
             yield "sample_from_noise", inputs
             yield "sample", {"num_samples": np.array(batch_size, np.int32)}
     return generate
@@ -178,16 +180,19 @@ def export_model(model: VAE, export_dir: Path, x_test: np.ndarray, *,
 
 def describe(model: VAE, folder: Path, quantizations, report: dict,
              run_config: RunConfig | None) -> dict:
-    """export.json: shapes, likelihood, prior, files, signatures and parity."""
+    """export.json: shapes, parts, noise, files, signatures and parity."""
     from ai_edge_litert.interpreter import Interpreter
-    prior_loc, prior_scale = normal_parameters(model.prior(), "prior")
     interpreter = Interpreter(model_path=str(folder / tflite_name(quantizations[0])))
+    prior = model.prior_part()
     return {
-        "format": "tfvae-export/1",
+        "format": "tfvae-export/2",
         "latent_dim": int(np.prod(model.latent_shape)),
         "image_shape": list(model.input_event_shape),
-        "likelihood": model_likelihood(model),
-        "prior": {"loc": prior_loc.numpy().tolist(), "scale": prior_scale.numpy().tolist()},
+        "likelihood": type(model.likelihood_head()).__name__,
+        "posterior": type(model.posterior_head()).__name__,
+        "prior": {"name": type(prior).__name__, **_small_parameters(prior, model)},
+        "noise": {"sample_from_noise": _noise_description(sampling_noise(model)),
+                  "elbo": _noise_description(posterior_noise(model))},
         "saved_model": {"path": SAVED_MODEL_DIR, "endpoints": list(endpoints(model))},
         "tflite": {tflite_name(q): {"quantization": q,
                                     "bytes": (folder / tflite_name(q)).stat().st_size}
@@ -197,6 +202,19 @@ def describe(model: VAE, folder: Path, quantizations, report: dict,
         "model_config": run_config.to_dict()["model"] if run_config else None,
         "parity": report,
     }
+
+
+def _noise_description(spec) -> dict:
+    return {name: {"kind": kind, "shape": ["B", *shape]} for name, (kind, shape) in spec.items()}
+
+
+def _small_parameters(prior, model: VAE, limit: int = 10_000) -> dict:
+    """The prior's parameters as lists, unless larger than `limit` values (pseudo-inputs)."""
+    parameters = {name: np.asarray(value) for name, value in
+                  prior.parameters(model.encoder).items()}
+    if sum(value.size for value in parameters.values()) > limit:
+        return {"parameters": "in saved_model/ (too large for JSON)"}
+    return {name: value.tolist() for name, value in parameters.items()}
 
 
 def _canonical_quantizations(quantizations) -> list[str]:
@@ -249,8 +267,9 @@ def load_run(run_dir: Path) -> tuple[VAE, RunConfig]:
 
     Raises:
         FileNotFoundError: Not a run folder.
-        UnsupportedModelError: The run is not a VAE (the plain autoencoder has
-            no prior to sample from, nor a bound to evaluate).
+        UnsupportedModelError: The run's posterior is a point mass (the plain
+            autoencoder: no bound to evaluate, nothing to sample), or the file
+            holds no VAE.
         ValueError: The `.keras` file holds code (refused by Keras' safe mode).
     """
     run_dir = Path(run_dir)
@@ -261,14 +280,16 @@ def load_run(run_dir: Path) -> tuple[VAE, RunConfig]:
     config = RunConfig.from_json((run_dir / "config.json").read_text())
     model = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
     if not isinstance(model, VAE):
+        raise UnsupportedModelError(f"{run_dir} holds a {type(model).__name__}, not a VAE.")
+    if not model.has_density:
         raise UnsupportedModelError(
-            f"{run_dir} holds a {type(model).__name__}, not a VAE: the plain autoencoder "
-            "(--objective reconstruction) has no prior to sample from and no bound on "
-            "log p(x), so it is neither exported nor evaluated.")
+            f"{run_dir} is a plain autoencoder (--posterior point_mass): it has no bound "
+            "on log p(x) and no prior-shaped codes to sample, so it is neither exported "
+            "nor evaluated.")
     return model, config
 
 
-def load_test_images(config: RunConfig, limit: int = NUM_TEST_EXAMPLES) -> np.ndarray:
+def load_test_images(config: RunConfig, limit: int | None = NUM_TEST_EXAMPLES) -> np.ndarray:
     """The run's test images `[<= limit, *image_shape]`, binarized as in training."""
     splits = datasets.load(config.data, seed=config.train.seed)
     return np.concatenate(list(splits.test.as_numpy_iterator()))[:limit]

@@ -29,6 +29,8 @@ from tfvae.config import KL_ESTIMATORS
 tfd = tfp.distributions
 
 METRIC_NAMES = ("loss", "elbo", "rate", "distortion")
+# A point-mass posterior (the plain autoencoder) has no density, hence no rate.
+POINT_MASS_METRIC_NAMES = ("loss", "distortion")
 BOUNDS = ("elbo", "iwae")  # The objectives a VAE trains on.
 
 
@@ -38,12 +40,17 @@ class VAE(OwnLossModel):
 
     Args:
         encoder: A Keras model mapping x `[B, *event]` to q(z|x), a distribution
-            with batch shape `[B]` and event shape `[latent_dim]`.
+            with batch shape `[B]` and event shape `[latent_dim]`: usually a
+            `tfvae.networks.ProbabilisticNetwork` with a `tfvae.posteriors`
+            head, which export, `predict` and the diagnostics need. A head
+            without a density (`PointMass`) makes this the plain autoencoder:
+            z = f(x), trained on log p(x|z) alone, no KL term.
         decoder: A Keras model mapping z `[B, latent_dim]` to p(x|z), a
-            distribution with batch shape `[B]` and event shape `event`.
-        prior: p(z): `None` for N(0, I), a `tfd.Distribution` with event shape
-            `[latent_dim]`, or a Keras layer whose `call()` (no arguments)
-            returns one (trainable priors; such a prior is saved with the model).
+            distribution with batch shape `[B]` and event shape `event`
+            (usually a `ProbabilisticNetwork` with a `tfvae.likelihoods` head).
+        prior: p(z): `None` for N(0, I), a `tfvae.priors` layer (saved with
+            the model; a VampPrior is handed the encoder), or a fixed
+            `tfd.Distribution` with event shape `[latent_dim]` (not savable).
         objective: `"elbo"` or `"iwae"` (importance-weighted bound).
         num_samples: Draws of z per datapoint in training: L or k.
         kl_estimator: `"auto"`, `"analytic"` or `"monte_carlo"` for the ELBO's
@@ -73,7 +80,8 @@ class VAE(OwnLossModel):
                  kl_estimator: str = "auto", seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if objective not in BOUNDS:
-            hint = (" The plain autoencoder is tfvae.autoencoder.Autoencoder."
+            hint = (" The plain autoencoder is a VAE whose encoder has a "
+                    "tfvae.posteriors.PointMass head (--posterior point_mass)."
                     if objective == "reconstruction" else "")
             raise ValueError(f"objective={objective!r}: a VAE uses one of {BOUNDS}.{hint}")
         if kl_estimator not in KL_ESTIMATORS:
@@ -89,7 +97,9 @@ class VAE(OwnLossModel):
         self.seed = seeds.fresh_seed() if seed is None else int(seed)
         self.seed_generator = keras.random.SeedGenerator(
             seeds.child_seed(self.seed, seeds.STREAMS["draw"]))
-        self.trackers = {name: ExampleMean(name=name) for name in METRIC_NAMES}
+        self.has_density = getattr(getattr(encoder, "head", None), "has_density", True)
+        names = METRIC_NAMES if self.has_density else POINT_MASS_METRIC_NAMES
+        self.trackers = {name: ExampleMean(name=name) for name in names}
         self.input_event_shape: tuple[int, ...] | None = None
         self.latent_shape: tuple[int, ...] | None = None
 
@@ -108,17 +118,50 @@ class VAE(OwnLossModel):
 
     def prior(self) -> tfd.Distribution:
         """p(z) with batch shape `[]` and event shape `[latent_dim]`."""
+        if isinstance(self.prior_model, tfd.Distribution):
+            return self.prior_model
         if self.prior_model is None:
             if self.latent_shape is None:
                 raise RuntimeError("The latent size is unknown until the model has seen "
                                    "data: call it, fit it, or build(input_shape) first.")
             return priors.standard_normal(self.latent_shape, self.compute_dtype)
+        return self.prior_part().distribution(self.encoder)
+
+    def prior_part(self) -> priors.Prior:
+        """The prior as a `tfvae.priors` layer (N(0, I) when none was given)."""
         if isinstance(self.prior_model, tfd.Distribution):
+            raise TypeError("This VAE's prior is a fixed tfd.Distribution, not a "
+                            "tfvae.priors layer.")
+        if self.prior_model is not None:
+            if not self.prior_model.built and self.input_event_shape is not None:
+                self.prior_model.build((None,) + self.input_event_shape)
             return self.prior_model
-        if not self.prior_model.built:
-            self.prior_model.build(None)
-        # Layer.__call__ needs an input; a prior has none, so call() is used directly.
-        return self.prior_model.call()
+        if self.latent_shape is None:
+            raise RuntimeError("The latent size is unknown until the model has seen "
+                               "data: call it, fit it, or build(input_shape) first.")
+        return priors.StandardNormal(self.latent_shape)
+
+    # Tensors from the parts (export, predict, plots and diagnostics use them).
+
+    def posterior_head(self):
+        """The encoder's `tfvae.posteriors` head; raises for encoders without one."""
+        return _head_of(self.encoder, "encoder", "tfvae.posteriors")
+
+    def likelihood_head(self):
+        """The decoder's `tfvae.likelihoods` head; raises for decoders without one."""
+        return _head_of(self.decoder, "decoder", "tfvae.likelihoods")
+
+    def posterior_mean(self, x) -> tf.Tensor:
+        """E_q[z|x] `[B, latent_dim]` (a seeded Monte Carlo mean for flows)."""
+        x = self._as_input(x)
+        parameters = self.encoder.parameters(x)
+        self.latent_shape = tuple(self.posterior_head().event_shape)
+        return self.posterior_head().mean(parameters)
+
+    def likelihood_mean(self, z) -> tf.Tensor:
+        """E[x|z] `[B, *event]` for z `[B, latent_dim]`."""
+        z = tf.convert_to_tensor(z, self.compute_dtype)
+        return self.likelihood_head().mean(self.decoder.parameters(z))
 
     def call(self, x, training=None):
         posterior = self.encode(x)
@@ -150,12 +193,21 @@ class VAE(OwnLossModel):
         seed = self._seed(seed)
         x = self._as_input(x)
         posterior = self.encode(x)
+        if not self.has_density:
+            return self._reconstruction_terms(x)
         prior = self.prior()
         rate = self._closed_form_rate(posterior, prior) if objective == "elbo" else None
         if rate is not None:
             z = posterior.sample(num_samples, seed=seed)
             return objectives.elbo(self.log_likelihood(x, z), rate)
         return self._monte_carlo_terms(x, posterior, prior, objective, num_samples, seed)
+
+    def _reconstruction_terms(self, x) -> objectives.Bound:
+        """The plain autoencoder's terms: the distortion at z = f(x), no rate."""
+        z = self.posterior_mean(x)[tf.newaxis]
+        distortion = -self.log_likelihood(x, z)[0]
+        return objectives.Bound(bound=-distortion, elbo=-distortion,
+                                rate=tf.zeros_like(distortion), distortion=distortion)
 
     def rate(self, posterior, prior, z) -> tf.Tensor:
         """KL(q(z|x) || p(z)) per example, `[B]`, by the model's `kl_estimator`.
@@ -216,12 +268,12 @@ class VAE(OwnLossModel):
         """
         seed = self._seed(seed)
         z_seed, x_seed = tfp.random.split_seed(seed)
-        likelihood = self.decode(self.prior().sample(num_samples, seed=z_seed))
-        return likelihood.mean() if mean else likelihood.sample(seed=x_seed)
+        z = self.prior().sample(num_samples, seed=z_seed)
+        return self.likelihood_mean(z) if mean else self.decode(z).sample(seed=x_seed)
 
     def reconstruct(self, x) -> tf.Tensor:
         """E[x|z] at z = the posterior mean: `[B, *event]` for x `[B, *event]`."""
-        return self.decode(self.encode(x).mean()).mean()
+        return self.likelihood_mean(self.posterior_mean(x))
 
     # The Keras training contract.
 
@@ -241,18 +293,22 @@ class VAE(OwnLossModel):
         return self._update_metrics(self.bound_terms(x, seed=seed))
 
     def predict_step(self, data):
-        """Returns tensors: `z_mean`, `z_stddev` `[B, latent_dim]`, `reconstruction`."""
-        posterior = self.encode(_inputs(data))
-        return {"z_mean": posterior.mean(), "z_stddev": posterior.stddev(),
-                "reconstruction": self.decode(posterior.mean()).mean()}
+        """Returns tensors: `z_mean` `[B, latent_dim]`, `reconstruction` `[B, *event]`,
+        and the posterior's parameters as `posterior_<name>` (e.g. `posterior_scale`)."""
+        x = self._as_input(_inputs(data))
+        parameters = self.encoder.parameters(x)
+        z_mean = self.posterior_head().mean(parameters)
+        return {"z_mean": z_mean, "reconstruction": self.likelihood_mean(z_mean),
+                **{f"posterior_{name}": value for name, value in parameters.items()}}
 
     def _update_metrics(self, terms: objectives.Bound, applied=None) -> dict:
         """Adds the per-example terms to their means; see `base_model.update_means`."""
         # Per-example values, so that every metric averages over examples alike,
         # also across a last, smaller batch.
-        return update_means(self.trackers, {
-            "loss": -terms.bound, "elbo": terms.elbo, "rate": terms.rate,
-            "distortion": terms.distortion}, applied)
+        values = {"loss": -terms.bound, "elbo": terms.elbo, "rate": terms.rate,
+                  "distortion": terms.distortion}
+        return update_means(self.trackers, {name: values[name] for name in self.trackers},
+                            applied)
 
     # Building and serialization.
 
@@ -263,8 +319,9 @@ class VAE(OwnLossModel):
         without this, a saved `.keras` file would reload with no weights.
         """
         x = tf.zeros((1,) + tuple(input_shape[1:]), self.compute_dtype)
+        self._as_input(x)
         posterior = self.encode(x)
-        self.decode(posterior.mean())
+        self.decode(tf.zeros((1,) + tuple(posterior.event_shape), self.compute_dtype))
         if isinstance(self.prior_model, keras.layers.Layer):
             self.prior()
         self.built = True
@@ -306,9 +363,9 @@ class VAE(OwnLossModel):
     def get_config(self):
         if isinstance(self.prior_model, tfd.Distribution):
             raise TypeError(
-                "A tfd.Distribution prior cannot be saved in a .keras file. Wrap it in a "
-                "keras.layers.Layer whose call() returns the distribution and pass that "
-                "as `prior`.")
+                "A tfd.Distribution prior cannot be saved in a .keras file. Pass a "
+                "tfvae.priors layer (e.g. MixtureOfGaussians), or a subclass of "
+                "tfvae.priors.Prior whose distribution() returns yours, as `prior`.")
         serialize = keras.saving.serialize_keras_object
         return {**super().get_config(),
                 "encoder": serialize(self.encoder), "decoder": serialize(self.decoder),
@@ -334,6 +391,16 @@ class VAE(OwnLossModel):
             # TFP turns a Python int into a stateful draw: not reproducible eagerly.
             return seeds.stateless(seed)
         return tfp.random.sanitize_seed(seed)
+
+
+def _head_of(network, role: str, module: str):
+    head = getattr(network, "head", None)
+    if head is None or not hasattr(head, "mean"):
+        raise TypeError(
+            f"The {role} ({type(network).__name__}) has no tfvae part head: export, "
+            f"predict and the diagnostics need a tfvae.networks.ProbabilisticNetwork "
+            f"with a {module} head.")
+    return head
 
 
 def _inputs(data):

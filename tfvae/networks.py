@@ -1,10 +1,11 @@
 """Networks: MLP trunks and the probabilistic networks built from them.
 
 A probabilistic network is a trunk (tensors in, features out) composed with a
-head (features in, a `tfp.distributions.Distribution` out, see `heads.py`).
-Kingma & Welling's encoder q(z|x) and decoders p(x|z) (appendix C) are all
-one-hidden-layer tanh MLPs with different heads, so they are one class here,
-configured by its head; `aevb.py` spells out the paper's three networks.
+head (features in, a `tfp.distributions.Distribution` out: a likelihood from
+`tfvae.likelihoods` or a posterior from `tfvae.posteriors`). Kingma & Welling's
+encoder q(z|x) and decoders p(x|z) (appendix C) are all one-hidden-layer tanh
+MLPs with different heads, so they are one class here, configured by its trunk
+and its head; `tfvae.builders` assembles them from a config.
 
 References:
     Kingma & Welling (2014). Auto-Encoding Variational Bayes. ICLR. Appendix C.
@@ -68,6 +69,10 @@ class MLP(keras.layers.Layer):
             shape = (shape[0], layer.units)
         self.built = True
 
+    def compute_output_shape(self, input_shape):
+        width = self.hidden_units[-1] if self.hidden_units else math.prod(input_shape[1:])
+        return (input_shape[0], width)
+
     def call(self, inputs):
         h = keras.ops.reshape(inputs, (-1, math.prod(inputs.shape[1:])))
         for layer in self.hidden:
@@ -81,14 +86,15 @@ class MLP(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
-class ProbabilisticMLP(keras.Model):
-    """An MLP trunk followed by a distribution head.
+class ProbabilisticNetwork(keras.Model):
+    """A trunk (tensors in, features out) followed by a part head (features in,
+    a distribution out): an encoder q(z|x) or a decoder p(x|z).
 
     Args:
-        head: A layer mapping features `[B, F]` to a distribution with batch
-            shape `[B]` (see `tfvae.heads`).
-        hidden_units, activation, init_stddev, weight_decay, seed: Of the trunk
-            (`MLP`).
+        trunk: A layer mapping `[B, *shape]` to features `[B, F]` (`MLP` here;
+            convolutional trunks slot in the same way).
+        head: A `tfvae.parts.Head` mapping `[B, F]` to a distribution with batch
+            shape `[B]` (a likelihood or a posterior).
 
     Call arguments:
         inputs: `[B, *shape]` float tensor (x for an encoder, z for a decoder).
@@ -97,12 +103,9 @@ class ProbabilisticMLP(keras.Model):
         The head's `tfd.Distribution` with batch shape `[B]`.
     """
 
-    def __init__(self, head: keras.layers.Layer, hidden_units: Sequence[int] = (500,),
-                 activation: str = "tanh", init_stddev: float = 0.01,
-                 weight_decay: float = 0.0, seed: int | None = None, **kwargs):
+    def __init__(self, trunk: keras.layers.Layer, head: keras.layers.Layer, **kwargs):
         super().__init__(**kwargs)
-        self.trunk = MLP(hidden_units, activation, init_stddev, weight_decay, seed,
-                         name="trunk")
+        self.trunk = trunk
         self.head = head
 
     def build(self, input_shape):
@@ -110,25 +113,24 @@ class ProbabilisticMLP(keras.Model):
         if not self.trunk.built:
             self.trunk.build(input_shape)
         if not self.head.built:
-            self.head.build((input_shape[0], self.features(input_shape)))
+            self.head.build(self.trunk.compute_output_shape(input_shape))
         self.built = True
 
-    def features(self, input_shape) -> int:
-        """Width of the trunk's output for inputs of `input_shape`."""
-        return self.trunk.hidden_units[-1] if self.trunk.hidden_units else math.prod(input_shape[1:])
+    def parameters(self, inputs) -> dict:
+        """The head's parameters {name: `[B, ...]`} for inputs `[B, *shape]`."""
+        return self.head.parameters(self.trunk(inputs))
 
     def call(self, inputs):
         return self.head(self.trunk(inputs))
 
     def get_config(self):
-        trunk = self.trunk.get_config()
-        return {**super().get_config(),
-                "head": keras.saving.serialize_keras_object(self.head),
-                **{k: trunk[k] for k in ("hidden_units", "activation", "init_stddev",
-                                         "weight_decay", "seed")}}
+        serialize = keras.saving.serialize_keras_object
+        return {**super().get_config(), "trunk": serialize(self.trunk),
+                "head": serialize(self.head)}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        head = keras.saving.deserialize_keras_object(config.pop("head"))
-        return cls(head=head, **config)
+        parts = {key: keras.saving.deserialize_keras_object(config.pop(key))
+                 for key in ("trunk", "head")}
+        return cls(**parts, **config)

@@ -16,12 +16,13 @@ References:
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfvae
+from tfvae import likelihoods, posteriors
+from tfvae.networks import MLP, ProbabilisticNetwork
+from tfvae.parts import inverse_positive_scale
 
 tfd = tfp.distributions
 
@@ -30,37 +31,44 @@ LOADINGS = np.array([2.0, 0.7, 0.0])  # l_j; the third latent unit is dead.
 LATENT_DIM = len(LOADINGS)
 
 
-@keras.saving.register_keras_serializable(package="tfvae")
-class AffineGaussian(keras.Model):
-    """inputs `[B, n]` -> N(inputs K + b, diag(scale^2)), or N(inputs K + b, L L^T).
+def affine_encoder(full_covariance: bool = False):
+    """x `[B, D]` -> q(z|x), a Gaussian with mean affine in x and a constant (diagonal or
+    full) covariance: the exact pPCA posterior has this form. No hidden layer."""
+    head = (posteriors.FullCovarianceGaussian if full_covariance
+            else posteriors.DiagonalGaussian)(LATENT_DIM, name="posterior")
+    return ProbabilisticNetwork(MLP(()), head, name="encoder")
 
-    A pPCA decoder (and, with the exact posterior's parameters, its encoder).
-    """
 
-    def __init__(self, units, full_covariance=False, **kwargs):
-        super().__init__(**kwargs)
-        self.units, self.full_covariance = units, full_covariance
-        self.affine = keras.layers.Dense(units)
+def affine_decoder():
+    """z `[B, J]` -> p(x|z) = N(W z + mu, diag(s^2)): the pPCA decoder, s learned per
+    dimension and independent of z."""
+    head = likelihoods.Gaussian(DATA_DIM, scale="per_pixel", mean_activation=None,
+                                name="likelihood")
+    return ProbabilisticNetwork(MLP(()), head, name="decoder")
 
-    def build(self, input_shape):
-        self.affine.build(input_shape)
-        shape = (self.units, self.units) if self.full_covariance else (self.units,)
-        self.scale = self.add_weight(shape=shape, initializer="ones", name="scale")
 
-    def get_config(self):
-        return {**super().get_config(), "units": self.units,
-                "full_covariance": self.full_covariance}
+def set_encoder(encoder, gain, bias, scale) -> None:
+    """Sets q(z|x) = N(x gain + bias, S): S = diag(scale^2), or L L^T for scale = L."""
+    loc, raw = encoder.head.parameter_layers
+    loc.set_weights([gain.astype(np.float32), bias.astype(np.float32)])
+    min_scale = encoder.head.min_scale
+    if scale.ndim == 1:
+        values = inverse_positive_scale(scale, min_scale)
+    else:  # Row by row, the diagonal through positive_scale (posteriors.FullCovarianceGaussian).
+        rows, columns = np.tril_indices(LATENT_DIM)
+        values = np.where(rows == columns,
+                          inverse_positive_scale(np.maximum(scale[rows, columns], 1e-3),
+                                                 min_scale),
+                          scale[rows, columns])
+    raw.set_weights([np.zeros(raw.kernel.shape, np.float32), values.astype(np.float32)])
 
-    def set_parameters(self, kernel, bias, scale):
-        for variable, value in ((self.affine.kernel, kernel), (self.affine.bias, bias),
-                                (self.scale, scale)):
-            variable.assign(np.asarray(value, np.float32))
 
-    def call(self, inputs):
-        loc = self.affine(inputs)
-        if self.full_covariance:
-            return tfd.MultivariateNormalTriL(loc, tf.linalg.band_part(self.scale, -1, 0))
-        return tfd.Independent(tfd.Normal(loc, self.scale), reinterpreted_batch_ndims=1)
+def set_decoder(decoder, weights, mean, scale) -> None:
+    """Sets p(x|z) = N(W z + mean, diag(scale^2)) for weights W `[D, J]`."""
+    (loc,) = decoder.head.parameter_layers
+    loc.set_weights([weights.T.astype(np.float32), mean.astype(np.float32)])
+    decoder.head.raw_scale.assign(
+        inverse_positive_scale(scale, decoder.head.min_scale).astype(np.float32))
 
 
 class PPCA:
@@ -86,26 +94,27 @@ class PPCA:
 
     def vae(self, loc_shift=0.0, scale_factor=1.0, full_covariance=False):
         """VAE whose posterior is the exact one, shifted and widened as asked."""
-        encoder = AffineGaussian(LATENT_DIM, full_covariance)
-        decoder = AffineGaussian(DATA_DIM)
+        encoder, decoder = affine_encoder(full_covariance), affine_decoder()
         model = tfvae.VAE(encoder, decoder, seed=0)
         model.build((None, DATA_DIM))
         gain = self.weights @ np.linalg.inv(self.posterior_precision)  # [D, J]
         covariance = NOISE**2 * np.linalg.inv(self.posterior_precision)
         scale = (np.linalg.cholesky(covariance) if full_covariance
                  else np.sqrt(np.diag(covariance)))
-        encoder.set_parameters(gain, loc_shift - self.mean @ gain, scale_factor * scale)
-        decoder.set_parameters(self.weights.T, self.mean, np.full(DATA_DIM, NOISE))
+        set_encoder(encoder, gain, loc_shift - self.mean @ gain, scale_factor * scale)
+        set_decoder(decoder, self.weights, self.mean, np.full(DATA_DIM, NOISE))
         return model
 
     def mutual_information(self):
         return 0.5 * np.sum(np.log((LOADINGS**2 + NOISE**2) / NOISE**2))
 
 
-def exact_log_evidence(decoder: AffineGaussian, x: np.ndarray) -> np.ndarray:
-    """log p(x) `[N]` under N(0, I) and a diagonal `AffineGaussian` decoder, for x `[N, D]`."""
-    kernel = decoder.affine.kernel.numpy().astype(np.float64)  # [J, D] = W^T
-    covariance = kernel.T @ kernel + np.diag(decoder.scale.numpy().astype(np.float64) ** 2)
-    bias = decoder.affine.bias.numpy().astype(np.float64)
+def exact_log_evidence(decoder, x: np.ndarray) -> np.ndarray:
+    """log p(x) `[N]` under N(0, I) and an `affine_decoder`, for x `[N, D]`."""
+    (loc,) = decoder.head.parameter_layers
+    kernel = loc.kernel.numpy().astype(np.float64)  # [J, D] = W^T
+    scale = decoder.parameters(np.zeros((1, LATENT_DIM), np.float32))["scale"][0]
+    covariance = kernel.T @ kernel + np.diag(scale.numpy().astype(np.float64) ** 2)
+    bias = loc.bias.numpy().astype(np.float64)
     return tfd.MultivariateNormalTriL(bias, np.linalg.cholesky(covariance)).log_prob(
         x.astype(np.float64)).numpy()

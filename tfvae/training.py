@@ -35,10 +35,9 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from tfvae import aevb, datasets, plots
-from tfvae.autoencoder import Autoencoder, build_autoencoder
+from tfvae import builders, datasets, plots, registry
 from tfvae.base_model import TrainingDiverged
-from tfvae.config import RunConfig
+from tfvae.config import RunConfig, dataset_defaults
 from tfvae.model import VAE
 
 METRICS = ("loss", "elbo", "rate", "distortion")
@@ -53,14 +52,13 @@ class RunExists(ValueError):
 
 
 class TrainResult(NamedTuple):
-    model: VAE | Autoencoder
+    model: VAE
     history: dict[str, list[float]]
     run_dir: Path
 
 
 def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
-    """Trains the model `config` describes (a VAE, or the plain autoencoder) and
-    writes its run folder.
+    """Trains the model `config` describes and writes its run folder.
 
     Args:
         config: The run. `model.event_shape` and a `None` `weight_decay` are
@@ -115,8 +113,9 @@ def _check_support(config: RunConfig, data: datasets.DataSplits) -> None:
     for split, x in (("train", data.arrays.x_train), ("test", data.arrays.x_test)):
         # The test split is scored binarized once; training data are binarized per epoch.
         binarization = "none" if split == "test" else config.data.binarization
+        support = registry.entry("likelihood", config.model.likelihood.name).cls.support
         datasets.check_support(datasets.as_scored(x, config.data.binarization),
-                               config.model.likelihood, binarization,
+                               support, binarization,
                                name=f"the {config.data.dataset} {split} split")
 
 
@@ -124,19 +123,28 @@ def resolve(config: RunConfig, data: datasets.DataSplits) -> RunConfig:
     """Fills in what the data determine: event shape, weight decay, run name."""
     model = dataclasses.replace(
         config.model, event_shape=tuple(data.event_shape),
-        weight_decay=aevb.resolved_weight_decay(config.model, data.num_train))
-    name = config.train.run_name or (
-        f"{config.data.dataset.replace(':', '_')}-latent{model.latent_dim}"
-        f"-{model.objective}{model.num_samples}")
+        weight_decay=builders.resolved_weight_decay(config.model, data.num_train))
+    name = config.train.run_name or _run_name(config)
     return dataclasses.replace(config, model=model,
                                train=dataclasses.replace(config.train, run_name=name))
 
 
-def build_compiled(config: RunConfig, num_train: int) -> VAE | Autoencoder:
-    """The paper's VAE for `config` (or the plain autoencoder), compiled."""
-    build = (build_autoencoder if config.model.objective == "reconstruction"
-             else aevb.build_vae)
-    model = build(config.model, num_train=num_train, seed=config.train.seed)
+def _run_name(config: RunConfig) -> str:
+    """dataset-latentJ-<objective><samples>, then the parts that are not the
+    defaults (the dataset's likelihood, the diagonal Gaussian, N(0, I))."""
+    model = config.model
+    defaults = {"likelihood": dataset_defaults(config.data.dataset).get("likelihood",
+                                                                         "bernoulli"),
+                "posterior": "diagonal_gaussian", "prior": "standard_normal"}
+    parts = [getattr(model, kind).name for kind, default in defaults.items()
+             if getattr(model, kind).name != default]
+    return "-".join([f"{config.data.dataset.replace(':', '_')}-latent{model.latent_dim}"
+                     f"-{model.objective}{model.num_samples}", *parts])
+
+
+def build_compiled(config: RunConfig, num_train: int) -> VAE:
+    """The VAE that `config` describes, compiled."""
+    model = builders.build_vae(config.model, num_train=num_train, seed=config.train.seed)
     optimizer = keras.optimizers.get({"class_name": config.train.optimizer,
                                       "config": {"learning_rate": config.train.learning_rate}})
     model.compile(optimizer, jit_compile=config.train.jit_compile,
@@ -284,10 +292,11 @@ def read_history(path: Path) -> dict[str, list[float]]:
     return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
 
 
-def write_pictures(model: VAE | Autoencoder, data: datasets.DataSplits, history, run_dir: Path,
+def write_pictures(model: VAE, data: datasets.DataSplits, history, run_dir: Path,
                    *, seed: int = 0) -> None:
-    """Reconstructions and the training curve; for a VAE also samples and (2-D z)
-    the manifold. A plain autoencoder has no prior to sample from."""
+    """Reconstructions and the training curve; unless the posterior is a point
+    mass (the plain autoencoder: its codes are not shaped to the prior), also
+    samples and (2-D z) the manifold."""
     x = data.arrays.x_test[:20]
     plots.reconstructions(x, model.reconstruct(x).numpy(), run_dir / "reconstructions.png",
                           title="test images (top) and their reconstructions (bottom)")
@@ -296,12 +305,12 @@ def write_pictures(model: VAE | Autoencoder, data: datasets.DataSplits, history,
         plots.training_curves(curves, run_dir / "training_curve.png",
                               x=history["samples"], xlabel="training samples evaluated",
                               log_x=True, title="per datapoint (nats)")
-    if not isinstance(model, VAE):
+    if not model.has_density:
         return
     samples = model.sample(100, seed=seed, mean=True).numpy()
     plots.image_grid(samples, run_dir / "samples.png", ncols=10, title="E[x|z], z ~ p(z)")
     if model.latent_shape == (2,):
-        plots.manifold(lambda z: model.decode(z.astype(np.float32)).mean().numpy(),
+        plots.manifold(lambda z: model.likelihood_mean(z.astype(np.float32)).numpy(),
                        run_dir / "manifold.png", grid_size=20,
                        image_shape=tuple(data.event_shape),
                        title="decoded prior quantiles (Kingma & Welling, Fig. 4)")

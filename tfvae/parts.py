@@ -1,0 +1,182 @@
+"""The part interface: what every likelihood and posterior head tells the library.
+
+A head is a Keras layer that owns the Dense projections from features `[B, F]`
+to the parameters of one family, and turns them into a `tfp.distributions`
+object with batch shape `[B]` and event shape `event_shape`:
+
+    features [B, F] --parameters()--> {name: tensor} --distribution()--> tfd.Distribution
+
+Training and evaluation need only the distribution (`call`). Export, parity,
+evaluation and plots need tensors, so every head also gives, from its
+parameters alone:
+
+    mean(parameters)                  E[x] (a Monte Carlo mean, seeded, where no
+                                      closed form exists)
+    noise_spec()                      {name: (kind, shape)}: the standard noise one
+                                      draw takes, kind "normal" (N(0, 1)) or
+                                      "uniform" (U(0, 1)), shape per example
+    draw(parameters, noise)           a draw from that noise, with builtin ops only
+                                      (what LiteRT runs on a phone)
+    elementwise_log_prob(parameters, x)
+                                      log-densities per element `[..., *event]`
+                                      whose sum over the event is `log_prob`
+                                      (factorized families only)
+
+and the class attributes `is_discrete` (log_prob is a log-probability, not a
+density), `has_density` (False for the point mass: no KL term), and, for
+likelihoods, `support` (`tfvae.data_checks` checks the data against it).
+Every tensor method is dtype-generic: given float64 parameters it computes in
+float64 (the parity checks do).
+
+Priors (`tfvae.priors`) have the same tensor interface without features: their
+parameters are their own weights (or, for the VampPrior, the encoder's output
+at learned pseudo-inputs), so they take the encoder instead.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfvae.networks import dense
+from tfvae.seeds import child_seed
+
+tfd = tfp.distributions
+
+NOISE_KINDS = ("normal", "uniform")
+SUPPORTS = ("binary", "unit_interval", "grey_levels", "real")
+
+# softplus^-1(1): a raw output of 0 (about what tiny initial weights give)
+# maps to scale 1 + min_scale, as exp(0 / 2) = 1 did with Kingma & Welling's
+# log-variance.
+SOFTPLUS_INVERSE_OF_ONE = math.log(math.e - 1.0)
+
+
+def event_shape_of(event_shape: Sequence[int] | int) -> tuple[int, ...]:
+    """A shape tuple from a sequence of ints, or from one int (a latent size)."""
+    if isinstance(event_shape, int):
+        return (event_shape,)
+    return tuple(int(d) for d in event_shape)
+
+
+def positive_scale(raw: tf.Tensor, min_scale: float) -> tf.Tensor:
+    """min_scale + softplus(raw + log(e - 1)): finite for finite raw, never below
+    min_scale, and 1 + min_scale at raw = 0 (see `tfvae.likelihoods`)."""
+    shifted = raw + tf.constant(SOFTPLUS_INVERSE_OF_ONE, raw.dtype)
+    # softplus(a) = max(a, 0) + log(1 + exp(-|a|)): the LiteRT converter lowers
+    # tf.nn.softplus to log(exp(a) + 1), which is inf on the phone once a > 88.
+    softplus = tf.maximum(shifted, 0) + tf.math.log(1 + tf.exp(-tf.abs(shifted)))
+    return tf.constant(min_scale, raw.dtype) + softplus
+
+
+class Head(keras.layers.Layer):
+    """Base of likelihood and posterior heads: Dense layers shaped to the event.
+
+    Subclasses set `parameter_names` (one Dense layer each, reshaped to
+    `[B, *event_shape]`; override `raw_shapes` for other shapes) and implement
+    `constrain`, `distribution`, `mean`, `noise_spec`, `draw` and, if the family
+    factorizes over the event, `elementwise_log_prob`.
+
+    Args:
+        event_shape: Shape of one draw, e.g. `[latent_dim]` or `[28, 20]`; an
+            int is read as `[int]`.
+        init_stddev: Standard deviation of the N(0, s^2) kernel initialisers.
+        weight_decay: L2 coefficient of the kernels, per datapoint.
+        seed: Seeds the initialisers (`None`: unseeded).
+
+    Call arguments:
+        features: `[B, F]` tensor.
+
+    Returns:
+        A `tfd.Distribution` with batch shape `[B]` and event shape `event_shape`.
+    """
+
+    parameter_names: tuple[str, ...] = ()
+    is_discrete = False
+    has_density = True
+    support = "real"
+
+    def __init__(self, event_shape: Sequence[int] | int, *, init_stddev: float = 0.01,
+                 weight_decay: float = 0.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.event_shape = event_shape_of(event_shape)
+        self.init_stddev = init_stddev
+        self.weight_decay = weight_decay
+        self.seed = seed
+        self.parameter_layers = [
+            dense(math.prod(shape), init_stddev=init_stddev, weight_decay=weight_decay,
+                  seed=child_seed(seed, i), name=name)
+            for i, (name, shape) in enumerate(self.raw_shapes().items())]
+
+    def raw_shapes(self) -> dict[str, tuple[int, ...]]:
+        """{name: shape per example} of the Dense outputs; default: the event shape."""
+        return {name: self.event_shape for name in self.parameter_names}
+
+    def build(self, input_shape):
+        for layer in self.parameter_layers:
+            if not layer.built:
+                layer.build(input_shape)
+        self.built = True
+
+    def parameters(self, features) -> dict[str, tf.Tensor]:
+        """The family's parameters, constrained: {name: `[B, *shape]`}."""
+        raw = {}
+        for layer, (name, shape) in zip(self.parameter_layers, self.raw_shapes().items()):
+            batch_and_shape = tf.concat([tf.shape(features)[:-1], shape], axis=0)
+            raw[name] = tf.reshape(layer(features), batch_and_shape)
+        return self.constrain(raw)
+
+    def constrain(self, raw: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Maps the Dense outputs to valid parameters; default: unchanged."""
+        return dict(raw)
+
+    def call(self, features):
+        return self.distribution(self.parameters(features))
+
+    def distribution(self, parameters: Mapping[str, tf.Tensor]) -> tfd.Distribution:
+        """The `tfd.Distribution` of `parameters`: batch `[B]`, event `event_shape`."""
+        raise NotImplementedError
+
+    def mean(self, parameters: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """E[x] `[B, *event_shape]`."""
+        raise NotImplementedError
+
+    def noise_spec(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """{name: (kind, shape per example)} of the noise `draw` takes."""
+        raise NotImplementedError
+
+    def draw(self, parameters: Mapping[str, tf.Tensor],
+             noise: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """One draw `[B, *event_shape]` from explicit noise (builtin ops only)."""
+        raise NotImplementedError
+
+    def elementwise_log_prob(self, parameters: Mapping[str, tf.Tensor], x) -> tf.Tensor:
+        """log p per element `[..., *event_shape]`; sums to `log_prob` over the event.
+
+        Raises:
+            NotImplementedError: The family does not factorize over the event.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not factorize over its event: it has no "
+            "per-element log-probabilities.")
+
+    def get_config(self):
+        return {**super().get_config(), "event_shape": self.event_shape,
+                "init_stddev": self.init_stddev, "weight_decay": self.weight_decay,
+                "seed": self.seed}
+
+
+def independent(distribution: tfd.Distribution, event_shape: Sequence[int]) -> tfd.Distribution:
+    """`distribution` with its last `len(event_shape)` batch axes made the event."""
+    return tfd.Independent(distribution, reinterpreted_batch_ndims=len(event_shape))
+
+
+def inverse_positive_scale(scale, min_scale: float):
+    """The raw value whose `positive_scale` is `scale` (numpy, for setting weights)."""
+    import numpy as np
+    excess = np.asarray(scale, np.float64) - min_scale
+    return np.log(np.expm1(excess)) - SOFTPLUS_INVERSE_OF_ONE

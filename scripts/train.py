@@ -1,6 +1,6 @@
 """Train a VAE: `python scripts/train.py --dataset frey_face`.
 
-Flags are generated from tfvae.config (one per field); unset flags take the
+Flags are generated from tfvae.config by tfvae.flags (one per field); unset flags take the
 paper's default for the dataset. Writes saved_models/<run>/ (see
 tfvae/training.py); running the same command again resumes an interrupted run.
 """
@@ -8,16 +8,16 @@ tfvae/training.py); running the same command again resumes an interrupted run.
 import argparse
 import sys
 
-from tfvae import config as config_lib
+from tfvae import flags
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    config_lib.add_arguments(parser)
+    flags.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        config = config_lib.from_arguments(args)
+        config = flags.from_arguments(args)
     except ValueError as error:  # A value no run can have, e.g. --latent-dim 0.
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -5,13 +5,13 @@ import dataclasses
 
 import pytest
 
-from tfvae import config
+from tfvae import config, flags
 
 
 def parse(*argv):
     parser = argparse.ArgumentParser()
-    config.add_arguments(parser)
-    return config.from_arguments(parser.parse_args(list(argv)))
+    flags.add_arguments(parser)
+    return flags.from_arguments(parser.parse_args(list(argv)))
 
 
 def test_json_round_trip_keeps_tuples():
@@ -44,20 +44,20 @@ def test_flags_override_defaults():
 
 def test_every_field_but_event_shape_has_a_flag():
     parser = argparse.ArgumentParser()
-    config.add_arguments(parser)
-    flags = {a.dest for a in parser._actions}
+    flags.add_arguments(parser)
+    dests = {a.dest for a in parser._actions}
     sections = (config.ModelConfig, config.DataConfig, config.TrainConfig,
                 *config.SECTIONS.values())
     fields = {f.name for section in sections for f in dataclasses.fields(section)}
     # A part's `name` goes by its section's flag; the sections themselves are no flags.
     fields = (fields - {"name", *config.SECTIONS}) | set(config.SECTIONS)
-    assert fields - flags == {"event_shape"}
-    assert flags >= {"likelihood", "posterior", "prior", "num_flows", "num_components"}
+    assert fields - dests == {"event_shape"}
+    assert dests >= {"likelihood", "posterior", "prior", "num_flows", "num_components"}
 
 
 def test_help_says_what_each_part_flag_does():
     parser = argparse.ArgumentParser()
-    config.add_arguments(parser)
+    flags.add_arguments(parser)
     helps = {a.dest: a.help for a in parser._actions}
     assert "inverse autoregressive flow" in helps["posterior"]
     assert "VampPrior" in helps["prior"] and "Flow steps" in helps["num_flows"]

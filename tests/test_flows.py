@@ -13,7 +13,7 @@ import scipy.stats
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import flows, objectives
+from tfvae import flows, made, objectives
 from tfvae.networks import MLP, ProbabilisticNetwork
 from test_posteriors import (B, F, S, assert_identical_after_round_trip, assert_litert_matches,
                              assert_runs_under_xla, assert_same_distribution,
@@ -73,10 +73,10 @@ def test_coupling_needs_two_dimensions_and_flows_need_a_vector_event():
 
 
 @pytest.mark.parametrize("layer", [
-    flows.MaskedDense(4, activation="tanh", input_degrees=[1, 2, 3], output_degrees=[1, 2, 2, 1],
+    made.MaskedDense(4, activation="tanh", input_degrees=[1, 2, 3], output_degrees=[1, 2, 2, 1],
                       exclusive=True),
-    flows.ShiftAndLogScaleNetwork(2, 3, (5,), max_log_scale=2.0, weight_decay=0.1, seed=4),
-    flows.MADE(3, (5, 4), activation="relu", seed=2),
+    made.ShiftAndLogScaleNetwork(2, 3, (5,), max_log_scale=2.0, weight_decay=0.1, seed=4),
+    made.MADE(3, (5, 4), activation="relu", seed=2),
     flows.InverseAutoregressiveFlow(3, num_flows=3, hidden_units=(5,), activation="relu",
                                     max_log_scale=2.0, min_scale=0.01, num_mean_samples=64,
                                     init_stddev=0.1, weight_decay=0.2, seed=9),
@@ -88,7 +88,7 @@ def test_config_rebuilds_the_same_layer(layer):
 
 
 def test_masked_dense_applies_its_mask_in_the_input_dtype():
-    layer = flows.MaskedDense(4, input_degrees=[1, 2, 3], output_degrees=[1, 2, 3, 3],
+    layer = made.MaskedDense(4, input_degrees=[1, 2, 3], output_degrees=[1, 2, 3, 3],
                               exclusive=True)
     layer.build((None, 3))
     rng = np.random.default_rng(0)
@@ -105,15 +105,15 @@ def test_masked_dense_applies_its_mask_in_the_input_dtype():
 
 def test_made_outputs_depend_only_on_earlier_coordinates():
     """d(shift_i, log_scale_i)/dz_j = 0 exactly for j >= i, and != 0 for every j < i."""
-    made = flows.MADE(4, (16, 8))
-    made.build((None, 4))
+    network = made.MADE(4, (16, 8))
+    network.build((None, 4))
     rng = np.random.default_rng(1)
-    for weight in made.weights:  # masked entries too: the mask must stop them
+    for weight in network.weights:  # masked entries too: the mask must stop them
         weight.assign(rng.normal(size=weight.shape))
     z = tf.constant(rng.normal(size=(B, 4)))
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(z)
-        shift, log_scale = made(z)
+        shift, log_scale = network(z)
     for output in (shift, log_scale):
         jacobian = tape.batch_jacobian(output, z).numpy()  # [B, i, j]
         np.testing.assert_array_equal(np.triu(jacobian), 0.0)
@@ -122,7 +122,7 @@ def test_made_outputs_depend_only_on_earlier_coordinates():
 
 
 def test_log_scales_stay_within_their_bound():
-    network = flows.MADE(3, (4,), max_log_scale=2.0)
+    network = made.MADE(3, (4,), max_log_scale=2.0)
     network.build((None, 3))
     for weight in network.weights:
         weight.assign(np.full(weight.shape, 100.0))

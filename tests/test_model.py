@@ -436,3 +436,13 @@ def test_building_is_seeded_without_touching_global_randomness():
 def test_the_reconstruction_objective_points_to_the_point_mass_posterior():
     with pytest.raises(ValueError, match="PointMass"):
         small_vae(objective="reconstruction")
+
+
+def test_a_model_saved_by_tfvae_0_2_is_refused_with_what_to_do():
+    # What a 0.2 .keras file's config holds for its networks.
+    old = {"encoder": {"module": "tfvae.networks", "class_name": "ProbabilisticMLP",
+                       "config": {"name": "encoder"}},
+           "decoder": {"module": "tfvae.networks", "class_name": "ProbabilisticMLP",
+                       "config": {"name": "decoder"}}}
+    with pytest.raises(ValueError, match="saved by tfvae 0.2 or older.*retrain"):
+        tfvae.VAE.from_config(old)

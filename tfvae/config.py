@@ -2,8 +2,8 @@
 
 Every artifact tfvae writes carries its `RunConfig` as JSON, so a run directory
 always knows how to rebuild its model (the nanoGPT habit, without `exec`).
-Command-line flags are generated from the dataclass fields
-(`add_arguments` / `from_arguments`), so a default lives in exactly one place.
+Command-line flags are generated from the dataclass fields and their
+docstrings (`tfvae.flags`), so a default lives in exactly one place.
 
 Defaults are the paper's (Kingma & Welling 2014, section 5 and appendix C):
 tanh MLPs with one hidden layer, weights drawn from N(0, 0.01^2), Adagrad,
@@ -12,12 +12,13 @@ minibatches of M = 100, L = 1 sample per datapoint, analytic KL.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import types
 import typing
 from typing import Any, Optional
+
+from tfvae.presets import dataset_defaults
 
 LIKELIHOODS = ("bernoulli", "gaussian", "continuous_bernoulli", "discretized_logistic")
 POSTERIORS = ("diagonal_gaussian", "full_covariance_gaussian", "laplace", "logistic",
@@ -317,37 +318,14 @@ class RunConfig:
         return cls.from_dict(values)
 
 
-# The paper's setting per dataset (Kingma & Welling 2014, section 5):
-# 200 hidden units and a Gaussian decoder for Frey Face, 500 and Bernoulli for MNIST.
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    # 1605 training images: an epoch is 16 steps, so 1000 epochs are 1.6e6 samples.
-    "frey_face": {"hidden_units": (200,), "likelihood": "gaussian", "latent_dim": 2,
-                  "binarization": "none", "learning_rate": 0.01, "epochs": 1000,
-                  "checkpoint_every": 100},
-    "mnist": {"hidden_units": (500,), "likelihood": "bernoulli", "latent_dim": 20,
-              "binarization": "dynamic", "learning_rate": 0.02, "epochs": 20},
-    "binarized_mnist": {"hidden_units": (500,), "likelihood": "bernoulli",
-                        "latent_dim": 20, "binarization": "none",
-                        "learning_rate": 0.02, "epochs": 20},
-}
-TFDS_DEFAULTS: dict[str, Any] = DATASET_DEFAULTS["mnist"]
-
-
-def dataset_defaults(dataset: str) -> dict[str, Any]:
-    """Returns the paper's defaults for `dataset`, keyed by config field name."""
-    if dataset.startswith("tfds:"):
-        return dict(TFDS_DEFAULTS)
-    return dict(DATASET_DEFAULTS.get(dataset, {}))
-
-
 def flag_paths() -> dict[str, tuple[str, ...]]:
     """{flag name: path of its field in `RunConfig`}, e.g. num_flows ->
     (model, posterior, num_flows), posterior -> (model, posterior, name)."""
     paths: dict[str, tuple[str, ...]] = {}
 
     def visit(cls, path):
-        for field in dataclasses.fields(_resolve(cls)):
-            kind = _resolve(field.type)
+        for field in dataclasses.fields(resolve_annotation(cls)):
+            kind = resolve_annotation(field.type)
             if dataclasses.is_dataclass(kind):
                 visit(kind, path + (field.name,))
                 continue
@@ -360,96 +338,16 @@ def flag_paths() -> dict[str, tuple[str, ...]]:
     return paths
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds one `--flag-name` per field of the model (and its parts), data and train
-    configs, with the help text of the field's docstring.
-
-    Every flag defaults to `None`, meaning: the dataset's paper default, else
-    the dataclass default. `from_arguments` resolves them.
-    """
-    groups = {}
-    for flag, path in flag_paths().items():
-        if flag == "event_shape":
-            continue  # Always read off the data.
-        section = " ".join(path[:-1])
-        if section not in groups:
-            groups[section] = parser.add_argument_group(
-                section, _first_line(_section_class(path[:-1]).__doc__))
-        _add_argument(groups[section], flag, _field(path))
-
-
-def from_arguments(args: argparse.Namespace) -> RunConfig:
-    """Builds a `RunConfig` from parsed flags and the dataset's defaults."""
-    values = {k: v for k, v in vars(args).items() if v is not None}
-    return RunConfig.for_dataset(values.pop("dataset", DataConfig.dataset), **values)
-
-
-def _section_class(path: tuple[str, ...]):
-    cls = RunConfig
-    for name in path:
-        cls = _resolve({f.name: f for f in dataclasses.fields(cls)}[name].type)
-    return cls
-
-
-def _field(path: tuple[str, ...]) -> dataclasses.Field:
-    return {f.name: f for f in dataclasses.fields(_section_class(path[:-1]))}[path[-1]]
-
-
-def _first_line(doc: str | None) -> str:
-    return (doc or "").strip().splitlines()[0] if doc else ""
-
-
-def field_help(cls, name: str) -> str:
-    """The text of `name` in the `Attributes:` section of `cls`'s docstring."""
-    lines = (cls.__doc__ or "").splitlines()
-    text, collecting = [], False
-    for line in lines:
-        stripped = line.strip()
-        if collecting and (not stripped or (":" in stripped and len(line) - len(line.lstrip())
-                                            <= indent)):
-            break
-        if collecting:
-            text.append(stripped)
-        elif stripped.startswith(f"{name}:"):
-            collecting, indent = True, len(line) - len(line.lstrip())
-            text.append(stripped[len(name) + 1:].strip())
-    return " ".join(text)
-
-
-def _add_argument(group, flag: str, field: dataclasses.Field) -> None:
-    option = "--" + flag.replace("_", "-")
-    kind, optional = _unwrap(field.type)
-    cls = next(c for c in (*SECTIONS.values(), ModelConfig, DataConfig, TrainConfig)
-               if field in dataclasses.fields(c))
-    default = field.default if field.default is not dataclasses.MISSING else None
-    help_text = (f"{field_help(cls, field.name)} Default: {default!r} "
-                 "(or the dataset's paper default).").replace("%", "%%")
-    if kind is bool:
-        group.add_argument(option, action=argparse.BooleanOptionalAction,
-                           default=None, help=help_text)
-    elif typing.get_origin(kind) is tuple:
-        group.add_argument(option, type=int, nargs="+", default=None, help=help_text)
-    else:
-        group.add_argument(option, type=kind, choices=_CHOICES.get(flag), default=None,
-                           help=help_text)
-
-
-_CHOICES = {"likelihood": LIKELIHOODS, "posterior": POSTERIORS, "prior": PRIORS,
-            "gaussian_scale": GAUSSIAN_SCALES, "mean_activation": MEAN_ACTIVATIONS,
-            "objective": OBJECTIVES, "kl_estimator": KL_ESTIMATORS,
-            "binarization": BINARIZATIONS, "optimizer": OPTIMIZERS}
-
-
-def _resolve(annotation):
+def resolve_annotation(annotation):
     """Turns a string annotation (from `__future__` annotations) into a type."""
     if isinstance(annotation, str):
         return eval(annotation, globals())  # Our own annotations only.
     return annotation
 
 
-def _unwrap(annotation) -> tuple[Any, bool]:
+def unwrap_optional(annotation) -> tuple[Any, bool]:
     """Returns (type, is_optional) for `T` or `Optional[T]`."""
-    annotation = _resolve(annotation)
+    annotation = resolve_annotation(annotation)
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -458,7 +356,7 @@ def _unwrap(annotation) -> tuple[Any, bool]:
 
 
 def _from_dict(cls, values):
-    cls = _resolve(cls)
+    cls = resolve_annotation(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}
     if isinstance(values, str) and "name" in known:
         values = {"name": values}  # A part given by its name (config.json before 0.3).
@@ -467,7 +365,7 @@ def _from_dict(cls, values):
         raise ValueError(f"Unknown {cls.__name__} fields: {sorted(unknown)}")
     kwargs = {}
     for name, value in values.items():
-        kind, _ = _unwrap(known[name].type)
+        kind, _ = unwrap_optional(known[name].type)
         if dataclasses.is_dataclass(kind):
             value = _from_dict(kind, value)
         elif value is not None and typing.get_origin(kind) is tuple:

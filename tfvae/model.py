@@ -376,6 +376,13 @@ class VAE(OwnLossModel):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        for key in ("encoder", "decoder"):
+            if (config.get(key) or {}).get("class_name") == "ProbabilisticMLP":
+                # Without this, Keras reports only that the VAE "could not be deserialized".
+                raise ValueError(
+                    "This model was saved by tfvae 0.2 or older, whose networks "
+                    "(ProbabilisticMLP with tfvae.heads) this version no longer reads: "
+                    "retrain it (python scripts/train.py with the run's flags).")
         deserialize = keras.saving.deserialize_keras_object
         networks = {key: deserialize(config.pop(key)) if config.get(key) else None
                     for key in ("encoder", "decoder", "prior")}

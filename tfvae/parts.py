@@ -14,7 +14,9 @@ parameters alone:
                                       closed form exists)
     noise_spec()                      {name: (kind, shape)}: the standard noise one
                                       draw takes, kind "normal" (N(0, 1)) or
-                                      "uniform" (U(0, 1)), shape per example
+                                      "uniform" (U(0, 1)), shape per example (the
+                                      event's, or another: a Student-t's
+                                      `chi2_noise` is [nu, *event])
     draw(parameters, noise)           a draw from that noise, with builtin ops only
                                       (what LiteRT runs on a phone)
     elementwise_log_prob(parameters, x)
@@ -25,12 +27,16 @@ parameters alone:
 and the class attributes `is_discrete` (log_prob is a log-probability, not a
 density), `has_density` (False for the point mass: no KL term), and, for
 likelihoods, `support` (`tfvae.data_checks` checks the data against it).
-Every tensor method is dtype-generic: given float64 parameters it computes in
-float64 (the parity checks do).
+Every parameter has a leading batch axis `[B, ...]` (a VampPrior gathers them
+per component). The methods that take parameters are dtype-generic: given
+float64 parameters they compute in float64 (the parity checks do);
+`parameters()` itself runs Keras layers, so it returns the layers' dtype.
 
 Priors (`tfvae.priors`) have the same tensor interface without features: their
 parameters are their own weights (or, for the VampPrior, the encoder's output
-at learned pseudo-inputs), so they take the encoder instead.
+at learned pseudo-inputs), so their methods take the encoder instead of
+parameters: `distribution(encoder)`, `noise_spec(encoder)`,
+`draw(noise, encoder)` and `elementwise_log_prob(z)`.
 """
 
 from __future__ import annotations
@@ -77,7 +83,10 @@ class Head(keras.layers.Layer):
     """Base of likelihood and posterior heads: Dense layers shaped to the event.
 
     Subclasses set `parameter_names` (one Dense layer each, reshaped to
-    `[B, *event_shape]`; override `raw_shapes` for other shapes) and implement
+    `[B, *event_shape]`; override `raw_shapes` for other shapes, and set any
+    attribute it reads before calling `Head.__init__`, which creates the Dense
+    layers; a composite head such as a flow returns `{}` and overrides
+    `parameters`) and implement
     `constrain`, `distribution`, `mean`, `noise_spec`, `draw` and, if the family
     factorizes over the event, `elementwise_log_prob`.
 

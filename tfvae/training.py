@@ -37,7 +37,8 @@ import numpy as np
 
 from tfvae import builders, datasets, plots, registry
 from tfvae.base_model import TrainingDiverged
-from tfvae.config import RunConfig, dataset_defaults
+from tfvae.config import RunConfig
+from tfvae.presets import dataset_defaults
 from tfvae.model import VAE
 
 METRICS = ("loss", "elbo", "rate", "distortion")

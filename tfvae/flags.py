@@ -1,0 +1,99 @@
+"""Command-line flags generated from the config dataclasses and their docstrings.
+
+One `--flag-name` per field of `tfvae.config.RunConfig` (a part's name goes by
+its section: `--likelihood`, `--posterior`, `--prior`), with the help text of
+the field's `Attributes:` entry and its choices, so that no default or
+description is written twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+
+from tfvae.config import (BINARIZATIONS, GAUSSIAN_SCALES, KL_ESTIMATORS, LIKELIHOODS,
+                          MEAN_ACTIVATIONS, OBJECTIVES, OPTIMIZERS, POSTERIORS, PRIORS,
+                          SECTIONS, DataConfig, ModelConfig, RunConfig, TrainConfig,
+                          resolve_annotation, unwrap_optional, flag_paths)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds one `--flag-name` per field of the model (and its parts), data and train
+    configs, with the help text of the field's docstring.
+
+    Every flag defaults to `None`, meaning: the dataset's paper default, else
+    the dataclass default. `from_arguments` resolves them.
+    """
+    groups = {}
+    for flag, path in flag_paths().items():
+        if flag == "event_shape":
+            continue  # Always read off the data.
+        section = " ".join(path[:-1])
+        if section not in groups:
+            groups[section] = parser.add_argument_group(
+                section, _first_line(_section_class(path[:-1]).__doc__))
+        _add_argument(groups[section], flag, _field(path))
+
+
+def from_arguments(args: argparse.Namespace) -> RunConfig:
+    """Builds a `RunConfig` from parsed flags and the dataset's defaults."""
+    values = {k: v for k, v in vars(args).items() if v is not None}
+    return RunConfig.for_dataset(values.pop("dataset", DataConfig.dataset), **values)
+
+
+def _section_class(path: tuple[str, ...]):
+    """The dataclass of the section at `path` in `RunConfig`."""
+    cls = RunConfig
+    for name in path:
+        cls = resolve_annotation({f.name: f for f in dataclasses.fields(cls)}[name].type)
+    return cls
+
+
+def _field(path: tuple[str, ...]) -> dataclasses.Field:
+    return {f.name: f for f in dataclasses.fields(_section_class(path[:-1]))}[path[-1]]
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0] if doc else ""
+
+
+def field_help(cls, name: str) -> str:
+    """The text of `name` in the `Attributes:` section of `cls`'s docstring."""
+    lines = (cls.__doc__ or "").splitlines()
+    text, collecting, indent = [], False, 0
+    for line in lines:
+        stripped = line.strip()
+        if collecting and (not stripped or (":" in stripped and len(line) - len(line.lstrip())
+                                            <= indent)):
+            break
+        if collecting:
+            text.append(stripped)
+        elif stripped.startswith(f"{name}:"):
+            collecting, indent = True, len(line) - len(line.lstrip())
+            text.append(stripped[len(name) + 1:].strip())
+    return " ".join(text)
+
+
+def _add_argument(group, flag: str, field: dataclasses.Field) -> None:
+    option = "--" + flag.replace("_", "-")
+    kind, optional = unwrap_optional(field.type)
+    cls = next(c for c in (*SECTIONS.values(), ModelConfig, DataConfig, TrainConfig)
+               if field in dataclasses.fields(c))
+    default = field.default if field.default is not dataclasses.MISSING else None
+    help_text = (f"{field_help(cls, field.name)} Default: {default!r} "
+                 "(or the dataset's paper default).").replace("%", "%%")
+    if kind is bool:
+        group.add_argument(option, action=argparse.BooleanOptionalAction,
+                           default=None, help=help_text)
+    elif typing.get_origin(kind) is tuple:
+        group.add_argument(option, type=int, nargs="+", default=None, help=help_text)
+    else:
+        group.add_argument(option, type=kind, choices=_CHOICES.get(flag), default=None,
+                           help=help_text)
+
+
+_CHOICES = {"likelihood": LIKELIHOODS, "posterior": POSTERIORS, "prior": PRIORS,
+            "gaussian_scale": GAUSSIAN_SCALES, "mean_activation": MEAN_ACTIVATIONS,
+            "objective": OBJECTIVES, "kl_estimator": KL_ESTIMATORS,
+            "binarization": BINARIZATIONS, "optimizer": OPTIMIZERS}

@@ -34,8 +34,9 @@ def main(argv=None) -> int:
               "checkpoint.", file=sys.stderr)
         return 130
     history = result.history
+    meaning = "minus the bound" if "elbo" in history else "the distortion: no bound"
     print(f"Wrote {result.run_dir}: final loss {history['loss'][-1]:.2f}, "
-          f"test loss {history['val_loss'][-1]:.2f} nats per datapoint (minus the bound).")
+          f"test loss {history['val_loss'][-1]:.2f} nats per datapoint ({meaning}).")
     return 0
 
 

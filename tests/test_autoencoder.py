@@ -93,3 +93,9 @@ def test_fit_lowers_the_distortion_and_round_trips(tmp_path):
     np.testing.assert_allclose(loaded.bound_terms(x_val).distortion,
                                numpy_distortion(model, x_val),
                                rtol=1e-5)
+
+
+def test_the_point_mass_has_no_bound_to_report(model):
+    for method in (model.elbo, model.iwae_bound):
+        with pytest.raises(ValueError, match="point mass.*no bound"):
+            method(data(3))

@@ -446,3 +446,15 @@ def test_a_model_saved_by_tfvae_0_2_is_refused_with_what_to_do():
                        "config": {"name": "decoder"}}}
     with pytest.raises(ValueError, match="saved by tfvae 0.2 or older.*retrain"):
         tfvae.VAE.from_config(old)
+
+
+def test_fit_and_log_likelihood_refuse_data_outside_the_likelihood_support():
+    vae = small_vae()
+    vae.compile(keras.optimizers.Adam(0.01), jit_compile=False)
+    grey = np.full((10, H, W), 0.5, np.float32)
+    with pytest.raises(ValueError, match="is grey, not binary"):
+        vae.fit(grey, batch_size=5, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="validation_data is grey"):
+        vae.fit(binary_data(10), validation_data=(grey,), batch_size=5, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="is grey, not binary"):
+        tfvae.log_likelihood(vae, grey, 2)

@@ -46,3 +46,10 @@ def test_an_option_for_another_part_is_refused():
         config.PriorConfig("mixture_of_gaussians", num_pseudo_inputs=3)
     with pytest.raises(ValueError, match="fixed_scale applies only"):
         config.LikelihoodConfig("gaussian", fixed_scale=0.1)
+
+
+def test_an_analytic_kl_is_refused_where_tfp_has_none():
+    config.ModelConfig(kl_estimator="analytic")  # Diagonal Gaussian to N(0, I): closed form.
+    for posterior, prior in (("iaf", "standard_normal"), ("diagonal_gaussian", "vamp")):
+        with pytest.raises(ValueError, match="--kl-estimator auto"):
+            config.ModelConfig(kl_estimator="analytic", posterior=posterior, prior=prior)

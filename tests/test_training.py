@@ -121,3 +121,21 @@ def test_the_plain_autoencoder_trains_through_the_same_cli(data_dir, tmp_path):
     assert set(history_rows(run_dir)[0]) >= {"loss", "distortion", "val_loss"}
     model = keras.models.load_model(run_dir / "model.keras")
     assert model.posterior_mean(np.zeros((3, 28, 20), np.float32)).shape == (3, 2)
+
+
+def test_run_names_carry_the_parts_and_options_that_differ_from_the_papers():
+    name = training._run_name
+    assert name(config.RunConfig.for_dataset("frey_face")) == "frey_face-latent2-elbo1"
+    assert name(config.RunConfig.for_dataset(
+        "frey_face", posterior="student_t", degrees_of_freedom=3, prior="vamp")) == (
+        "frey_face-latent2-elbo1-student_t-degrees_of_freedom=3-vamp")
+    assert name(config.RunConfig.for_dataset("mnist", likelihood="discretized_logistic",
+                                             binarization="none")) == (
+        "mnist-latent20-elbo1-discretized_logistic")
+
+
+def test_a_refused_resume_names_the_nested_field_that_differs():
+    there = config.RunConfig.for_dataset("frey_face", posterior="student_t", degrees_of_freedom=3)
+    now = config.RunConfig.for_dataset("frey_face", posterior="student_t")
+    assert training._differences(there, now) == [
+        "model.posterior.degrees_of_freedom: 3 there, 5 now"]

@@ -178,9 +178,9 @@ class OwnLossModel(keras.Model):
             TrainingDiverged: `max_skipped_in_a_row` steps in a row were skipped;
                 the model keeps the weights of the last finite step.
         """
-        check_finite_arrays(x, "x")
+        self.check_arrays(x, "x")
         if validation_data is not None:
-            check_finite_arrays(validation_data, "validation_data")
+            self.check_arrays(validation_data, "validation_data")
         if isinstance(x, tf.data.Dataset):
             # A dataset orders itself (tfvae's are seeded by epoch); Keras would only
             # warn that its default shuffle=True is ignored.
@@ -190,6 +190,12 @@ class OwnLossModel(keras.Model):
                               callbacks=[*(callbacks or []), guard], **kwargs)
         guard.raise_if_stopped()
         return history
+
+
+    def check_arrays(self, data, name: str) -> None:
+        """Raises ValueError for arrays this model cannot train on: here, NaN or inf
+        (`check_finite_arrays`); subclasses add their own checks."""
+        check_finite_arrays(data, name)
 
 
 def update_means(trackers: dict, values: dict, applied=None) -> dict:

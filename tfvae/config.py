@@ -184,6 +184,13 @@ class ModelConfig:
                 "posterior='point_mass' (the plain autoencoder) trains on log p(x | z = f(x)) "
                 "alone, one z per datapoint: it takes neither --objective iwae nor "
                 "--num-samples above 1.")
+        if self.kl_estimator == "analytic" and (self.posterior.name, self.prior.name) != (
+                "diagonal_gaussian", "standard_normal"):
+            raise ValueError(
+                "kl_estimator='analytic' needs the KL in closed form, which TFP has here only "
+                "for the diagonal_gaussian posterior and the standard_normal prior, not for "
+                f"{self.posterior.name} with {self.prior.name}: use --kl-estimator auto "
+                "(analytic where it exists, the Monte Carlo estimate elsewhere).")
         if self.posterior.name == "point_mass" and self.prior.name != "standard_normal":
             raise ValueError(
                 "posterior='point_mass' (the plain autoencoder) has no KL term, so nothing "

@@ -119,10 +119,16 @@ def log_likelihood(model: VAE, x, num_samples: int = 5000, *, batch_size: int = 
 
     Returns:
         `LogLikelihood` with `[N]` estimates and standard errors.
+
+    Raises:
+        ValueError: x holds NaN or inf, or values outside the likelihood's
+            support (grey pixels under a Bernoulli likelihood).
+        UnsupportedDistribution: The posterior is a point mass.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
     _check_density(model)
+    model.check_arrays(x, "x")
     step = tf.function(_log_weights, jit_compile=jit_compile)
     chunks = [min(sample_chunk, num_samples - start)
               for start in range(0, num_samples, sample_chunk)]

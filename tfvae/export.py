@@ -50,8 +50,12 @@ EXPORT_DIR = "export"
 CONFIG_FILE = "export.json"
 DEFAULT_QUANTIZATIONS = ("float32", "dynamic_int8", "float16")
 # Kept float32 in the full-int8 model: link functions (sigmoid; softplus = log(1 + exp))
-# and sampling arithmetic.
-FLOAT_OPS = ("LOGISTIC", "EXP", "LOG", "LESS", "MUL", "ADD", "RESHAPE")
+# and the arithmetic of means and draws (the continuous Bernoulli's inverse CDF,
+# rounding to grey levels, a mixture's component choice): only the matmuls and
+# the hidden activations are quantized.
+FLOAT_OPS = ("LOGISTIC", "EXP", "LOG", "LESS", "GREATER", "MUL", "ADD", "SUB", "DIV", "NEG",
+             "ABS", "FLOOR", "MINIMUM", "MAXIMUM", "SELECT", "SELECT_V2", "SQRT", "RSQRT",
+             "SQUARE", "SUM", "CUMSUM", "SOFTMAX", "GATHER", "RESHAPE")
 NUM_TEST_EXAMPLES = 1000
 DESCRIPTIONS = {
     "x": "images [B, *image_shape]: data in, or draws x ~ p(x|z) out",

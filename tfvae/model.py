@@ -19,10 +19,11 @@ References:
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import objectives, priors, seeds
+from tfvae import data_checks, objectives, priors, seeds
 from tfvae.base_model import ExampleMean, OwnLossModel, update_means
 from tfvae.config import KL_ESTIMATORS
 
@@ -120,11 +121,6 @@ class VAE(OwnLossModel):
         """p(z) with batch shape `[]` and event shape `[latent_dim]`."""
         if isinstance(self.prior_model, tfd.Distribution):
             return self.prior_model
-        if self.prior_model is None:
-            if self.latent_shape is None:
-                raise RuntimeError("The latent size is unknown until the model has seen "
-                                   "data: call it, fit it, or build(input_shape) first.")
-            return priors.standard_normal(self.latent_shape, self.compute_dtype)
         return self.prior_part().distribution(self.encoder)
 
     def prior_part(self) -> priors.Prior:
@@ -171,11 +167,20 @@ class VAE(OwnLossModel):
 
     def elbo(self, x, num_samples: int = 1, seed=None) -> tf.Tensor:
         """The ELBO with `num_samples` draws of z, `[B]` nats for x `[B, *event]`."""
+        self._check_density("elbo")
         return self.bound_terms(x, "elbo", num_samples, seed).elbo
 
     def iwae_bound(self, x, num_samples: int = 1, seed=None) -> tf.Tensor:
         """The importance-weighted bound with k = `num_samples`, `[B]` nats."""
+        self._check_density("iwae_bound")
         return self.bound_terms(x, "iwae", num_samples, seed).bound
+
+    def _check_density(self, method: str) -> None:
+        if not self.has_density:
+            raise ValueError(
+                f"{method}: the posterior is a point mass (the plain autoencoder), which has "
+                "no density and so no bound on log p(x); its loss is the distortion, "
+                "bound_terms(x).distortion.")
 
     def bound_terms(self, x, objective: str | None = None, num_samples: int | None = None,
                     seed=None) -> objectives.Bound:
@@ -192,9 +197,9 @@ class VAE(OwnLossModel):
         num_samples = num_samples or self.num_samples
         seed = self._seed(seed)
         x = self._as_input(x)
-        posterior = self.encode(x)
         if not self.has_density:
             return self._reconstruction_terms(x)
+        posterior = self.encode(x)
         prior = self.prior()
         rate = self._closed_form_rate(posterior, prior) if objective == "elbo" else None
         if rate is not None:
@@ -236,9 +241,12 @@ class VAE(OwnLossModel):
             return None
         rate = objectives.analytic_rate(posterior, prior)
         if rate is None and self.kl_estimator == "analytic":
+            posterior_name = type(getattr(self.encoder, "head", posterior)).__name__
+            prior_name = type(self.prior_model or prior).__name__
             raise ValueError(
-                f"TFP has no closed-form KL({type(posterior).__name__} || "
-                f"{type(prior).__name__}); use kl_estimator='monte_carlo' or 'auto'.")
+                f"TFP has no closed-form KL from this posterior ({posterior_name}) to this "
+                f"prior ({prior_name}): use kl_estimator='auto' (--kl-estimator auto) or "
+                "'monte_carlo'.")
         return rate
 
     def _monte_carlo_terms(self, x, posterior, prior, objective, num_samples, seed):
@@ -334,6 +342,15 @@ class VAE(OwnLossModel):
     def build_from_config(self, config):
         if config:
             self.build(config["input_shape"])
+
+    def check_arrays(self, data, name: str) -> None:
+        """Also refuses arrays outside the likelihood's support, e.g. grey pixels for a
+        Bernoulli, whose log_prob would not be a log-probability (datasets pass)."""
+        super().check_arrays(data, name)
+        head = getattr(self.decoder, "head", None)
+        x = data[0] if isinstance(data, (tuple, list)) and data else data
+        if head is not None and isinstance(x, (np.ndarray, tf.Tensor)):
+            data_checks.check_support(np.asarray(x), head.support, "none", name=name)
 
     def _as_input(self, x) -> tf.Tensor:
         """x as a float tensor `[B, *event]`; the first call fixes `event`.

@@ -23,7 +23,9 @@ instead, since a Bernoulli pixel whose u sits on p may flip under float rounding
 Each `.tflite` decoder must
 - hold builtin ops only: LiteRT cannot run Flex (TF Select) ops;
 - draw in `sample_from_noise` what the sampling formula gives on its own
-  `decode` outputs;
+  `decode` outputs (within the quantization's max |dE[x|z]|: full int8
+  calibrates each signature apart; discrete draws may flip on at most 0.1% of
+  the pixels, where the noise sits on a boundary);
 - keep its decoder means E[x|z], z ~ p(z), and log p(x | z = posterior mean)
   on test data (the mean over examples of the absolute change, in nats per
   pixel, so that changes of opposite sign do not cancel) within `TOLERANCES`
@@ -244,7 +246,7 @@ def _check_tflite(model: VAE, flatbuffer: bytes, quantization: str, x: np.ndarra
     }
     failures = (_flex_failures(ops)
                 + _formula_failures(model, runner("sample_from_noise")(**noise), decoded,
-                                    noise)
+                                    noise, TOLERANCES[quantization].max_abs)
                 + _tolerance_failures(metrics, TOLERANCES[quantization])
                 + _sample_failures(runner("sample")(num_samples=np.array(3, np.int32)),
                                    model, 3))
@@ -307,13 +309,19 @@ def _tolerance_failures(metrics: dict, tolerance: Tolerance) -> list[str]:
 MAX_FLIPPED_FRACTION = 1e-3
 
 
-def _formula_failures(model: VAE, drawn: dict, decoded: dict, noise: dict) -> list[str]:
-    """`sample_from_noise`'s x against the likelihood's `draw` on `decode`'s outputs."""
+def _formula_failures(model: VAE, drawn: dict, decoded: dict, noise: dict,
+                      atol: float = 1e-5) -> list[str]:
+    """`sample_from_noise`'s x against the likelihood's `draw` on `decode`'s outputs.
+
+    `atol` is the quantization's max |dE[x|z]|: full int8 calibrates each
+    signature's tensors apart, so the parameters `sample_from_noise` draws from
+    differ from `decode`'s by up to that much (a continuous draw follows them).
+    """
     likelihood = model.likelihood_head()
     parameters = {k: tf.constant(v) for k, v in _numpy(decoded).items() if k != "mean"}
     pixels = {name: tf.constant(noise[name]) for name in likelihood.noise_spec()}
     want = likelihood.draw(parameters, pixels).numpy()
-    wrong = np.abs(np.asarray(drawn["x"]) - want) > 1e-5 * (1 + np.abs(want))
+    wrong = np.abs(np.asarray(drawn["x"]) - want) > atol + 1e-5 * np.abs(want)
     if wrong.mean() > (MAX_FLIPPED_FRACTION if likelihood.is_discrete else 0):
         return [f"sample_from_noise's x disagrees with decode on {wrong.mean():.2%} of pixels"]
     return []
@@ -328,8 +336,10 @@ def _sample_failures(drawn: dict, model: VAE, num_samples: int) -> list[str]:
         return ["sample returned non-finite values"]
     support = model.likelihood_head().support
     x = drawn["x"]
+    # Grey levels within 1% of a level: float16 weights store 1/255 as 0.0039215,
+    # which puts level 255 at 254.996.
     inside = {"binary": np.isin(x, (0, 1)).all(),
-              "grey_levels": (np.abs(x * 255 - np.round(x * 255)) < 1e-3).all()
+              "grey_levels": (np.abs(x * 255 - np.round(x * 255)) < 0.01).all()
               and 0 <= x.min() and x.max() <= 1,
               "unit_interval": 0 <= x.min() and x.max() <= 1}.get(support, True)
     return [] if inside else [f"sample returned draws outside the {support} support"]

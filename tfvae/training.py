@@ -35,7 +35,7 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from tfvae import builders, datasets, plots, registry
+from tfvae import builders, datasets, plots, priors, registry
 from tfvae.base_model import TrainingDiverged
 from tfvae.config import RunConfig
 from tfvae.presets import dataset_defaults
@@ -137,10 +137,23 @@ def _run_name(config: RunConfig) -> str:
     defaults = {"likelihood": dataset_defaults(config.data.dataset).get("likelihood",
                                                                          "bernoulli"),
                 "posterior": "diagonal_gaussian", "prior": "standard_normal"}
-    parts = [getattr(model, kind).name for kind, default in defaults.items()
-             if getattr(model, kind).name != default]
+    parts = [_part_name(getattr(model, kind)) for kind, default in defaults.items()
+             if getattr(model, kind) != type(getattr(model, kind))(default)]
     return "-".join([f"{config.data.dataset.replace(':', '_')}-latent{model.latent_dim}"
                      f"-{model.objective}{model.num_samples}", *parts])
+
+
+def _part_name(section) -> str:
+    """A part's name and its options that differ from their defaults, e.g.
+    `student_t-degrees_of_freedom=3`: runs that differ in an option get their own folders."""
+    options = [f"{field.name}={_flag_value(getattr(section, field.name))}"
+               for field in dataclasses.fields(section)
+               if field.name != "name" and getattr(section, field.name) != field.default]
+    return "-".join([section.name, *options])
+
+
+def _flag_value(value) -> str:
+    return "_".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def build_compiled(config: RunConfig, num_train: int) -> VAE:
@@ -187,11 +200,14 @@ def load_model(path: Path) -> keras.Model:
 
 
 def _differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
-    """`section.field: saved -> wanted` for every field that differs."""
-    saved, wanted = saved.to_dict(), wanted.to_dict()
-    return [f"{section}.{name}: {value!r} there, {wanted[section][name]!r} now"
-            for section, fields in saved.items() for name, value in fields.items()
-            if wanted[section][name] != value]
+    """`section.field: saved there, wanted now` for every (nested) field that differs."""
+    def walk(there: dict, now: dict, path: str):
+        for name, value in there.items():
+            if isinstance(value, dict):
+                yield from walk(value, now[name], f"{path}{name}.")
+            elif now[name] != value:
+                yield f"{path}{name}: {value!r} there, {now[name]!r} now"
+    return list(walk(saved.to_dict(), wanted.to_dict(), ""))
 
 
 def _comparable(config: RunConfig) -> RunConfig:
@@ -310,7 +326,8 @@ def write_pictures(model: VAE, data: datasets.DataSplits, history, run_dir: Path
         return
     samples = model.sample(100, seed=seed, mean=True).numpy()
     plots.image_grid(samples, run_dir / "samples.png", ncols=10, title="E[x|z], z ~ p(z)")
-    if model.latent_shape == (2,):
+    # The manifold decodes N(0, I)'s quantiles; they say little about a learned prior.
+    if model.latent_shape == (2,) and isinstance(model.prior_part(), priors.StandardNormal):
         plots.manifold(lambda z: model.likelihood_mean(z.astype(np.float32)).numpy(),
                        run_dir / "manifold.png", grid_size=20,
                        image_shape=tuple(data.event_shape),

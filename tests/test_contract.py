@@ -128,17 +128,21 @@ def test_a_vamp_prior_hands_the_encoder_to_its_mixture():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("likelihood", list(registry.LIKELIHOODS))
-def test_every_likelihood_exports_with_every_quantization(likelihood, tmp_path):
+@pytest.mark.parametrize("likelihood,prior", [
+    *[(likelihood, "standard_normal") for likelihood in registry.LIKELIHOODS],
+    # Quantized prior weights move z: x is checked against decode at the file's own z.
+    ("gaussian", "mixture_of_gaussians"), ("gaussian", "vamp")])
+def test_every_likelihood_exports_with_every_quantization(likelihood, prior, tmp_path):
     # 28 x 20 images and 16 hidden units: 8960 decoder weights, above the 1024
     # below which the converter leaves a tensor unquantized.
     rng = np.random.default_rng(0)
     x = {"bernoulli": (rng.uniform(size=(64, 28, 20)) > 0.5),
          "discretized_logistic": np.round(rng.uniform(size=(64, 28, 20)) * 255) / 255,
          }.get(likelihood, 0.05 + 0.9 * rng.uniform(size=(64, 28, 20))).astype(np.float32)
-    model = tfvae.build_vae(config.ModelConfig(latent_dim=2, hidden_units=(16,),
-                                               event_shape=(28, 20), likelihood=likelihood),
-                            seed=0)
+    model = tfvae.build_vae(config.ModelConfig(
+        latent_dim=2, hidden_units=(16,), event_shape=(28, 20), likelihood=likelihood,
+        prior=config.PriorConfig(prior, **({"num_pseudo_inputs": 20} if prior == "vamp"
+                                           else {}))), seed=0)
     model.compile(keras.optimizers.Adam(0.01), jit_compile=False)
     model.fit(x, batch_size=32, epochs=2, verbose=0)
     description = export.export_model(model, tmp_path / "export", x,

@@ -8,7 +8,7 @@ latent codes [B, J] and images [B, *image_shape]:
 
     encode(x)                  -> z_mean [B, J] and posterior_<parameter>
     decode(z)                  -> the likelihood's parameters and mean E[x|z]
-    sample_from_noise(noise..) -> x ~ p(x|z) and mean E[x|z], with z ~ p(z)
+    sample_from_noise(noise..) -> x ~ p(x|z), mean E[x|z], and z ~ p(z) itself
     sample(num_samples)        -> the same, drawing its own noise
     reconstruct(x)             -> mean E[x | z = posterior mean]
     elbo(x, noise..)           -> elbo, rate, distortion [B], in nats, one draw of z
@@ -124,9 +124,11 @@ def endpoints(model: VAE) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
 
     def sample_from_noise(*noise):
         noise = dict(zip(sample_spec, noise))
-        parameters = model.decoder.parameters(prior_draw(model, noise))
+        z = prior_draw(model, noise)
+        parameters = model.decoder.parameters(z)
         pixels = {name: noise[name] for name in likelihood.noise_spec()}
-        return {"x": likelihood.draw(parameters, pixels), "mean": likelihood.mean(parameters)}
+        return {"x": likelihood.draw(parameters, pixels), "mean": likelihood.mean(parameters),
+                "z": z}
 
     def sample(num_samples):
         return sample_from_noise(*fresh_noise(num_samples, sample_spec).values())

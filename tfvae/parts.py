@@ -45,6 +45,7 @@ import math
 from typing import Mapping, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -184,8 +185,7 @@ def independent(distribution: tfd.Distribution, event_shape: Sequence[int]) -> t
     return tfd.Independent(distribution, reinterpreted_batch_ndims=len(event_shape))
 
 
-def inverse_positive_scale(scale, min_scale: float):
+def inverse_positive_scale(scale, min_scale: float) -> np.ndarray:
     """The raw value whose `positive_scale` is `scale` (numpy, for setting weights)."""
-    import numpy as np
     excess = np.asarray(scale, np.float64) - min_scale
     return np.log(np.expm1(excess)) - SOFTPLUS_INVERSE_OF_ONE

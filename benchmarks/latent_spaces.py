@@ -12,7 +12,6 @@ coloured by digit to --docs-dir and prints the test losses.
 import argparse
 from pathlib import Path
 
-
 from tfvae import datasets, plots, training
 from tfvae.config import RunConfig
 

@@ -137,8 +137,10 @@ def endpoints(model: VAE) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
         return {"mean": model.reconstruct(x)}
 
     def elbo(x, *noise):
-        z = posterior.draw(model.encoder.parameters(x), dict(zip(elbo_spec, noise)))
-        terms = bound_at(model, x, z)
+        parameters = model.encoder.parameters(x)  # One encoder pass for z and q(z|x).
+        z = posterior.draw(parameters, dict(zip(elbo_spec, noise)))[tf.newaxis]
+        rate = model.rate(posterior.distribution(parameters), model.prior(), z)
+        terms = objectives.elbo(model.log_likelihood(x, z), rate)
         return {"elbo": terms.elbo, "rate": terms.rate, "distortion": terms.distortion}
 
     x, z = _spec((None,) + image, "x"), _spec((None,) + latent, "z")
@@ -150,13 +152,6 @@ def endpoints(model: VAE) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
         "reconstruct": (reconstruct, [x]),
         "elbo": (elbo, [x, *_noise_specs(elbo_spec)]),
     }
-
-
-def bound_at(model: VAE, x, z) -> objectives.Bound:
-    """The ELBO's terms `[B]` at one draw z `[B, J]` of q(z|x) (model's kl_estimator)."""
-    posterior, prior = model.encode(x), model.prior()
-    z = z[tf.newaxis]
-    return objectives.elbo(model.log_likelihood(x, z), model.rate(posterior, prior, z))
 
 
 def fresh_noise(num_samples: tf.Tensor, spec: NoiseSpec) -> dict[str, tf.Tensor]:

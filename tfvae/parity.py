@@ -184,9 +184,9 @@ def _bound_tolerances(model: VAE, x: np.ndarray, z_noise: dict) -> dict[str, np.
     |log q(z|x)| + |log p(z)| + |rate|, which bounds the terms of both its
     analytic and its Monte Carlo form.
     """
-    posterior, prior = model.encode(x), model.prior()
-    z = model.posterior_head().draw(model.encoder.parameters(x),
-                                    {k: tf.constant(v) for k, v in z_noise.items()})
+    head, parameters = model.posterior_head(), model.encoder.parameters(x)
+    posterior, prior = head.distribution(parameters), model.prior()
+    z = head.draw(parameters, {k: tf.constant(v) for k, v in z_noise.items()})
     terms = model.likelihood_head().elementwise_log_prob(model.decoder.parameters(z), x)
     terms = terms.numpy().reshape(len(x), -1)
     distortion = np.abs(terms).sum(axis=1), terms.shape[1]

@@ -145,14 +145,7 @@ class LocationScaleFamily(Head):
 class DiagonalGaussian(LocationScaleFamily):
     """q(z|x) = N(loc, diag(scale^2)), loc and scale computed from the features.
 
-    Args:
-        event_shape: Shape of z, e.g. `[latent_dim]` (an int is accepted).
-        min_scale: Positive floor of every scale. A scale that collapses to 0
-            makes log q infinite and its gradient NaN; 1e-4 keeps
-            1/scale^2 <= 1e8.
-        **kwargs: Of `tfvae.parts.Head` (init_stddev, weight_decay, seed, name).
-
-    Parameters: `loc`, `scale`, each `[B, *event_shape]`.
+    Arguments and parameters as `LocationScaleFamily`.
     Noise: `eps` ~ N(0, 1) `[B, *event_shape]`; z = loc + scale * eps.
     """
 

@@ -96,3 +96,33 @@ def test_for_dataset_gives_the_papers_setting_from_python():
     assert run.data.dataset == "frey_face"
     with pytest.raises(ValueError, match="latent_size"):
         config.RunConfig.for_dataset("mnist", latent_size=3)
+
+
+def test_objective_flags_build_the_objective_section_and_old_names_still_read():
+    run = parse("--dataset", "mnist", "--objective", "beta_tcvae", "--tc-weight", "4",
+                "--tc-estimator", "weighted", "--warmup", "linear", "--warmup-length", "10")
+    objective = run.model.objective
+    assert (objective.name, objective.tc_weight, objective.tc_estimator) == (
+        "beta_tcvae", 4.0, "weighted")
+    assert objective.warmup_steps(steps_per_epoch=600) == 6000
+    assert config.RunConfig.from_json(run.to_json()) == run
+    old = config.RunConfig.from_dict({"model": {"objective": "iwae", "num_samples": 5}})
+    assert old.model.objective == config.ObjectiveConfig("iwae")
+
+
+@pytest.mark.parametrize("model, objective, message", [
+    ({"posterior": "iaf"}, {"name": "free_bits"}, "factorize"),
+    ({"prior": "vamp"}, {"name": "beta_tcvae"}, "factorize"),
+    ({"num_samples": 2}, {"name": "beta_tcvae"}, "one z per datapoint"),
+    ({}, {"baseline": "leave_one_out", "gradient_estimator": "score_function"},
+     "num-samples 2"),
+    ({}, {"baseline": "leave_one_out"}, "score-function"),
+    ({}, {"warmup_length": 5}, "warm-up"),
+    ({}, {"tc_weight": 2.0}, "beta_tcvae"),
+    ({}, {"name": "iwae", "gradient_estimator": "score_function"}, "elbo"),
+    ({"posterior": "point_mass"}, {"beta": 4.0}, "no KL"),
+])
+def test_objective_settings_that_cannot_work_are_refused_with_what_to_do(model, objective,
+                                                                           message):
+    with pytest.raises(ValueError, match=message):
+        config.ModelConfig(**model, objective=config.ObjectiveConfig(**objective))

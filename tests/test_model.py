@@ -253,7 +253,7 @@ def test_one_train_step_logs_the_exact_terms_of_the_weights_before_it():
     before = [w.numpy().copy() for w in model.trainable_weights]
     model.compile(keras.optimizers.Adagrad(0.05))
     logs = model.train_on_batch(x, return_dict=True)
-    assert set(logs) == {"loss", "elbo", "rate", "distortion", "skipped_steps",
+    assert set(logs) == {"loss", "elbo", "rate", "distortion", "kl_weight", "skipped_steps",
                          "skipped_in_a_row"}
     expected = {"rate": rate.mean(), "distortion": distortion.mean(),
                 "elbo": -(rate + distortion).mean(), "loss": (rate + distortion).mean()}

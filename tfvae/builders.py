@@ -15,9 +15,10 @@ from typing import Sequence
 
 import keras
 
-from tfvae import likelihoods, posteriors, registry
-from tfvae.config import ModelConfig
+from tfvae import likelihoods, objectives, posteriors, registry
+from tfvae.config import ModelConfig, ObjectiveConfig
 from tfvae.model import VAE
+from tfvae.schedules import KLWeight
 from tfvae.networks import MLP, ProbabilisticNetwork, child_seed
 
 
@@ -59,8 +60,38 @@ def _init(trunk: dict) -> dict:
     return {k: trunk[k] for k in ("init_stddev", "weight_decay") if k in trunk}
 
 
+def build_objective(config: ObjectiveConfig, *,
+                    steps_per_epoch: int | None = None) -> objectives.Objective:
+    """The `tfvae.objectives.Objective` that `config` describes.
+
+    Args:
+        config: The objective's section of the model config.
+        steps_per_epoch: Turns a warm-up in epochs into steps.
+
+    Raises:
+        ValueError: beta_tcvae without `dataset_size`, or a warm-up in epochs
+            without `steps_per_epoch`.
+    """
+    kl_weight = KLWeight(beta=config.beta, warmup=config.warmup,
+                         warmup_steps=config.warmup_steps(steps_per_epoch),
+                         warmup_ratio=config.warmup_ratio)
+    common = {"kl_weight": kl_weight, "gradient_estimator": config.gradient_estimator,
+              "baseline": config.baseline}
+    if config.name == "free_bits":
+        return objectives.FreeBits(config.free_bits, **common)
+    if config.name == "beta_tcvae":
+        if config.dataset_size is None:
+            raise ValueError("beta_tcvae needs dataset_size, the number of training "
+                             "examples its q(z) averages over (training sets it from the "
+                             "data; in Python, ObjectiveConfig(dataset_size=N)).")
+        return objectives.BetaTCVAE(config.dataset_size, config.mi_weight, config.tc_weight,
+                                    config.dimension_kl_weight, config.tc_estimator,
+                                    **common)
+    return objectives.OBJECTIVES[config.name](**common)
+
+
 def build_vae(config: ModelConfig, *, num_train: int | None = None,
-              seed: int | None = None) -> VAE:
+              seed: int | None = None, steps_per_epoch: int | None = None) -> VAE:
     """Builds the VAE that `config` describes: its likelihood, posterior and prior.
 
     Args:
@@ -69,6 +100,7 @@ def build_vae(config: ModelConfig, *, num_train: int | None = None,
             the paper's N(0, I) weight prior, L2 coefficient 1 / (2 N). Without
             it, no weight decay.
         seed: Seeds the weight initialisers and the noise of z.
+        steps_per_epoch: Turns a KL warm-up given in epochs into steps.
 
     Returns:
         A `VAE`, built (its weights exist), ready to compile.
@@ -90,7 +122,8 @@ def build_vae(config: ModelConfig, *, num_train: int | None = None,
                           name="encoder", **trunk),
               mlp_network(likelihood, config.hidden_units, seed=decoder_seed,
                           name="decoder", **trunk),
-              prior, objective=config.objective, num_samples=config.num_samples,
+              prior, objective=build_objective(config.objective, steps_per_epoch=steps_per_epoch),
+              num_samples=config.num_samples,
               kl_estimator=config.kl_estimator, seed=seed)
     vae.build((None,) + tuple(config.event_shape))
     return vae

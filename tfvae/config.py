@@ -26,7 +26,15 @@ POSTERIORS = ("diagonal_gaussian", "full_covariance_gaussian", "laplace", "logis
 PRIORS = ("standard_normal", "mixture_of_gaussians", "vamp")
 GAUSSIAN_SCALES = ("network", "per_pixel", "global", "fixed")
 MEAN_ACTIVATIONS = ("sigmoid", "none")
-OBJECTIVES = ("elbo", "iwae")
+OBJECTIVES = ("elbo", "iwae", "free_bits", "beta_tcvae")
+WARMUPS = ("none", "linear", "cyclical")
+WARMUP_UNITS = ("epochs", "steps")
+TC_ESTIMATORS = ("stratified", "weighted")
+GRADIENT_ESTIMATORS = ("reparameterization", "score_function")
+BASELINES = ("none", "leave_one_out")
+# Posteriors and priors that factorize over latent dimensions: free bits and
+# beta-TCVAE need their per-dimension log-densities.
+FACTORIZED_POSTERIORS = ("diagonal_gaussian", "laplace", "logistic", "student_t")
 KL_ESTIMATORS = ("auto", "analytic", "monte_carlo")
 BINARIZATIONS = ("none", "dynamic")
 OPTIMIZERS = ("adagrad", "adam", "sgd", "rmsprop")
@@ -122,8 +130,100 @@ class PriorConfig:
                               "num_pseudo_inputs": ("vamp",)})
 
 
+@dataclasses.dataclass(frozen=True)
+class ObjectiveConfig:
+    """What training minimises (`tfvae.objectives`): distortion + w_t (KL term).
+
+    The logged elbo, rate and distortion are always the true (w = 1) ones.
+
+    Attributes:
+        name: elbo (the SGVB bound; with beta, the beta-VAE), iwae
+            (importance weighted, k = num_samples), free_bits (Kingma et al.
+            2016) or beta_tcvae (Chen et al. 2018).
+        beta: Weight on the KL term (beta-VAE); 1 is the ELBO. For iwae it
+            tempers log p(z) - log q(z|x) in each log weight.
+        warmup: none, linear (the weight rises from 0 to beta over
+            warmup_length; Sonderby et al. 2016) or cyclical (it rises over
+            the first warmup_ratio of every cycle of warmup_length, then holds
+            beta; Fu et al. 2019).
+        warmup_length: Length of the warm-up, or of one cycle, in warmup_unit
+            (100 epochs as in the VampPrior code).
+        warmup_unit: epochs or steps.
+        warmup_ratio: Rising fraction of each cycle (cyclical only).
+        free_bits: lambda, nats per latent dimension below which free_bits
+            stops pushing a dimension's KL (averaged over the batch) down.
+        mi_weight: alpha, beta_tcvae's weight on the index-code mutual information.
+        tc_weight: beta, beta_tcvae's weight on the total correlation.
+        dimension_kl_weight: gamma, beta_tcvae's weight on the dimension-wise KL.
+        tc_estimator: stratified (minibatch stratified sampling) or weighted
+            (Chen et al.'s minibatch weighted sampling) estimate of q(z).
+        dataset_size: N of beta_tcvae's aggregate posterior; training sets it
+            to the number of training examples when unset.
+        gradient_estimator: reparameterization (the paper's) or score_function
+            (REINFORCE; elbo only).
+        baseline: The score function's control variate: none or leave_one_out
+            (the mean of the other draws' learning signal; num_samples >= 2).
+    """
+
+    name: str = "elbo"
+    beta: float = 1.0
+    warmup: str = "none"
+    warmup_length: int = 100
+    warmup_unit: str = "epochs"
+    warmup_ratio: float = 0.5
+    free_bits: float = 0.25
+    mi_weight: float = 1.0
+    tc_weight: float = 6.0
+    dimension_kl_weight: float = 1.0
+    tc_estimator: str = "stratified"
+    dataset_size: Optional[int] = None
+    gradient_estimator: str = "reparameterization"
+    baseline: str = "none"
+
+    def __post_init__(self):
+        _check_choice("objective", self.name, OBJECTIVES)
+        _check_choice("warmup", self.warmup, WARMUPS)
+        _check_choice("warmup_unit", self.warmup_unit, WARMUP_UNITS)
+        _check_choice("tc_estimator", self.tc_estimator, TC_ESTIMATORS)
+        _check_choice("gradient_estimator", self.gradient_estimator, GRADIENT_ESTIMATORS)
+        _check_choice("baseline", self.baseline, BASELINES)
+        _check_positive("warmup_length", self.warmup_length)
+        for name in ("beta", "free_bits", "mi_weight", "tc_weight", "dimension_kl_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)!r}.")
+        if not 0 < self.warmup_ratio <= 1:
+            raise ValueError(f"warmup_ratio must be in (0, 1], got {self.warmup_ratio!r}.")
+        if self.dataset_size is not None and self.dataset_size < 2:
+            raise ValueError(f"dataset_size must be at least 2, got {self.dataset_size!r}.")
+        _check_options(self, {
+            "free_bits": ("free_bits",), "mi_weight": ("beta_tcvae",),
+            "tc_weight": ("beta_tcvae",), "dimension_kl_weight": ("beta_tcvae",),
+            "tc_estimator": ("beta_tcvae",), "dataset_size": ("beta_tcvae",),
+            "gradient_estimator": ("elbo",)})
+        if self.warmup == "none":
+            for name in ("warmup_length", "warmup_unit", "warmup_ratio"):
+                if getattr(self, name) != _default(ObjectiveConfig, name):
+                    raise ValueError(f"{name} sets a warm-up: add --warmup linear or "
+                                     "--warmup cyclical, or drop it.")
+        if self.warmup == "linear" and self.warmup_ratio != 0.5:
+            raise ValueError("warmup_ratio applies to --warmup cyclical only.")
+        if self.baseline != "none" and self.gradient_estimator != "score_function":
+            raise ValueError("baseline is a control variate of the score-function estimator: "
+                             "add --gradient-estimator score_function, or drop --baseline.")
+
+    def warmup_steps(self, steps_per_epoch: int | None) -> int:
+        """warmup_length in steps; epochs need `steps_per_epoch`."""
+        if self.warmup == "none" or self.warmup_unit == "steps":
+            return self.warmup_length if self.warmup != "none" else 0
+        if not steps_per_epoch:
+            raise ValueError("A warm-up in epochs needs the number of steps per epoch "
+                             "(build_vae(..., steps_per_epoch=...)), or use "
+                             "warmup_unit='steps'.")
+        return self.warmup_length * steps_per_epoch
+
+
 SECTIONS = {"likelihood": LikelihoodConfig, "posterior": PosteriorConfig,
-            "prior": PriorConfig}
+            "prior": PriorConfig, "objective": ObjectiveConfig}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +237,8 @@ class ModelConfig:
         init_stddev: Standard deviation of the N(0, s^2) weight initialiser.
         weight_decay: L2 coefficient on kernels, per datapoint. `None` means the
             paper's N(0, I) prior on the weights: 1 / (2 N) for N training points.
-        objective: elbo (the SGVB bound) or iwae (importance weighted).
+        objective: What training minimises (`ObjectiveConfig`; a name is
+            accepted).
         num_samples: Samples of z per datapoint: L for elbo, k for iwae.
         kl_estimator: analytic (the paper's estimator B), monte_carlo
             (estimator A) or auto (analytic where TFP has the KL in closed form).
@@ -152,7 +253,7 @@ class ModelConfig:
     activation: str = "tanh"
     init_stddev: float = 0.01
     weight_decay: Optional[float] = None
-    objective: str = "elbo"
+    objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
     num_samples: int = 1
     kl_estimator: str = "auto"
     event_shape: Optional[tuple[int, ...]] = None
@@ -160,15 +261,32 @@ class ModelConfig:
     posterior: PosteriorConfig = dataclasses.field(default_factory=PosteriorConfig)
     prior: PriorConfig = dataclasses.field(default_factory=PriorConfig)
 
+    def _check_objective(self) -> None:
+        objective = self.objective
+        needs_factors = objective.name in ("free_bits", "beta_tcvae")
+        if needs_factors and (self.posterior.name not in FACTORIZED_POSTERIORS
+                              or self.prior.name != "standard_normal"):
+            raise ValueError(
+                f"objective={objective.name!r} needs the KL per latent dimension, so a "
+                f"posterior and a prior that factorize over dimensions "
+                f"({', '.join(FACTORIZED_POSTERIORS)}; standard_normal), not "
+                f"{self.posterior.name} with {self.prior.name}.")
+        if objective.name == "beta_tcvae" and (self.num_samples != 1
+                                               or self.kl_estimator == "analytic"):
+            raise ValueError("beta_tcvae estimates its three terms from one z per datapoint: "
+                             "use --num-samples 1 and --kl-estimator auto.")
+        if objective.baseline == "leave_one_out" and self.num_samples < 2:
+            raise ValueError("baseline='leave_one_out' averages the other draws: it needs "
+                             "--num-samples 2 or more.")
+
     def __post_init__(self):
         for name, section in SECTIONS.items():
             value = getattr(self, name)
+            if value == "reconstruction":
+                raise ValueError("objective='reconstruction' is now posterior='point_mass' "
+                                 "(--posterior point_mass): the plain autoencoder.")
             if isinstance(value, str):  # ModelConfig(likelihood="gaussian").
                 object.__setattr__(self, name, section(name=value))
-        if self.objective == "reconstruction":
-            raise ValueError("objective='reconstruction' is now posterior='point_mass' "
-                             "(--posterior point_mass): the plain autoencoder.")
-        _check_choice("objective", self.objective, OBJECTIVES)
         _check_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
         _check_positive("latent_dim", self.latent_dim)
         _check_positive("num_samples", self.num_samples)
@@ -179,11 +297,13 @@ class ModelConfig:
         for units in self.hidden_units:
             _check_positive("hidden_units", units)
         _check_activation(self.activation)
-        if self.posterior.name == "point_mass" and (self.objective, self.num_samples) != ("elbo", 1):
+        if self.posterior.name == "point_mass" and (
+                self.objective != ObjectiveConfig() or self.num_samples != 1):
             raise ValueError(
                 "posterior='point_mass' (the plain autoencoder) trains on log p(x | z = f(x)) "
-                "alone, one z per datapoint: it takes neither --objective iwae nor "
-                "--num-samples above 1.")
+                "alone, one z per datapoint, with no KL term: it takes no --objective, "
+                "--beta or --warmup, and no --num-samples above 1.")
+        self._check_objective()
         if self.kl_estimator == "analytic" and (self.posterior.name, self.prior.name) != (
                 "diagonal_gaussian", "standard_normal"):
             raise ValueError(
@@ -390,6 +510,10 @@ def _check_options(section, owners: dict[str, tuple[str, ...]]) -> None:
                     f"{field.name} applies only to {' or '.join(owners[field.name])}, not to "
                     f"{section.name!r}: drop --{field.name.replace('_', '-')} or choose one "
                     "of those.")
+
+
+def _default(cls, name: str):
+    return {f.name: f.default for f in dataclasses.fields(cls)}[name]
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -99,15 +99,19 @@ def minibatch_stratified_log_density(log_q: tf.Tensor, num_data: int) -> tf.Tens
     Returns:
         `[B, ...]` log(q(z_b|x_b) / N + (N - 1) / (N (B - 1)) sum_{b' != b} q(z_b|x_b')).
     """
-    batch_size = log_q.shape[0]
-    if batch_size < 2 or num_data < batch_size:
-        raise ValueError(f"The stratified estimator needs 2 <= B <= N; got B={batch_size}, "
+    static_size = log_q.shape[0]
+    if static_size is not None and (static_size < 2 or num_data < static_size):
+        raise ValueError(f"The stratified estimator needs 2 <= B <= N; got B={static_size}, "
                          f"N={num_data}.")
+    # In a traced train or test step B may be known only at run time (a last,
+    # smaller batch): the weights are computed from tf.shape.
+    batch_size = tf.shape(log_q)[0]
     is_own = tf.reshape(tf.eye(batch_size, dtype=tf.bool),
-                        [batch_size, batch_size] + [1] * (len(log_q.shape) - 2))
+                        tf.concat([[batch_size, batch_size],
+                                   tf.ones([len(log_q.shape) - 2], tf.int32)], 0))
     own = tf.constant(-math.log(num_data), log_q.dtype)
-    other = tf.constant(math.log(num_data - 1) - math.log(num_data) - math.log(batch_size - 1),
-                        log_q.dtype)
+    others = tf.cast(tf.maximum(batch_size - 1, 1), log_q.dtype)
+    other = math.log(num_data - 1) - math.log(num_data) - tf.math.log(others)
     return tf.reduce_logsumexp(log_q + tf.where(is_own, own, other), axis=1)
 
 
@@ -124,12 +128,21 @@ def decompose(log_posterior: tf.Tensor, log_aggregate: tf.Tensor,
     Returns:
         Scalar terms whose sum is mean_b[log q(z_b|x_b) - sum_j log p(z_bj)].
     """
+    terms = decompose_per_example(log_posterior, log_aggregate, log_marginals,
+                                  log_prior_marginals)
+    return KLDecomposition(*(tf.reduce_mean(term) for term in terms))
+
+
+def decompose_per_example(log_posterior: tf.Tensor, log_aggregate: tf.Tensor,
+                          log_marginals: tf.Tensor,
+                          log_prior_marginals: tf.Tensor) -> KLDecomposition:
+    """The summands of eq. 19-21 at each z_b: `[B]` terms (arguments as `decompose`),
+    whose sum is log q(z_b|x_b) - sum_j log p(z_bj) for every b."""
     log_product = tf.reduce_sum(log_marginals, axis=-1)
     return KLDecomposition(
-        mutual_information=tf.reduce_mean(log_posterior - log_aggregate),
-        total_correlation=tf.reduce_mean(log_aggregate - log_product),
-        dimensionwise_kl=tf.reduce_mean(
-            tf.reduce_sum(log_marginals - log_prior_marginals, axis=-1)))
+        mutual_information=log_posterior - log_aggregate,
+        total_correlation=log_aggregate - log_product,
+        dimensionwise_kl=tf.reduce_sum(log_marginals - log_prior_marginals, axis=-1))
 
 
 def kl_decomposition(z: tf.Tensor, loc: tf.Tensor, scale: tf.Tensor,
@@ -165,10 +178,19 @@ def decompose_pairwise(log_q: tf.Tensor, log_prior_marginals: tf.Tensor, num_dat
     Returns:
         `KLDecomposition` of scalars, in nats per datapoint.
     """
+    terms = decompose_pairwise_per_example(log_q, log_prior_marginals, num_data, estimator)
+    return KLDecomposition(*(tf.reduce_mean(term) for term in terms))
+
+
+def decompose_pairwise_per_example(log_q: tf.Tensor, log_prior_marginals: tf.Tensor,
+                                   num_data: int,
+                                   estimator: str = "stratified") -> KLDecomposition:
+    """`decompose_pairwise`'s terms at each draw: `[B]` each (what beta-TCVAE weights)."""
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator={estimator!r} is not one of {ESTIMATORS}.")
     log_density = {"stratified": minibatch_stratified_log_density,
                    "weighted": minibatch_weighted_log_density}[estimator]
     log_q_joint = tf.reduce_sum(log_q, axis=-1)  # [B, B]: the posterior factorizes.
-    return decompose(tf.linalg.diag_part(log_q_joint), log_density(log_q_joint, num_data),
-                     log_density(log_q, num_data), log_prior_marginals)
+    return decompose_per_example(
+        tf.linalg.diag_part(log_q_joint), log_density(log_q_joint, num_data),
+        log_density(log_q, num_data), log_prior_marginals)

@@ -12,10 +12,11 @@ import argparse
 import dataclasses
 import typing
 
-from tfvae.config import (BINARIZATIONS, GAUSSIAN_SCALES, KL_ESTIMATORS, LIKELIHOODS,
-                          MEAN_ACTIVATIONS, OBJECTIVES, OPTIMIZERS, POSTERIORS, PRIORS,
-                          SECTIONS, DataConfig, ModelConfig, RunConfig, TrainConfig,
-                          resolve_annotation, unwrap_optional, flag_paths)
+from tfvae.config import (BASELINES, BINARIZATIONS, GAUSSIAN_SCALES, GRADIENT_ESTIMATORS,
+                          KL_ESTIMATORS, LIKELIHOODS, MEAN_ACTIVATIONS, OBJECTIVES,
+                          OPTIMIZERS, POSTERIORS, PRIORS, SECTIONS, TC_ESTIMATORS,
+                          WARMUP_UNITS, WARMUPS, DataConfig, ModelConfig, RunConfig,
+                          TrainConfig, resolve_annotation, unwrap_optional, flag_paths)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,4 +97,6 @@ def _add_argument(group, flag: str, field: dataclasses.Field) -> None:
 _CHOICES = {"likelihood": LIKELIHOODS, "posterior": POSTERIORS, "prior": PRIORS,
             "gaussian_scale": GAUSSIAN_SCALES, "mean_activation": MEAN_ACTIVATIONS,
             "objective": OBJECTIVES, "kl_estimator": KL_ESTIMATORS,
-            "binarization": BINARIZATIONS, "optimizer": OPTIMIZERS}
+            "binarization": BINARIZATIONS, "optimizer": OPTIMIZERS, "warmup": WARMUPS,
+            "warmup_unit": WARMUP_UNITS, "tc_estimator": TC_ESTIMATORS,
+            "gradient_estimator": GRADIENT_ESTIMATORS, "baseline": BASELINES}

@@ -32,7 +32,7 @@ tfd = tfp.distributions
 METRIC_NAMES = ("loss", "elbo", "rate", "distortion")
 # A point-mass posterior (the plain autoencoder) has no density, hence no rate.
 POINT_MASS_METRIC_NAMES = ("loss", "distortion")
-BOUNDS = ("elbo", "iwae")  # The objectives a VAE trains on.
+BOUNDS = ("elbo", "iwae")  # The bounds `bound_terms` computes.
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -52,7 +52,10 @@ class VAE(OwnLossModel):
         prior: p(z): `None` for N(0, I), a `tfvae.priors` layer (saved with
             the model; a VampPrior is handed the encoder), or a fixed
             `tfd.Distribution` with event shape `[latent_dim]` (not savable).
-        objective: `"elbo"` or `"iwae"` (importance-weighted bound).
+        objective: What training minimises: `"elbo"`, `"iwae"`
+            (importance-weighted bound) or a `tfvae.objectives.Objective`
+            (`ELBO(kl_weight)` for beta and warm-up, `FreeBits`, `BetaTCVAE`,
+            the score-function estimator).
         num_samples: Draws of z per datapoint in training: L or k.
         kl_estimator: `"auto"`, `"analytic"` or `"monte_carlo"` for the ELBO's
             KL term.
@@ -68,8 +71,10 @@ class VAE(OwnLossModel):
     Returns:
         p(x|z) for one z ~ q(z|x) per example: batch shape `[B]`, event `event`.
 
-    Metrics (per datapoint, nats): `loss` (minus the objective's bound),
-    `elbo`, `rate` (KL term) and `distortion` (-E_q log p(x|z)); in training
+    Metrics (per datapoint, nats): `loss` (what the objective minimises),
+    and the true `elbo`, `rate` (KL term) and `distortion` (-E_q log p(x|z))
+    whatever the objective, so that runs compare; `kl_weight`, the objective's
+    current weight on the KL term (beta times the warm-up); in training
     also `skipped_steps` and `skipped_in_a_row` (steps not applied because
     their loss or gradients were not finite, see `tfvae.base_model`). The L2 weight
     penalties of the layers are added to the minimised objective but not to
@@ -80,11 +85,7 @@ class VAE(OwnLossModel):
                  objective: str = "elbo", num_samples: int = 1,
                  kl_estimator: str = "auto", seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if objective not in BOUNDS:
-            hint = (" The plain autoencoder is a VAE whose encoder has a "
-                    "tfvae.posteriors.PointMass head (--posterior point_mass)."
-                    if objective == "reconstruction" else "")
-            raise ValueError(f"objective={objective!r}: a VAE uses one of {BOUNDS}.{hint}")
+        objective = objectives.get(objective)
         if kl_estimator not in KL_ESTIMATORS:
             raise ValueError(f"kl_estimator={kl_estimator!r}: use one of {KL_ESTIMATORS}.")
         if num_samples < 1:
@@ -99,6 +100,7 @@ class VAE(OwnLossModel):
         self.seed_generator = keras.random.SeedGenerator(
             seeds.child_seed(self.seed, seeds.STREAMS["draw"]))
         self.has_density = getattr(getattr(encoder, "head", None), "has_density", True)
+        objective.check(self.num_samples, self.has_density)
         names = METRIC_NAMES if self.has_density else POINT_MASS_METRIC_NAMES
         self.trackers = {name: ExampleMean(name=name) for name in names}
         self.input_event_shape: tuple[int, ...] | None = None
@@ -183,17 +185,23 @@ class VAE(OwnLossModel):
                 "bound_terms(x).distortion.")
 
     def bound_terms(self, x, objective: str | None = None, num_samples: int | None = None,
-                    seed=None) -> objectives.Bound:
+                    seed=None, kl_weight=None) -> objectives.Bound:
         """The bound, ELBO, rate and distortion per example, each `[B]` nats.
 
         Args:
             x: `[B, *event]` datapoints.
-            objective: `"elbo"` or `"iwae"`; defaults to the model's.
+            objective: `"elbo"` or `"iwae"`; defaults to the bound the model's
+                objective reports (`iwae` for the IWAE objective, else `elbo`).
             num_samples: L or k; defaults to the model's.
             seed: Stateless seed (int or `[2]` int32); `None` draws from the
                 model's seed generator.
+            kl_weight: For `iwae` only: w in the log weights log p(x|z) +
+                w (log p(z) - log q(z|x)) of `bound` (a tempered bound, no longer
+                one for w != 1); `elbo`, `rate`, `distortion` stay w = 1's.
         """
-        objective = objective or self.objective
+        objective = objective or self.objective.bound
+        if objective not in BOUNDS:
+            raise ValueError(f"objective={objective!r}: bound_terms computes one of {BOUNDS}.")
         num_samples = num_samples or self.num_samples
         seed = self._seed(seed)
         x = self._as_input(x)
@@ -205,7 +213,8 @@ class VAE(OwnLossModel):
         if rate is not None:
             z = posterior.sample(num_samples, seed=seed)
             return objectives.elbo(self.log_likelihood(x, z), rate)
-        return self._monte_carlo_terms(x, posterior, prior, objective, num_samples, seed)
+        return self._monte_carlo_terms(x, posterior, prior, objective, num_samples, seed,
+                                       kl_weight)
 
     def _reconstruction_terms(self, x) -> objectives.Bound:
         """The plain autoencoder's terms: the distortion at z = f(x), no rate."""
@@ -249,13 +258,18 @@ class VAE(OwnLossModel):
                 "'monte_carlo'.")
         return rate
 
-    def _monte_carlo_terms(self, x, posterior, prior, objective, num_samples, seed):
+    def _monte_carlo_terms(self, x, posterior, prior, objective, num_samples, seed,
+                           kl_weight=None):
         """Bound through `tfp.vi`; the ELBO parts from the very same draws of z."""
         draws = {}
 
         def log_joint(z):
             draws["z"], draws["log_likelihood"] = z, self.log_likelihood(x, z)
-            return draws["log_likelihood"] + prior.log_prob(z)
+            if kl_weight is None:
+                return draws["log_likelihood"] + prior.log_prob(z)
+            # tfp.vi subtracts log q once: add back (1 - w) log q (cached for z drawn).
+            return (draws["log_likelihood"] + kl_weight * prior.log_prob(z)
+                    + (1 - kl_weight) * posterior.log_prob(z))
 
         bound = objectives.monte_carlo_bound(
             log_joint, posterior, num_samples=num_samples,
@@ -286,19 +300,24 @@ class VAE(OwnLossModel):
     # The Keras training contract.
 
     def train_step(self, data):
-        x = _inputs(data)
-        seed = seeds.stream_seed(self.seed, "train", self.optimizer.iterations)
-        terms, applied = self.minimise(lambda: self._loss_and_terms(x, seed))
-        return {**self._update_metrics(terms, applied), **self.step_logs()}
+        x = self._as_input(_inputs(data))
+        # Read once, before the update: the logged KL weight is the one the step used.
+        step = tf.identity(self.optimizer.iterations)
+        seed = seeds.stream_seed(self.seed, "train", step)
+        (loss, terms), applied = self.minimise(lambda: self._loss_and_terms(x, seed, step))
+        return {**self._update_metrics(loss, terms, step, applied), **self.step_logs()}
 
-    def _loss_and_terms(self, x, seed):
-        terms = self.bound_terms(x, seed=seed)
-        return -tf.reduce_mean(terms.bound), terms
+    def _loss_and_terms(self, x, seed, step):
+        loss, terms = self.objective.loss(self, x, seed, step)
+        return tf.reduce_mean(loss), (loss, terms)
 
     def test_step(self, data):
-        x = _inputs(data)
+        x = self._as_input(_inputs(data))
         seed = seeds.stream_seed(self.seed, "evaluate", self.next_evaluation_batch())
-        return self._update_metrics(self.bound_terms(x, seed=seed))
+        # The objective at the current training step (its current KL weight).
+        step = self.optimizer.iterations if self.optimizer is not None else 0
+        loss, terms = self.objective.loss(self, x, seed, step)
+        return self._update_metrics(loss, terms, step)
 
     def predict_step(self, data):
         """Returns tensors: `z_mean` `[B, latent_dim]`, `reconstruction` `[B, *event]`,
@@ -309,14 +328,18 @@ class VAE(OwnLossModel):
         return {"z_mean": z_mean, "reconstruction": self.likelihood_mean(z_mean),
                 **{f"posterior_{name}": value for name, value in parameters.items()}}
 
-    def _update_metrics(self, terms: objectives.Bound, applied=None) -> dict:
-        """Adds the per-example terms to their means; see `base_model.update_means`."""
+    def _update_metrics(self, loss, terms: objectives.Bound, step, applied=None) -> dict:
+        """Adds the per-example loss and terms `[B]` to their means (see
+        `base_model.update_means`) and logs the objective's KL weight at `step`."""
         # Per-example values, so that every metric averages over examples alike,
         # also across a last, smaller batch.
-        values = {"loss": -terms.bound, "elbo": terms.elbo, "rate": terms.rate,
+        values = {"loss": loss, "elbo": terms.elbo, "rate": terms.rate,
                   "distortion": terms.distortion}
-        return update_means(self.trackers, {name: values[name] for name in self.trackers},
+        logs = update_means(self.trackers, {name: values[name] for name in self.trackers},
                             applied)
+        if self.has_density:
+            logs["kl_weight"] = self.objective.kl_weight(step)
+        return logs
 
     # Building and serialization.
 
@@ -387,7 +410,8 @@ class VAE(OwnLossModel):
         return {**super().get_config(),
                 "encoder": serialize(self.encoder), "decoder": serialize(self.decoder),
                 "prior": serialize(self.prior_model) if self.prior_model else None,
-                "objective": self.objective, "num_samples": self.num_samples,
+                "objective": keras.saving.serialize_keras_object(self.objective),
+                "num_samples": self.num_samples,
                 "kl_estimator": self.kl_estimator, "seed": self.seed}
 
     @classmethod
@@ -404,6 +428,8 @@ class VAE(OwnLossModel):
         networks = {key: deserialize(config.pop(key)) if config.get(key) else None
                     for key in ("encoder", "decoder", "prior")}
         config.pop("prior", None)
+        if isinstance(config.get("objective"), dict):  # A plain name before 0.4.
+            config["objective"] = deserialize(config["objective"])
         return cls(networks["encoder"], networks["decoder"], networks["prior"], **config)
 
     def _seed(self, seed=None) -> tf.Tensor:

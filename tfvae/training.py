@@ -121,9 +121,13 @@ def _check_support(config: RunConfig, data: datasets.DataSplits) -> None:
 
 
 def resolve(config: RunConfig, data: datasets.DataSplits) -> RunConfig:
-    """Fills in what the data determine: event shape, weight decay, run name."""
+    """Fills in what the data determine: event shape, weight decay, beta-TCVAE's
+    dataset size, run name."""
+    objective = config.model.objective
+    if objective.name == "beta_tcvae" and objective.dataset_size is None:
+        objective = dataclasses.replace(objective, dataset_size=data.num_train)
     model = dataclasses.replace(
-        config.model, event_shape=tuple(data.event_shape),
+        config.model, event_shape=tuple(data.event_shape), objective=objective,
         weight_decay=builders.resolved_weight_decay(config.model, data.num_train))
     name = config.train.run_name or _run_name(config)
     return dataclasses.replace(config, model=model,
@@ -131,34 +135,44 @@ def resolve(config: RunConfig, data: datasets.DataSplits) -> RunConfig:
 
 
 def _run_name(config: RunConfig) -> str:
-    """dataset-latentJ-<objective><samples>, then the parts that are not the
-    defaults (the dataset's likelihood, the diagonal Gaussian, N(0, I))."""
+    """dataset-latentJ-<objective><samples>, the objective's options that are not
+    the defaults, then the parts that are not the defaults (the dataset's
+    likelihood, the diagonal Gaussian, N(0, I))."""
     model = config.model
     defaults = {"likelihood": dataset_defaults(config.data.dataset).get("likelihood",
                                                                          "bernoulli"),
                 "posterior": "diagonal_gaussian", "prior": "standard_normal"}
     parts = [_part_name(getattr(model, kind)) for kind, default in defaults.items()
              if getattr(model, kind) != type(getattr(model, kind))(default)]
+    # dataset_size follows from the data: it names no variant.
+    objective = _options(dataclasses.replace(model.objective, dataset_size=None))
     return "-".join([f"{config.data.dataset.replace(':', '_')}-latent{model.latent_dim}"
-                     f"-{model.objective}{model.num_samples}", *parts])
+                     f"-{model.objective.name}{model.num_samples}", *objective, *parts])
 
 
 def _part_name(section) -> str:
     """A part's name and its options that differ from their defaults, e.g.
     `student_t-degrees_of_freedom=3`: runs that differ in an option get their own folders."""
-    options = [f"{field.name}={_flag_value(getattr(section, field.name))}"
-               for field in dataclasses.fields(section)
-               if field.name != "name" and getattr(section, field.name) != field.default]
-    return "-".join([section.name, *options])
+    return "-".join([section.name, *_options(section)])
+
+
+def _options(section) -> list[str]:
+    """`field=value` for the fields of `section` (but its name) that differ from the defaults."""
+    return [f"{field.name}={_flag_value(getattr(section, field.name))}"
+            for field in dataclasses.fields(section)
+            if field.name != "name" and getattr(section, field.name) != field.default]
 
 
 def _flag_value(value) -> str:
     return "_".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def build_compiled(config: RunConfig, num_train: int) -> VAE:
-    """The VAE that `config` describes, compiled."""
-    model = builders.build_vae(config.model, num_train=num_train, seed=config.train.seed)
+def build_compiled(config: RunConfig, num_train: int,
+                   steps_per_epoch: int | None = None) -> VAE:
+    """The VAE that `config` describes, compiled (`steps_per_epoch`: for a
+    warm-up in epochs)."""
+    model = builders.build_vae(config.model, num_train=num_train, seed=config.train.seed,
+                               steps_per_epoch=steps_per_epoch)
     optimizer = keras.optimizers.get({"class_name": config.train.optimizer,
                                       "config": {"learning_rate": config.train.learning_rate}})
     model.compile(optimizer, jit_compile=config.train.jit_compile,
@@ -187,7 +201,7 @@ def _start_or_resume(config: RunConfig, data, run_dir: Path) -> tuple[VAE, int]:
                 "start over and overwrite its history. Pass a new --run-name.")
     # Built before anything is written, so that a model that cannot be built
     # leaves no config.json to block the corrected command.
-    model = build_compiled(config, data.num_train)
+    model = build_compiled(config, data.num_train, data.train_epochs.steps_per_epoch)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(config_path, config.to_json())
     return model, 0

@@ -1,7 +1,8 @@
 """The part interface: what every likelihood and posterior head tells the library.
 
 A head is a Keras layer that owns the Dense projections from features `[B, F]`
-to the parameters of one family, and turns them into a `tfp.distributions`
+(or, for a spatial head, a feature map `[B, H, W, F]` projected per pixel) to
+the parameters of one family, and turns them into a `tfp.distributions`
 object with batch shape `[B]` and event shape `event_shape`:
 
     features [B, F] --parameters()--> {name: tensor} --distribution()--> tfd.Distribution
@@ -91,15 +92,25 @@ class Head(keras.layers.Layer):
     `constrain`, `distribution`, `mean`, `noise_spec`, `draw` and, if the family
     factorizes over the event, `elementwise_log_prob`.
 
+    A spatial head (`spatial=True`, for a convolutional decoder) takes a
+    feature map `[B, H, W, F]` whose H and W are the event's, and projects each
+    pixel's F features alone: a Dense layer of C units on the last axis (a
+    1 x 1 convolution, C = 1 for an `(H, W)` event), reshaped to
+    `[B, *event_shape]`. Only raw parameters of the event's shape can be
+    spatial; a parameter that is a weight (a Gaussian's per-pixel or global
+    scale) is unaffected.
+
     Args:
         event_shape: Shape of one draw, e.g. `[latent_dim]` or `[28, 20]`; an
             int is read as `[int]`.
         init_stddev: Standard deviation of the N(0, s^2) kernel initialisers.
         weight_decay: L2 coefficient of the kernels, per datapoint.
         seed: Seeds the initialisers (`None`: unseeded).
+        spatial: Features are a feature map `[B, H, W, F]` projected per pixel,
+            for an event `(H, W)` or `(H, W, C)`; `False`: flat features `[B, F]`.
 
     Call arguments:
-        features: `[B, F]` tensor.
+        features: `[B, F]` tensor (`[B, H, W, F]` if `spatial`).
 
     Returns:
         A `tfd.Distribution` with batch shape `[B]` and event shape `event_shape`.
@@ -111,22 +122,50 @@ class Head(keras.layers.Layer):
     support = "real"
 
     def __init__(self, event_shape: Sequence[int] | int, *, init_stddev: float = 0.01,
-                 weight_decay: float = 0.0, seed: int | None = None, **kwargs):
+                 weight_decay: float = 0.0, seed: int | None = None, spatial: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.event_shape = event_shape_of(event_shape)
         self.init_stddev = init_stddev
         self.weight_decay = weight_decay
         self.seed = seed
+        self.spatial = bool(spatial)
+        if self.spatial:
+            self._check_spatial()
         self.parameter_layers = [
-            dense(math.prod(shape), init_stddev=init_stddev, weight_decay=weight_decay,
+            dense(self._units(shape), init_stddev=init_stddev, weight_decay=weight_decay,
                   seed=child_seed(seed, i), name=name)
             for i, (name, shape) in enumerate(self.raw_shapes().items())]
+
+    def _check_spatial(self) -> None:
+        """Raises unless the event is an image and every raw parameter has its shape."""
+        if len(self.event_shape) not in (2, 3):
+            raise ValueError(f"A spatial {type(self).__name__} needs an image event (H, W) or "
+                             f"(H, W, C), got {self.event_shape}.")
+        for name, shape in self.raw_shapes().items():
+            if tuple(shape) != self.event_shape:
+                raise ValueError(
+                    f"{type(self).__name__}'s {name!r} has shape {tuple(shape)}, not the event's "
+                    f"{self.event_shape}: it cannot be projected per pixel (spatial=True).")
+
+    def _units(self, shape: tuple[int, ...]) -> int:
+        """Dense units of a raw parameter: one per element, or per channel if spatial."""
+        if self.spatial:
+            return self.event_shape[2] if len(self.event_shape) == 3 else 1
+        return math.prod(shape)
 
     def raw_shapes(self) -> dict[str, tuple[int, ...]]:
         """{name: shape per example} of the Dense outputs; default: the event shape."""
         return {name: self.event_shape for name in self.parameter_names}
 
     def build(self, input_shape):
+        if self.spatial and (len(input_shape) < 4 or any(
+                size not in (None, expected)
+                for size, expected in zip(input_shape[-3:-1], self.event_shape))):
+            raise ValueError(
+                f"A spatial {type(self).__name__} takes a feature map [B, "
+                f"{', '.join(map(str, self.event_shape[:2]))}, F] (the event's H and W), got "
+                f"{list(input_shape)}.")
         for layer in self.parameter_layers:
             if not layer.built:
                 layer.build(input_shape)
@@ -134,9 +173,11 @@ class Head(keras.layers.Layer):
 
     def parameters(self, features) -> dict[str, tf.Tensor]:
         """The family's parameters, constrained: {name: `[B, *shape]`}."""
+        # The batch axes: all but the features' last (flat), or last three (a map).
+        batch = tf.shape(features)[:-3] if self.spatial else tf.shape(features)[:-1]
         raw = {}
         for layer, (name, shape) in zip(self.parameter_layers, self.raw_shapes().items()):
-            batch_and_shape = tf.concat([tf.shape(features)[:-1], shape], axis=0)
+            batch_and_shape = tf.concat([batch, shape], axis=0)
             raw[name] = tf.reshape(layer(features), batch_and_shape)
         return self.constrain(raw)
 
@@ -177,7 +218,7 @@ class Head(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "event_shape": self.event_shape,
                 "init_stddev": self.init_stddev, "weight_decay": self.weight_decay,
-                "seed": self.seed}
+                "seed": self.seed, "spatial": self.spatial}
 
 
 def independent(distribution: tfd.Distribution, event_shape: Sequence[int]) -> tfd.Distribution:

@@ -18,8 +18,8 @@ import tensorflow_probability as tfp
 import tfvae
 from tfvae import estimators, objectives, schedules
 from tfvae.schedules import KLWeight
-from test_model import (LATENT, B, H, W, binary_data, exact_terms, hand_set_vae,
-                        numpy_posterior, small_vae)
+from test_model import (B, binary_data, exact_terms, hand_set_vae, numpy_posterior,
+                        small_vae)
 
 tfd = tfp.distributions
 SEED = tf.constant([4, 2], tf.int32)

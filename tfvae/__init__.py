@@ -5,7 +5,9 @@ Public API:
     build_vae: any likelihood x posterior x prior from a `ModelConfig`.
     mlp_network: an MLP trunk and a part head (an encoder or a decoder);
     gaussian_mlp_encoder, bernoulli_mlp_decoder, gaussian_mlp_decoder: the paper's.
-    likelihoods, posteriors, flows, priors: the parts.
+    two_layer_vae: Burda et al.'s two stochastic layers.
+    likelihoods, posteriors, flows, priors, hierarchical: the parts.
+    objectives: ELBO (beta, warm-up, score function), IWAE, FreeBits, BetaTCVAE.
     ModelConfig (LikelihoodConfig, PosteriorConfig, PriorConfig), DataConfig,
     TrainConfig, RunConfig.
     log_likelihood: importance-sampled log p(x) with standard errors.
@@ -13,16 +15,18 @@ Public API:
 
 # The part modules are imported for their registration too: every .keras file
 # tfvae writes loads after `import tfvae`.
-from tfvae import flows, likelihoods, posteriors, priors
+from tfvae import flows, hierarchical, likelihoods, posteriors, priors
+from tfvae import objectives
 from tfvae.builders import (bernoulli_mlp_decoder, build_vae, gaussian_mlp_decoder,
-                            gaussian_mlp_encoder, mlp_network)
+                            gaussian_mlp_encoder, mlp_network, two_layer_vae)
 from tfvae.config import (DataConfig, LikelihoodConfig, ModelConfig, PosteriorConfig,
                           PriorConfig, RunConfig, TrainConfig)
 from tfvae.evaluation import log_likelihood
 from tfvae.model import VAE
 
 __all__ = ["VAE", "build_vae", "mlp_network", "gaussian_mlp_encoder", "bernoulli_mlp_decoder",
-           "gaussian_mlp_decoder", "likelihoods", "posteriors", "flows", "priors",
+           "gaussian_mlp_decoder", "two_layer_vae", "likelihoods", "posteriors", "flows",
+           "priors", "hierarchical", "objectives",
            "ModelConfig", "LikelihoodConfig", "PosteriorConfig", "PriorConfig", "DataConfig",
            "TrainConfig", "RunConfig", "log_likelihood"]
-__version__ = "0.3.0"
+__version__ = "0.4.0"

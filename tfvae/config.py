@@ -39,6 +39,7 @@ KL_ESTIMATORS = ("auto", "analytic", "monte_carlo")
 BINARIZATIONS = ("none", "dynamic")
 OPTIMIZERS = ("adagrad", "adam", "sgd", "rmsprop")
 FLOWS = ("iaf", "affine_coupling")
+NETWORKS = ("mlp", "conv")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +223,35 @@ class ObjectiveConfig:
         return self.warmup_length * steps_per_epoch
 
 
-SECTIONS = {"likelihood": LikelihoodConfig, "posterior": PosteriorConfig,
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """The trunks of encoder and decoder (`tfvae.networks`).
+
+    Attributes:
+        name: mlp (the paper's: hidden_units Dense layers) or conv (strided
+            convolutions in the encoder, transposed ones in the decoder, for
+            images of any size [H, W] or [H, W, C]; hidden_units are then the
+            Dense layers between them and z).
+        conv_filters: Filters of the encoder's stride-2 convolutions; the
+            decoder mirrors them.
+        kernel_size: Kernel size of every convolution.
+    """
+
+    name: str = "mlp"
+    conv_filters: tuple[int, ...] = (32, 64)
+    kernel_size: int = 4
+
+    def __post_init__(self):
+        _check_choice("network", self.name, NETWORKS)
+        _check_positive("kernel_size", self.kernel_size)
+        if not self.conv_filters:
+            raise ValueError("conv_filters needs at least one layer of filters.")
+        for filters in self.conv_filters:
+            _check_positive("conv_filters", filters)
+        _check_options(self, {"conv_filters": ("conv",), "kernel_size": ("conv",)})
+
+
+SECTIONS = {"network": NetworkConfig, "likelihood": LikelihoodConfig, "posterior": PosteriorConfig,
             "prior": PriorConfig, "objective": ObjectiveConfig}
 
 
@@ -231,7 +260,11 @@ class ModelConfig:
     """The model: networks, its three parts, and the bound that trains them.
 
     Attributes:
-        latent_dim: Size J of the latent code z.
+        latent_dim: Size J of the latent code z (of z1, the layer the decoder
+            reads, with two stochastic layers).
+        top_latent_dim: Size of a second stochastic layer z2 (Burda et al.
+            2016: q(z1|x) q(z2|z1), p(z2) p(z1|z2) p(x|z1)); `None`: one layer.
+        top_hidden_units: Hidden layer sizes of the networks between z1 and z2.
         hidden_units: Hidden layer sizes of encoder and decoder MLPs.
         activation: Hidden activation of both MLPs.
         init_stddev: Standard deviation of the N(0, s^2) weight initialiser.
@@ -243,12 +276,20 @@ class ModelConfig:
         kl_estimator: analytic (the paper's estimator B), monte_carlo
             (estimator A) or auto (analytic where TFP has the KL in closed form).
         event_shape: Shape of one datapoint x; set from the data when `None`.
+        conditional: A conditional VAE: the label y is fed to encoder and
+            decoder, q(z|x, y) and p(x|z, y) (Sohn et al. 2015); the dataset
+            must have labels.
+        num_classes: Number of labels K of a conditional VAE; set from the
+            data when `None`.
+        network: The trunks (`NetworkConfig`; a name is accepted).
         likelihood: p(x|z) (`LikelihoodConfig`; a name is accepted).
         posterior: q(z|x) (`PosteriorConfig`; a name is accepted).
         prior: p(z) (`PriorConfig`; a name is accepted).
     """
 
     latent_dim: int = 20
+    top_latent_dim: Optional[int] = None
+    top_hidden_units: tuple[int, ...] = (50, 50)
     hidden_units: tuple[int, ...] = (500,)
     activation: str = "tanh"
     init_stddev: float = 0.01
@@ -257,9 +298,30 @@ class ModelConfig:
     num_samples: int = 1
     kl_estimator: str = "auto"
     event_shape: Optional[tuple[int, ...]] = None
+    conditional: bool = False
+    num_classes: Optional[int] = None
+    network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
     likelihood: LikelihoodConfig = dataclasses.field(default_factory=LikelihoodConfig)
     posterior: PosteriorConfig = dataclasses.field(default_factory=PosteriorConfig)
     prior: PriorConfig = dataclasses.field(default_factory=PriorConfig)
+
+    def _check_two_layers(self) -> None:
+        if self.top_latent_dim is None:
+            if self.top_hidden_units != (50, 50):
+                raise ValueError("top_hidden_units are the networks between z1 and z2: add "
+                                 "--top-latent-dim, or drop them.")
+            return
+        _check_positive("top_latent_dim", self.top_latent_dim)
+        for units in self.top_hidden_units:
+            _check_positive("top_hidden_units", units)
+        if (self.posterior.name, self.prior.name) != ("diagonal_gaussian", "standard_normal"):
+            raise ValueError("With --top-latent-dim the posterior is q(z1|x) q(z2|z1) and the "
+                             "prior p(z2) p(z1|z2), both Gaussian: drop --posterior and --prior.")
+        if self.kl_estimator == "analytic" or self.objective.name in ("free_bits",
+                                                                       "beta_tcvae"):
+            raise ValueError("Two stochastic layers have no closed-form KL and do not "
+                             "factorize over dimensions: use --kl-estimator auto with the "
+                             "elbo or iwae objective.")
 
     def _check_objective(self) -> None:
         objective = self.objective
@@ -315,6 +377,15 @@ class ModelConfig:
             raise ValueError(
                 "posterior='point_mass' (the plain autoencoder) has no KL term, so nothing "
                 f"would train prior={self.prior.name!r}: drop --prior.")
+        self._check_two_layers()
+        if self.num_classes is not None and not self.conditional:
+            raise ValueError("num_classes is for a conditional VAE: add --conditional.")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes!r}.")
+        if self.conditional and self.prior.name == "vamp":
+            raise ValueError("The VampPrior is a mixture of posteriors q(z|u_k) at learned "
+                             "pseudo-inputs, which a conditional encoder q(z|x, y) cannot "
+                             "evaluate without labels: use another --prior.")
         if self.posterior.name == "affine_coupling" and self.latent_dim < 2:
             raise ValueError("posterior='affine_coupling' splits z in two: it needs "
                              "latent_dim >= 2; use --posterior iaf for latent_dim 1.")

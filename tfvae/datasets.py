@@ -90,6 +90,7 @@ class DataSplits:
         event_shape: Shape of one datapoint x.
         num_train: Number of training examples.
         num_test: Number of test examples.
+        num_classes: 1 + the largest label, or None without labels.
     """
 
     train: tf.data.Dataset
@@ -99,6 +100,7 @@ class DataSplits:
     num_train: int
     num_test: int
     train_epochs: EpochBatches
+    num_classes: int | None = None
 
 
 
@@ -251,22 +253,29 @@ def as_scored(x: np.ndarray, binarization: str) -> np.ndarray:
     return fixed_binarization(x, TEST_BINARIZATION_SEED) if binarization == "dynamic" else x
 
 
-def load(config: DataConfig, seed: int = 0) -> DataSplits:
+def load(config: DataConfig, seed: int = 0, *, labels: bool = False) -> DataSplits:
     """Loads `config.dataset` and builds its train and test pipelines.
 
     Args:
         config: Dataset, folder, batch size, binarization and `limit` (the
             first `limit` training examples are kept).
         seed: Seeds the training order and dynamic binarization.
+        labels: Yield (x, y) pairs, y int32 `[batch_size]`: a conditional
+            VAE's input.
 
     Returns:
-        `DataSplits` whose pipelines yield float32 [batch_size, *event_shape].
+        `DataSplits` whose pipelines yield float32 [batch_size, *event_shape]
+        (with `labels`, pairs with the labels).
 
     Raises:
         ValueError: A split holds NaN or inf, is empty, or is smaller than
-            the batch; and as `load_arrays`.
+            the batch; labels asked of a dataset without; and as `load_arrays`.
     """
     arrays = load_arrays(config.dataset, config.data_dir)
+    if labels and (arrays.y_train is None or arrays.y_test is None):
+        raise ValueError(f"{config.dataset} has no labels, so a conditional VAE cannot "
+                         "train on it: drop --conditional, or use mnist or a labelled "
+                         "tfds:<name> dataset.")
     for split in ("train", "test"):
         check_finite(getattr(arrays, f"x_{split}"), f"{config.dataset} {split} images")
     if config.limit is not None:
@@ -275,12 +284,15 @@ def load(config: DataConfig, seed: int = 0) -> DataSplits:
             y_train=None if arrays.y_train is None else arrays.y_train[:config.limit])
     x_test = as_scored(arrays.x_test, config.binarization)
     train = EpochBatches(arrays.x_train, config.batch_size,
-                         binarization=config.binarization, seed=seed)
+                         binarization=config.binarization, seed=seed,
+                         labels=arrays.y_train if labels else None)
     return DataSplits(
         train=train.dataset,
-        test=make_pipeline(x_test, config.batch_size),
+        test=make_pipeline(x_test, config.batch_size,
+                           labels=arrays.y_test if labels else None),
         arrays=arrays,
         event_shape=tuple(arrays.x_train.shape[1:]),
         num_train=len(arrays.x_train),
         num_test=len(x_test),
-        train_epochs=train)
+        train_epochs=train,
+        num_classes=None if arrays.y_train is None else int(arrays.y_train.max()) + 1)

@@ -65,7 +65,7 @@ class Draws(NamedTuple):
 
 
 def draw(model, x, num_samples: int, seed, *, densities: bool = False,
-         score_function: bool = False) -> Draws:
+         score_function: bool = False, labels=None) -> Draws:
     """S = `num_samples` draws of z ~ q(z|x) per datapoint and their log-densities.
 
     Args:
@@ -76,12 +76,13 @@ def draw(model, x, num_samples: int, seed, *, densities: bool = False,
         densities: Also compute log q(z|x) and log p(z) when the rate has a closed form
             (they are always computed when it has none).
         score_function: Stop z's gradient (see the module docstring).
+        labels: `[B]` labels of a conditional VAE.
 
     Returns:
         `Draws`.
     """
     x = model._as_input(x)
-    posterior = model.encode(x)
+    posterior = model.encode(x, labels)
     prior = model.prior()
     closed_form = model._closed_form_rate(posterior, prior)
     if closed_form is not None:
@@ -96,12 +97,12 @@ def draw(model, x, num_samples: int, seed, *, densities: bool = False,
     elif log_posterior is None and densities:
         log_posterior = posterior.log_prob(z)
     log_prior = prior.log_prob(z) if log_posterior is not None else None
-    return Draws(z=z, log_likelihood=model.log_likelihood(x, z), log_posterior=log_posterior,
+    return Draws(z=z, log_likelihood=model.log_likelihood(x, z, labels), log_posterior=log_posterior,
                  log_prior=log_prior, closed_form_rate=closed_form, posterior=posterior,
                  prior=prior)
 
 
-def rate_per_dimension(model, x, draws: Draws) -> tf.Tensor:
+def rate_per_dimension(model, x, draws: Draws, labels=None) -> tf.Tensor:
     """KL(q(z_j|x) || p(z_j)) `[B, J]` of a posterior and prior that factorize.
 
     In closed form where the rate has one (TFP's KL between the factors), else
@@ -115,22 +116,23 @@ def rate_per_dimension(model, x, draws: Draws) -> tf.Tensor:
         if isinstance(posterior, tfd.Independent) and isinstance(prior, tfd.Independent):
             return tfd.kl_divergence(posterior.distribution, prior.distribution)
     log_posterior = model.posterior_head().elementwise_log_prob(
-        model.encoder.parameters(x), draws.z)
+        model.posterior_parameters(x, labels), draws.z)
     return tf.reduce_mean(log_posterior - model.prior_part().elementwise_log_prob(draws.z),
                           axis=0)
 
 
-def pairwise_log_posterior(model, x, z) -> tf.Tensor:
+def pairwise_log_posterior(model, x, z, labels=None) -> tf.Tensor:
     """log q(z_bj | x_b') `[B, B', J]`: every draw under every posterior, per dimension.
 
     Args:
         model: A VAE whose posterior factorizes over dimensions.
         x: `[B, *event]`.
         z: `[B, J]`, one draw per datapoint.
+        labels: `[B]` labels of a conditional VAE.
 
     Raises:
         NotImplementedError: q(z|x) does not factorize over dimensions.
     """
-    parameters = model.encoder.parameters(x)
+    parameters = model.posterior_parameters(x, labels)
     return model.posterior_head().elementwise_log_prob(
         {name: value[tf.newaxis] for name, value in parameters.items()}, z[:, tf.newaxis])

@@ -13,7 +13,7 @@ import dataclasses
 import typing
 
 from tfvae.config import (BASELINES, BINARIZATIONS, GAUSSIAN_SCALES, GRADIENT_ESTIMATORS,
-                          KL_ESTIMATORS, LIKELIHOODS, MEAN_ACTIVATIONS, OBJECTIVES,
+                          KL_ESTIMATORS, LIKELIHOODS, MEAN_ACTIVATIONS, NETWORKS, OBJECTIVES,
                           OPTIMIZERS, POSTERIORS, PRIORS, SECTIONS, TC_ESTIMATORS,
                           WARMUP_UNITS, WARMUPS, DataConfig, ModelConfig, RunConfig,
                           TrainConfig, resolve_annotation, unwrap_optional, flag_paths)
@@ -94,7 +94,7 @@ def _add_argument(group, flag: str, field: dataclasses.Field) -> None:
                            help=help_text)
 
 
-_CHOICES = {"likelihood": LIKELIHOODS, "posterior": POSTERIORS, "prior": PRIORS,
+_CHOICES = {"network": NETWORKS, "likelihood": LIKELIHOODS, "posterior": POSTERIORS, "prior": PRIORS,
             "gaussian_scale": GAUSSIAN_SCALES, "mean_activation": MEAN_ACTIVATIONS,
             "objective": OBJECTIVES, "kl_estimator": KL_ESTIMATORS,
             "binarization": BINARIZATIONS, "optimizer": OPTIMIZERS, "warmup": WARMUPS,

@@ -59,6 +59,11 @@ class VAE(OwnLossModel):
         num_samples: Draws of z per datapoint in training: L or k.
         kl_estimator: `"auto"`, `"analytic"` or `"monte_carlo"` for the ELBO's
             KL term.
+        num_classes: K for a conditional VAE (Sohn et al. 2015): a label
+            y in 0..K-1 is fed, one-hot, to the encoder q(z|x, y) and the
+            decoder p(x|z, y), whose trunks take a condition of width K; the
+            prior stays p(z). Train with `fit(x, y)`, draw with
+            `sample(n, labels=...)`. `None`: unconditional.
         seed: Seeds the noise of z: in `fit` the noise of step t is a function
             of (seed, t), t = `optimizer.iterations`, so a resumed run redraws
             what an uninterrupted one would; each `evaluate` pass draws the same
@@ -67,6 +72,7 @@ class VAE(OwnLossModel):
 
     Call arguments:
         x: `[B, *event]` float tensor.
+        labels: `[B]` int labels, for a conditional VAE only.
 
     Returns:
         p(x|z) for one z ~ q(z|x) per example: batch shape `[B]`, event `event`.
@@ -83,7 +89,8 @@ class VAE(OwnLossModel):
 
     def __init__(self, encoder: keras.Model, decoder: keras.Model, prior=None, *,
                  objective: str = "elbo", num_samples: int = 1,
-                 kl_estimator: str = "auto", seed: int | None = None, **kwargs):
+                 kl_estimator: str = "auto", num_classes: int | None = None,
+                 seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         objective = objectives.get(objective)
         if kl_estimator not in KL_ESTIMATORS:
@@ -96,6 +103,9 @@ class VAE(OwnLossModel):
         self.objective = objective
         self.num_samples = int(num_samples)
         self.kl_estimator = kl_estimator
+        if num_classes is not None and num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2 (or None), got {num_classes!r}.")
+        self.num_classes = num_classes
         self.seed = seeds.fresh_seed() if seed is None else int(seed)
         self.seed_generator = keras.random.SeedGenerator(
             seeds.child_seed(self.seed, seeds.STREAMS["draw"]))
@@ -108,16 +118,41 @@ class VAE(OwnLossModel):
 
     # The generative model and the posterior.
 
-    def encode(self, x) -> tfd.Distribution:
-        """q(z|x): batch shape `[B]`, event shape `[latent_dim]`, for x `[B, *event]`."""
+    def encode(self, x, labels=None) -> tfd.Distribution:
+        """q(z|x): batch shape `[B]`, event shape `[latent_dim]`, for x `[B, *event]`
+        (and, if conditional, labels `[B]`)."""
         x = self._as_input(x)
-        posterior = self.encoder(x)
+        posterior = _call(self.encoder, x, self.condition(labels))
         self.latent_shape = tuple(posterior.event_shape.as_list())
         return posterior
 
-    def decode(self, z) -> tfd.Distribution:
+    def decode(self, z, labels=None) -> tfd.Distribution:
         """p(x|z): batch shape `[B]`, event shape `event`, for z `[B, latent_dim]`."""
-        return self.decoder(tf.convert_to_tensor(z, self.compute_dtype))
+        return _call(self.decoder, tf.convert_to_tensor(z, self.compute_dtype),
+                     self.condition(labels))
+
+    def condition(self, labels) -> tf.Tensor | None:
+        """The networks' condition: one-hot labels `[B, K]`, or None if unconditional.
+
+        Raises:
+            ValueError: A conditional VAE without labels, or labels for an
+                unconditional one.
+        """
+        if self.num_classes is None:
+            if labels is not None:
+                raise ValueError("This VAE is not conditional (num_classes=None): it takes "
+                                 "no labels.")
+            return None
+        if labels is None:
+            raise ValueError(f"This VAE is conditional on {self.num_classes} classes: pass "
+                             "labels [B] (ints 0..K-1), e.g. fit(x, y), elbo(x, labels=y), "
+                             "sample(n, labels=...).")
+        labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+        return tf.one_hot(labels, self.num_classes, dtype=self.compute_dtype)
+
+    def posterior_parameters(self, x, labels=None) -> dict:
+        """The posterior head's parameters {name: `[B, ...]`} for x `[B, *event]`."""
+        return _parameters(self.encoder, self._as_input(x), self.condition(labels))
 
     def prior(self) -> tfd.Distribution:
         """p(z) with batch shape `[]` and event shape `[latent_dim]`."""
@@ -149,33 +184,32 @@ class VAE(OwnLossModel):
         """The decoder's `tfvae.likelihoods` head; raises for decoders without one."""
         return _head_of(self.decoder, "decoder", "tfvae.likelihoods")
 
-    def posterior_mean(self, x) -> tf.Tensor:
+    def posterior_mean(self, x, labels=None) -> tf.Tensor:
         """E_q[z|x] `[B, latent_dim]` (a seeded Monte Carlo mean for flows)."""
-        x = self._as_input(x)
-        parameters = self.encoder.parameters(x)
+        parameters = self.posterior_parameters(x, labels)
         self.latent_shape = tuple(self.posterior_head().event_shape)
         return self.posterior_head().mean(parameters)
 
-    def likelihood_mean(self, z) -> tf.Tensor:
+    def likelihood_mean(self, z, labels=None) -> tf.Tensor:
         """E[x|z] `[B, *event]` for z `[B, latent_dim]`."""
         z = tf.convert_to_tensor(z, self.compute_dtype)
-        return self.likelihood_head().mean(self.decoder.parameters(z))
+        return self.likelihood_head().mean(_parameters(self.decoder, z, self.condition(labels)))
 
-    def call(self, x, training=None):
-        posterior = self.encode(x)
-        return self.decode(posterior.sample(seed=self._seed()))
+    def call(self, x, training=None, labels=None):
+        posterior = self.encode(x, labels)
+        return self.decode(posterior.sample(seed=self._seed()), labels)
 
     # Bounds, per example.
 
-    def elbo(self, x, num_samples: int = 1, seed=None) -> tf.Tensor:
+    def elbo(self, x, num_samples: int = 1, seed=None, labels=None) -> tf.Tensor:
         """The ELBO with `num_samples` draws of z, `[B]` nats for x `[B, *event]`."""
         self._check_density("elbo")
-        return self.bound_terms(x, "elbo", num_samples, seed).elbo
+        return self.bound_terms(x, "elbo", num_samples, seed, labels=labels).elbo
 
-    def iwae_bound(self, x, num_samples: int = 1, seed=None) -> tf.Tensor:
+    def iwae_bound(self, x, num_samples: int = 1, seed=None, labels=None) -> tf.Tensor:
         """The importance-weighted bound with k = `num_samples`, `[B]` nats."""
         self._check_density("iwae_bound")
-        return self.bound_terms(x, "iwae", num_samples, seed).bound
+        return self.bound_terms(x, "iwae", num_samples, seed, labels=labels).bound
 
     def _check_density(self, method: str) -> None:
         if not self.has_density:
@@ -185,7 +219,7 @@ class VAE(OwnLossModel):
                 "bound_terms(x).distortion.")
 
     def bound_terms(self, x, objective: str | None = None, num_samples: int | None = None,
-                    seed=None, kl_weight=None) -> objectives.Bound:
+                    seed=None, kl_weight=None, labels=None) -> objectives.Bound:
         """The bound, ELBO, rate and distortion per example, each `[B]` nats.
 
         Args:
@@ -198,6 +232,7 @@ class VAE(OwnLossModel):
             kl_weight: For `iwae` only: w in the log weights log p(x|z) +
                 w (log p(z) - log q(z|x)) of `bound` (a tempered bound, no longer
                 one for w != 1); `elbo`, `rate`, `distortion` stay w = 1's.
+            labels: `[B]` int labels of a conditional VAE.
         """
         objective = objective or self.objective.bound
         if objective not in BOUNDS:
@@ -206,20 +241,20 @@ class VAE(OwnLossModel):
         seed = self._seed(seed)
         x = self._as_input(x)
         if not self.has_density:
-            return self._reconstruction_terms(x)
-        posterior = self.encode(x)
+            return self._reconstruction_terms(x, labels)
+        posterior = self.encode(x, labels)
         prior = self.prior()
         rate = self._closed_form_rate(posterior, prior) if objective == "elbo" else None
         if rate is not None:
             z = posterior.sample(num_samples, seed=seed)
-            return objectives.elbo(self.log_likelihood(x, z), rate)
+            return objectives.elbo(self.log_likelihood(x, z, labels), rate)
         return self._monte_carlo_terms(x, posterior, prior, objective, num_samples, seed,
-                                       kl_weight)
+                                       kl_weight, labels)
 
-    def _reconstruction_terms(self, x) -> objectives.Bound:
+    def _reconstruction_terms(self, x, labels=None) -> objectives.Bound:
         """The plain autoencoder's terms: the distortion at z = f(x), no rate."""
-        z = self.posterior_mean(x)[tf.newaxis]
-        distortion = -self.log_likelihood(x, z)[0]
+        z = self.posterior_mean(x, labels)[tf.newaxis]
+        distortion = -self.log_likelihood(x, z, labels)[0]
         return objectives.Bound(bound=-distortion, elbo=-distortion,
                                 rate=tf.zeros_like(distortion), distortion=distortion)
 
@@ -232,7 +267,7 @@ class VAE(OwnLossModel):
         rate = self._closed_form_rate(posterior, prior)
         return rate if rate is not None else objectives.monte_carlo_rate(posterior, prior, z)
 
-    def log_likelihood(self, x, z) -> tf.Tensor:
+    def log_likelihood(self, x, z, labels=None) -> tf.Tensor:
         """log p(x|z) `[S, B]` for x `[B, *event]` and z `[S, B, *latent]`.
 
         The S draws are folded into the batch, so the decoder only ever sees
@@ -240,9 +275,9 @@ class VAE(OwnLossModel):
         """
         sample_shape = tf.shape(z)[:2]
         z_flat = tf.reshape(z, tf.concat([[-1], tf.shape(z)[2:]], axis=0))
-        x_tiled = tf.broadcast_to(x[tf.newaxis], tf.concat([sample_shape[:1], tf.shape(x)], 0))
-        x_flat = tf.reshape(x_tiled, tf.concat([[-1], tf.shape(x)[1:]], axis=0))
-        return tf.reshape(self.decode(z_flat).log_prob(x_flat), sample_shape)
+        x_flat = _tile(x, sample_shape[0])
+        labels = None if labels is None else _tile(tf.reshape(labels, [-1]), sample_shape[0])
+        return tf.reshape(self.decode(z_flat, labels).log_prob(x_flat), sample_shape)
 
     def _closed_form_rate(self, posterior, prior) -> tf.Tensor | None:
         """The analytic KL `[B]` if `kl_estimator` allows and TFP has it, else None."""
@@ -259,12 +294,12 @@ class VAE(OwnLossModel):
         return rate
 
     def _monte_carlo_terms(self, x, posterior, prior, objective, num_samples, seed,
-                           kl_weight=None):
+                           kl_weight=None, labels=None):
         """Bound through `tfp.vi`; the ELBO parts from the very same draws of z."""
         draws = {}
 
         def log_joint(z):
-            draws["z"], draws["log_likelihood"] = z, self.log_likelihood(x, z)
+            draws["z"], draws["log_likelihood"] = z, self.log_likelihood(x, z, labels)
             if kl_weight is None:
                 return draws["log_likelihood"] + prior.log_prob(z)
             # tfp.vi subtracts log q once: add back (1 - w) log q (cached for z drawn).
@@ -280,53 +315,66 @@ class VAE(OwnLossModel):
 
     # Generation.
 
-    def sample(self, num_samples: int, seed=None, mean: bool = False) -> tf.Tensor:
-        """Draws x ~ p(x) = E_p(z) p(x|z). Returns `[num_samples, *event]`.
+    def sample(self, num_samples: int, seed=None, mean: bool = False,
+               labels=None) -> tf.Tensor:
+        """Draws x ~ p(x) = E_p(z) p(x|z) (p(x|y) if conditional). Returns `[num_samples, *event]`.
 
         Args:
             num_samples: How many images.
             seed: Stateless seed (int or `[2]` int32); `None` uses the model's.
             mean: Return E[x|z] (the usual picture) instead of a draw of x.
+            labels: A conditional VAE's class: one int for all, or `[num_samples]`.
         """
         seed = self._seed(seed)
         z_seed, x_seed = tfp.random.split_seed(seed)
         z = self.prior().sample(num_samples, seed=z_seed)
-        return self.likelihood_mean(z) if mean else self.decode(z).sample(seed=x_seed)
+        if labels is not None:
+            labels = tf.broadcast_to(tf.cast(labels, tf.int32), [num_samples])
+        if mean:
+            return self.likelihood_mean(z, labels)
+        return self.decode(z, labels).sample(seed=x_seed)
 
-    def reconstruct(self, x) -> tf.Tensor:
+    def reconstruct(self, x, labels=None) -> tf.Tensor:
         """E[x|z] at z = the posterior mean: `[B, *event]` for x `[B, *event]`."""
-        return self.likelihood_mean(self.posterior_mean(x))
+        return self.likelihood_mean(self.posterior_mean(x, labels), labels)
 
     # The Keras training contract.
 
     def train_step(self, data):
-        x = self._as_input(_inputs(data))
+        x, labels = self._inputs(data)
         # Read once, before the update: the logged KL weight is the one the step used.
         step = tf.identity(self.optimizer.iterations)
         seed = seeds.stream_seed(self.seed, "train", step)
-        (loss, terms), applied = self.minimise(lambda: self._loss_and_terms(x, seed, step))
+        (loss, terms), applied = self.minimise(
+            lambda: self._loss_and_terms(x, seed, step, labels))
         return {**self._update_metrics(loss, terms, step, applied), **self.step_logs()}
 
-    def _loss_and_terms(self, x, seed, step):
-        loss, terms = self.objective.loss(self, x, seed, step)
+    def _loss_and_terms(self, x, seed, step, labels):
+        loss, terms = self.objective.loss(self, x, seed, step, labels)
         return tf.reduce_mean(loss), (loss, terms)
 
     def test_step(self, data):
-        x = self._as_input(_inputs(data))
+        x, labels = self._inputs(data)
         seed = seeds.stream_seed(self.seed, "evaluate", self.next_evaluation_batch())
         # The objective at the current training step (its current KL weight).
         step = self.optimizer.iterations if self.optimizer is not None else 0
-        loss, terms = self.objective.loss(self, x, seed, step)
+        loss, terms = self.objective.loss(self, x, seed, step, labels)
         return self._update_metrics(loss, terms, step)
 
     def predict_step(self, data):
         """Returns tensors: `z_mean` `[B, latent_dim]`, `reconstruction` `[B, *event]`,
         and the posterior's parameters as `posterior_<name>` (e.g. `posterior_scale`)."""
-        x = self._as_input(_inputs(data))
-        parameters = self.encoder.parameters(x)
+        x, labels = self._inputs(data)
+        parameters = self.posterior_parameters(x, labels)
         z_mean = self.posterior_head().mean(parameters)
-        return {"z_mean": z_mean, "reconstruction": self.likelihood_mean(z_mean),
+        return {"z_mean": z_mean, "reconstruction": self.likelihood_mean(z_mean, labels),
                 **{f"posterior_{name}": value for name, value in parameters.items()}}
+
+    def _inputs(self, data) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """(x `[B, *event]`, labels `[B]` or None) from `x`, `(x,)`, `(x, y)` or
+        `(x, y, weights)`: y is the label of a conditional VAE, ignored otherwise."""
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self._as_input(x), y if self.num_classes is not None else None
 
     def _update_metrics(self, loss, terms: objectives.Bound, step, applied=None) -> dict:
         """Adds the per-example loss and terms `[B]` to their means (see
@@ -351,8 +399,9 @@ class VAE(OwnLossModel):
         """
         x = tf.zeros((1,) + tuple(input_shape[1:]), self.compute_dtype)
         self._as_input(x)
-        posterior = self.encode(x)
-        self.decode(tf.zeros((1,) + tuple(posterior.event_shape), self.compute_dtype))
+        labels = None if self.num_classes is None else tf.zeros([1], tf.int32)
+        posterior = self.encode(x, labels)
+        self.decode(tf.zeros((1,) + tuple(posterior.event_shape), self.compute_dtype), labels)
         if isinstance(self.prior_model, keras.layers.Layer):
             self.prior()
         self.built = True
@@ -412,7 +461,8 @@ class VAE(OwnLossModel):
                 "prior": serialize(self.prior_model) if self.prior_model else None,
                 "objective": keras.saving.serialize_keras_object(self.objective),
                 "num_samples": self.num_samples,
-                "kl_estimator": self.kl_estimator, "seed": self.seed}
+                "kl_estimator": self.kl_estimator, "num_classes": self.num_classes,
+                "seed": self.seed}
 
     @classmethod
     def from_config(cls, config):
@@ -453,7 +503,20 @@ def _head_of(network, role: str, module: str):
     return head
 
 
-def _inputs(data):
-    """x from a batch that may be `x`, `(x,)`, `(x, y)` or `(x, y, weights)`."""
-    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-    return x
+def _call(network, inputs, condition):
+    """network(inputs), with the condition only if there is one (any Keras model works)."""
+    return network(inputs) if condition is None else network(inputs, condition=condition)
+
+
+def _parameters(network, inputs, condition) -> dict:
+    if condition is None:
+        return network.parameters(inputs)
+    return network.parameters(inputs, condition=condition)
+
+
+def _tile(values, times) -> tf.Tensor:
+    """values `[B, ...]` repeated `times` times along a new leading axis, folded into
+    the batch: `[times * B, ...]` (draw-major, as z `[S, B, ...]` folds)."""
+    tiled = tf.broadcast_to(values[tf.newaxis],
+                            tf.concat([[times], tf.shape(values)], 0))
+    return tf.reshape(tiled, tf.concat([[-1], tf.shape(values)[1:]], axis=0))

@@ -235,14 +235,23 @@ class Objective:
             raise ValueError("baseline='leave_one_out' averages the other draws: it needs "
                              "num_samples >= 2 (--num-samples).")
 
-    def loss(self, model, x, seed, step) -> tuple[tf.Tensor, Bound]:
-        """(the minimised loss `[B]`, the true terms) for x `[B, *event]` at step t."""
-        if not model.has_density:
-            terms = model.bound_terms(x, seed=seed)
-            return terms.distortion, terms
-        return self.weighted_loss(model, x, seed, self.kl_weight(step))
+    def loss(self, model, x, seed, step, labels=None) -> tuple[tf.Tensor, Bound]:
+        """(the minimised loss `[B]`, the true terms) at training step t.
 
-    def weighted_loss(self, model, x, seed, weight) -> tuple[tf.Tensor, Bound]:
+        Args:
+            model: The `tfvae.model.VAE`.
+            x: `[B, *event]` datapoints.
+            seed: Stateless `[2]` int32 seed of the draws.
+            step: t, an int scalar tensor (the KL weight's step).
+            labels: `[B]` labels of a conditional VAE.
+        """
+        if not model.has_density:
+            terms = model.bound_terms(x, seed=seed, labels=labels)
+            return terms.distortion, terms
+        return self.weighted_loss(model, x, seed, self.kl_weight(step), labels)
+
+    def weighted_loss(self, model, x, seed, weight, labels) -> tuple[tf.Tensor, Bound]:
+        """(loss `[B]`, terms) with the KL weight w (a float scalar tensor)."""
         raise NotImplementedError
 
     def get_config(self) -> dict:
@@ -270,8 +279,8 @@ class ELBO(Objective):
     name = "elbo"
     supports_score_function = True
 
-    def weighted_loss(self, model, x, seed, weight):
-        draws = estimators.draw(model, x, model.num_samples, seed,
+    def weighted_loss(self, model, x, seed, weight, labels):
+        draws = estimators.draw(model, x, model.num_samples, seed, labels=labels,
                                 score_function=self.score_function)
         if not self.score_function:
             return draws.distortion + weight * draws.rate, _terms(draws)
@@ -293,9 +302,9 @@ class IWAE(Objective):
     name = "iwae"
     bound = "iwae"
 
-    def weighted_loss(self, model, x, seed, weight):
+    def weighted_loss(self, model, x, seed, weight, labels):
         tempered = None if self.kl_weight.is_one else weight
-        terms = model.bound_terms(x, "iwae", seed=seed, kl_weight=tempered)
+        terms = model.bound_terms(x, "iwae", seed=seed, kl_weight=tempered, labels=labels)
         return -terms.bound, terms
 
 
@@ -317,9 +326,9 @@ class FreeBits(Objective):
             raise ValueError(f"free_bits must be 0 or more nats, got {free_bits!r}.")
         self.free_bits = float(free_bits)
 
-    def weighted_loss(self, model, x, seed, weight):
-        draws = estimators.draw(model, x, model.num_samples, seed)
-        per_dimension = estimators.rate_per_dimension(model, x, draws)
+    def weighted_loss(self, model, x, seed, weight, labels):
+        draws = estimators.draw(model, x, model.num_samples, seed, labels=labels)
+        per_dimension = estimators.rate_per_dimension(model, x, draws, labels)
         # The batch-level term is spread evenly, so that the mean over examples is the loss.
         kl_term = free_bits_rate(per_dimension, self.free_bits)
         return draws.distortion + weight * kl_term, _terms(draws)
@@ -365,11 +374,11 @@ class BetaTCVAE(Objective):
             raise ValueError("beta_tcvae estimates q(z) from one z per datapoint: use "
                              "num_samples=1.")
 
-    def weighted_loss(self, model, x, seed, weight):
-        draws = estimators.draw(model, x, 1, seed, densities=True)
+    def weighted_loss(self, model, x, seed, weight, labels):
+        draws = estimators.draw(model, x, 1, seed, densities=True, labels=labels)
         z = draws.z[0]
         parts = decomposition.decompose_pairwise_per_example(
-            estimators.pairwise_log_posterior(model, x, z),
+            estimators.pairwise_log_posterior(model, x, z, labels),
             model.prior_part().elementwise_log_prob(z), self.dataset_size, self.estimator)
         kl_term = weighted_kl_decomposition(parts, *self.weights)
         return draws.distortion + weight * kl_term, _terms(draws)

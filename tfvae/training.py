@@ -76,7 +76,7 @@ def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
             and `model.keras` holds the last finite weights.
         RunExists: the run folder belongs to another configuration.
     """
-    data = datasets.load(config.data, seed=config.train.seed)
+    data = datasets.load(config.data, seed=config.train.seed, labels=config.model.conditional)
     _check_support(config, data)
     config = resolve(config, data)
     run_dir = Path(config.train.output_dir) / config.train.run_name
@@ -126,8 +126,12 @@ def resolve(config: RunConfig, data: datasets.DataSplits) -> RunConfig:
     objective = config.model.objective
     if objective.name == "beta_tcvae" and objective.dataset_size is None:
         objective = dataclasses.replace(objective, dataset_size=data.num_train)
+    num_classes = config.model.num_classes
+    if config.model.conditional and num_classes is None:
+        num_classes = data.num_classes
     model = dataclasses.replace(
         config.model, event_shape=tuple(data.event_shape), objective=objective,
+        num_classes=num_classes,
         weight_decay=builders.resolved_weight_decay(config.model, data.num_train))
     name = config.train.run_name or _run_name(config)
     return dataclasses.replace(config, model=model,
@@ -146,6 +150,10 @@ def _run_name(config: RunConfig) -> str:
              if getattr(model, kind) != type(getattr(model, kind))(default)]
     # dataset_size follows from the data: it names no variant.
     objective = _options(dataclasses.replace(model.objective, dataset_size=None))
+    if model.network != type(model.network)():
+        parts.insert(0, _part_name(model.network))
+    if model.conditional:
+        parts.insert(0, "conditional")
     return "-".join([f"{config.data.dataset.replace(':', '_')}-latent{model.latent_dim}"
                      f"-{model.objective.name}{model.num_samples}", *objective, *parts])
 
@@ -329,7 +337,9 @@ def write_pictures(model: VAE, data: datasets.DataSplits, history, run_dir: Path
     mass (the plain autoencoder: its codes are not shaped to the prior), also
     samples and (2-D z) the manifold."""
     x = data.arrays.x_test[:20]
-    plots.reconstructions(x, model.reconstruct(x).numpy(), run_dir / "reconstructions.png",
+    labels = data.arrays.y_test[:20] if model.num_classes else None
+    plots.reconstructions(x, model.reconstruct(x, labels).numpy(),
+                          run_dir / "reconstructions.png",
                           title="test images (top) and their reconstructions (bottom)")
     curves = {k: v for k, v in history.items() if k.removeprefix("val_") in METRICS}
     if history.get("samples"):
@@ -338,10 +348,17 @@ def write_pictures(model: VAE, data: datasets.DataSplits, history, run_dir: Path
                               log_x=True, title="per datapoint (nats)")
     if not model.has_density:
         return
-    samples = model.sample(100, seed=seed, mean=True).numpy()
-    plots.image_grid(samples, run_dir / "samples.png", ncols=10, title="E[x|z], z ~ p(z)")
+    if model.num_classes:  # One row per label.
+        labels = np.repeat(np.arange(model.num_classes), 10)
+        samples = model.sample(len(labels), seed=seed, mean=True, labels=labels).numpy()
+        plots.image_grid(samples, run_dir / "samples.png", ncols=10,
+                         title="E[x|z, y], z ~ p(z), row y = 0, 1, ...")
+    else:
+        samples = model.sample(100, seed=seed, mean=True).numpy()
+        plots.image_grid(samples, run_dir / "samples.png", ncols=10, title="E[x|z], z ~ p(z)")
     # The manifold decodes N(0, I)'s quantiles; they say little about a learned prior.
-    if model.latent_shape == (2,) and isinstance(model.prior_part(), priors.StandardNormal):
+    if (model.latent_shape == (2,) and isinstance(model.prior_part(), priors.StandardNormal)
+            and not model.num_classes):
         plots.manifold(lambda z: model.likelihood_mean(z.astype(np.float32)).numpy(),
                        run_dir / "manifold.png", grid_size=20,
                        image_shape=tuple(data.event_shape),

@@ -35,7 +35,7 @@ SPLITS = ("test", "train", "valid")
 
 def evaluate(model: VAE, x, *, num_samples: int = 5000, iwae_samples: Sequence[int] = (5, 50),
              active_threshold: float = 0.01, decomposition_batch_size: int = 1000,
-             seed: int = 0) -> dict:
+             seed: int = 0, labels=None) -> dict:
     """Every measure of `tfvae.evaluation` on x, as a JSON-ready dict.
 
     Args:
@@ -46,6 +46,7 @@ def evaluate(model: VAE, x, *, num_samples: int = 5000, iwae_samples: Sequence[i
         active_threshold: A_u above which a latent dimension counts as active.
         decomposition_batch_size: Minibatch size of the KL decomposition.
         seed: Seeds every draw.
+        labels: `[N]` labels of a conditional VAE (its bounds are on log p(x|y)).
 
     Returns:
         Keys `num_examples`; `elbo`, `rate`, `distortion`; `iwae` (IW_k mean and
@@ -61,14 +62,15 @@ def evaluate(model: VAE, x, *, num_samples: int = 5000, iwae_samples: Sequence[i
         seconds[name] = round(time.perf_counter() - start, 2)
         return result
 
-    terms = timed("elbo", evaluation.rate_distortion, model, x, seed=seed)
+    terms = timed("elbo", evaluation.rate_distortion, model, x, seed=seed, labels=labels)
     iwae = {str(k): _log_likelihood_summary(
-                timed(f"iwae_{k}", evaluation.log_likelihood, model, x, k, seed=seed))
+                timed(f"iwae_{k}", evaluation.log_likelihood, model, x, k, seed=seed,
+                      labels=labels))
             for k in iwae_samples}
     likelihood = timed("log_likelihood", evaluation.log_likelihood, model, x, num_samples,
-                       seed=seed)
+                       seed=seed, labels=labels)
     units = timed("active_units", evaluation.active_units, model, x,
-                  threshold=active_threshold)
+                  threshold=active_threshold, labels=labels)
     discrete = evaluation.has_discrete_likelihood(model, x)
     entropy = evaluation.data_entropy(x) if discrete else None
     bounds = evaluation.mutual_information_bounds(terms.rate, terms.distortion, entropy)
@@ -78,7 +80,7 @@ def evaluate(model: VAE, x, *, num_samples: int = 5000, iwae_samples: Sequence[i
         "active_units": {"count": units.count, "threshold": units.threshold,
                          "activities": units.activities.tolist()},
         "kl_decomposition": timed("kl_decomposition", _decompositions, model, x,
-                                  decomposition_batch_size, seed),
+                                  decomposition_batch_size, seed, labels),
         "mutual_information_bounds": {**bounds._asdict(), "data_entropy": entropy},
         "seconds": seconds,
     }
@@ -90,11 +92,12 @@ def _log_likelihood_summary(result: evaluation.LogLikelihood) -> dict:
             "monte_carlo_stderr": result.monte_carlo_stderr}
 
 
-def _decompositions(model: VAE, x, batch_size: int, seed: int) -> dict:
+def _decompositions(model: VAE, x, batch_size: int, seed: int, labels=None) -> dict:
     """Both estimators' decompositions of x `[N, *event]`, or why the model has none."""
     try:
         estimates = {name: evaluation.kl_decomposition(model, x, estimator=name,
-                                                       batch_size=batch_size, seed=seed)._asdict()
+                                                       batch_size=batch_size, seed=seed,
+                                                       labels=labels)._asdict()
                      for name in decomposition.ESTIMATORS}
     except evaluation.UnsupportedDistribution as error:
         # Other posterior or prior families still get every other measure.
@@ -103,7 +106,8 @@ def _decompositions(model: VAE, x, batch_size: int, seed: int) -> dict:
 
 
 def load_split(config: RunConfig, split: str = "test") -> np.ndarray:
-    """The datapoints of `split` `[N, *event]`, as the run's training saw them.
+    """The datapoints of `split` `[N, *event]`, as the run's training saw them
+    (`load_labels` gives their labels).
 
     Under dynamic binarization every split is binarized once with
     `datasets.TEST_BINARIZATION_SEED` (`datasets.as_scored`), as the test
@@ -121,6 +125,15 @@ def load_split(config: RunConfig, split: str = "test") -> np.ndarray:
     if split == "train" and config.data.limit is not None:
         x = x[:config.data.limit]
     return datasets.as_scored(x, config.data.binarization)
+
+
+def load_labels(config: RunConfig, split: str = "test") -> np.ndarray | None:
+    """The labels `[N]` of `load_split(config, split)` for a conditional run, else None."""
+    if not config.model.conditional:
+        return None
+    labels = getattr(datasets.load_arrays(config.data.dataset, config.data.data_dir),
+                     f"y_{split}")
+    return labels[:config.data.limit] if split == "train" and config.data.limit else labels
 
 
 def evaluate_run(run_dir, *, num_samples: int = 5000, split: str = "test",
@@ -149,8 +162,11 @@ def evaluate_run(run_dir, *, num_samples: int = 5000, split: str = "test",
     run_dir = Path(run_dir)
     model, config = load_run(run_dir)
     x = load_split(config, split)[:limit]
+    labels = load_labels(config, split)
+    labels = None if labels is None else labels[:limit]
     report = {"run_dir": str(run_dir), "dataset": config.data.dataset, "split": split,
-              "seed": seed, **evaluate(model, x, num_samples=num_samples, seed=seed)}
+              "seed": seed, **evaluate(model, x, num_samples=num_samples, seed=seed,
+                                       labels=labels)}
     write_text_atomic(run_dir / "evaluation.json", json.dumps(report, indent=2))
     write_text_atomic(run_dir / "evaluation.md", to_markdown(report))
     return run_dir / "evaluation.json"

@@ -47,6 +47,9 @@ def summary(description: dict, export_dir: Path) -> str:
     """A few lines: where, and each file's size and parity."""
     lines = [f"Wrote {export_dir} in {description['export_seconds']:.1f} s "
              f"(all parity checks passed):"]
+    if description.get("condition"):
+        lines.append(f"  conditional on {description['condition']['num_classes']} classes: "
+                     "every signature takes labels, int32 [B]")
     for name, info in description["tflite"].items():
         parity = description["parity"][name]
         lines.append(f"  {name:30s} {info['bytes'] / 1024:8.1f} KiB  "

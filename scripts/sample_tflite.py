@@ -5,10 +5,13 @@ the pixel noise from a seeded numpy generator, runs the model's
 `sample_from_noise` signature and writes a PNG grid of E[x|z] (or of the
 draws x ~ p(x|z) with --draws). The signature's input names and shapes say
 what to feed (`eps`, and `uniform_noise` or `normal_noise`), so export.json
-is not needed.
+is not needed. A conditional model's signature also takes `labels`: give the
+class of every image with --label (checked against export.json's
+num_classes when it lies beside the model).
 """
 
 import argparse
+import json
 import os
 import struct
 import sys
@@ -19,6 +22,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LABELS = "labels"  # A conditional model's input: int32 class labels [B].
 
 
 def positive_int(text: str) -> int:
@@ -40,6 +44,8 @@ def main(argv=None) -> int:
     parser.add_argument("--draws", action="store_true",
                         help="show draws x ~ p(x|z) instead of the means E[x|z]")
     parser.add_argument("--zoom", type=positive_int, default=3, help="pixels per image pixel")
+    parser.add_argument("--label", type=int, default=None,
+                        help="the class of every image, for a conditional model")
     args = parser.parse_args(argv)
     if not args.model.is_file():
         print(f"error: {args.model} not found.", file=sys.stderr)
@@ -50,7 +56,15 @@ def main(argv=None) -> int:
     except ValueError as error:  # Not a tfvae decoder, or not a .tflite at all.
         print(f"error: {args.model}: {error}", file=sys.stderr)
         return 1
-    outputs = runner(**noise(runner.get_input_details(), args.num_samples, args.seed))
+    inputs = noise(runner.get_input_details(), args.num_samples, args.seed)
+    problem = label_problem(LABELS in runner.get_input_details(), args.label,
+                            num_classes(args.model))
+    if problem:
+        print(f"error: {args.model}: {problem}", file=sys.stderr)
+        return 1
+    if args.label is not None:
+        inputs[LABELS] = np.full(args.num_samples, args.label, np.int32)
+    outputs = runner(**inputs)
     images = outputs["x" if args.draws else "mean"]
     out = args.out or args.model.with_suffix(".png")
     write_png(tile(images, args.zoom), out)
@@ -71,10 +85,32 @@ def noise(input_details: dict, num_samples: int, seed: int) -> dict[str, np.ndar
     rng = np.random.default_rng(seed)
     inputs = {}
     for name in sorted(input_details):  # A fixed order: the same seed, the same images.
+        if name == LABELS:  # Not noise: the caller's choice.
+            continue
         shape = (num_samples, *input_details[name]["shape_signature"][1:])
         draw = rng.random if name in UNIFORM_INPUTS else rng.standard_normal
         inputs[name] = draw(shape, dtype=np.float32)
     return inputs
+
+
+def num_classes(model: Path) -> int | None:
+    """K of a conditional model, from the export.json beside it; None if unknown."""
+    description = model.with_name("export.json")
+    if not description.is_file():
+        return None
+    condition = json.loads(description.read_text()).get("condition") or {}
+    return condition.get("num_classes")
+
+
+def label_problem(takes_labels: bool, label: int | None, classes: int | None) -> str | None:
+    """Why `--label` does not fit the model (K = `classes` if known), or None."""
+    valid = f"0..{classes - 1}" if classes else "0..K-1, K in export.json"
+    if takes_labels != (label is not None):
+        return (f"the model is conditional: give the class of the images with --label ({valid})."
+                if takes_labels else "the model is not conditional: it takes no --label.")
+    if label is not None and (label < 0 or (classes and label >= classes)):
+        return f"--label {label} is not one of the model's classes ({valid})."
+    return None
 
 
 def tile(images: np.ndarray, zoom: int = 1, gap: int = 1) -> np.ndarray:

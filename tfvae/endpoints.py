@@ -21,6 +21,16 @@ mixture) and the likelihood's (e.g. `uniform_noise` for Bernoulli pixels,
 standard normal or uniform (`tfvae.parts.NOISE_KINDS`). `sample(num_samples)`
 draws that noise itself with the builtin random ops.
 
+A conditional VAE (`model.num_classes` = K) takes one more input in every
+endpoint, last: `labels`, int32 `[B]`, each in 0..K-1, one-hot encoded in the
+graph (`VAE.condition`; LiteRT's builtin ONE_HOT) and fed to the encoder
+q(z|x, y) and the decoder p(x|z, y); the prior p(z) has none. Its `sample`
+takes `labels` `[n]` alone and draws n images, image i of class `labels[i]`:
+the batch of every signature is the leading size of its inputs, and a count
+beside the labels could only disagree with them. A label outside 0..K-1
+encodes as all zeros (no class), as in the Keras model: nothing checks it in
+the graph, so check it in the app.
+
 An export keeps every endpoint in `saved_model/` and the decoder's
 (`DECODER_SIGNATURES`) in one `decoder_<quantization>.tflite` per quantization.
 """
@@ -38,6 +48,7 @@ from tfvae.model import VAE
 SAVED_MODEL_DIR = "saved_model"
 QUANTIZATIONS = ("float32", "dynamic_int8", "float16", "int8")
 DECODER_SIGNATURES = ("decode", "sample_from_noise", "sample")
+LABELS = "labels"  # A conditional VAE's extra input: int32 class labels [B].
 
 NoiseSpec = dict[str, tuple[str, tuple[int, ...]]]
 
@@ -84,6 +95,14 @@ def draw_noise(rng: np.random.Generator, spec: NoiseSpec,
             for name, (kind, shape) in spec.items()}
 
 
+def draw_labels(model: VAE, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """{"labels": int32 `[n]`, uniform over 0..K-1, from `rng`} for a conditional
+    VAE; {} for an ordinary one (so that `{**noise, **labels}` feeds either)."""
+    if model.num_classes is None:
+        return {}
+    return {LABELS: rng.integers(0, model.num_classes, n).astype(np.int32)}
+
+
 def prior_draw(model: VAE, noise) -> tf.Tensor:
     """z ~ p(z) `[B, J]` from the prior's part of `noise` (names as `sampling_noise`)."""
     prior = model.prior_part()
@@ -103,7 +122,8 @@ def endpoints(model: VAE) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
 
     Returns:
         {name: (function returning a dict of tensors, input TensorSpecs)}, the
-        functions as in the module docstring.
+        functions as in the module docstring; a conditional VAE's take `labels`
+        last (its `sample`, `labels` alone).
 
     Raises:
         UnsupportedModelError: See `UnsupportedModelError`.
@@ -112,20 +132,22 @@ def endpoints(model: VAE) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
     posterior, likelihood = heads["posterior"], heads["likelihood"]
     latent, image = tuple(model.latent_shape), tuple(model.input_event_shape)
     sample_spec, elbo_spec = sampling_noise(model), posterior_noise(model)
+    # The trailing `*labels` is (labels,) for a conditional VAE, () otherwise.
+    labels_spec = [] if model.num_classes is None else [_spec((None,), LABELS, tf.int32)]
 
-    def encode(x):
-        parameters = model.encoder.parameters(x)
+    def encode(x, *labels):
+        parameters = model.posterior_parameters(x, *labels)
         return {"z_mean": posterior.mean(parameters),
                 **{f"posterior_{name}": value for name, value in parameters.items()}}
 
-    def decode(z):
-        parameters = model.decoder.parameters(z)
+    def decode(z, *labels):
+        parameters = model.likelihood_parameters(z, *labels)
         return {**parameters, "mean": likelihood.mean(parameters)}
 
-    def sample_from_noise(*noise):
-        noise = dict(zip(sample_spec, noise))
+    def sample_from_noise(*inputs):
+        noise, labels = dict(zip(sample_spec, inputs)), inputs[len(sample_spec):]
         z = prior_draw(model, noise)
-        parameters = model.decoder.parameters(z)
+        parameters = model.likelihood_parameters(z, *labels)
         pixels = {name: noise[name] for name in likelihood.noise_spec()}
         return {"x": likelihood.draw(parameters, pixels), "mean": likelihood.mean(parameters),
                 "z": z}
@@ -133,24 +155,30 @@ def endpoints(model: VAE) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
     def sample(num_samples):
         return sample_from_noise(*fresh_noise(num_samples, sample_spec).values())
 
-    def reconstruct(x):
-        return {"mean": model.reconstruct(x)}
+    def sample_labelled(labels):
+        return sample_from_noise(*fresh_noise(tf.shape(labels)[0], sample_spec).values(),
+                                 labels)
 
-    def elbo(x, *noise):
-        parameters = model.encoder.parameters(x)  # One encoder pass for z and q(z|x).
-        z = posterior.draw(parameters, dict(zip(elbo_spec, noise)))[tf.newaxis]
+    def reconstruct(x, *labels):
+        return {"mean": model.reconstruct(x, *labels)}
+
+    def elbo(x, *inputs):
+        noise, labels = dict(zip(elbo_spec, inputs)), inputs[len(elbo_spec):]
+        parameters = model.posterior_parameters(x, *labels)  # One pass for z and q(z|x).
+        z = posterior.draw(parameters, noise)[tf.newaxis]
         rate = model.rate(posterior.distribution(parameters), model.prior(), z)
-        terms = objectives.elbo(model.log_likelihood(x, z), rate)
+        terms = objectives.elbo(model.log_likelihood(x, z, *labels), rate)
         return {"elbo": terms.elbo, "rate": terms.rate, "distortion": terms.distortion}
 
     x, z = _spec((None,) + image, "x"), _spec((None,) + latent, "z")
     return {
-        "encode": (encode, [x]),
-        "decode": (decode, [z]),
-        "sample_from_noise": (sample_from_noise, _noise_specs(sample_spec)),
-        "sample": (sample, [_spec((), "num_samples", tf.int32)]),
-        "reconstruct": (reconstruct, [x]),
-        "elbo": (elbo, [x, *_noise_specs(elbo_spec)]),
+        "encode": (encode, [x, *labels_spec]),
+        "decode": (decode, [z, *labels_spec]),
+        "sample_from_noise": (sample_from_noise, _noise_specs(sample_spec) + labels_spec),
+        "sample": ((sample_labelled, labels_spec) if labels_spec
+                   else (sample, [_spec((), "num_samples", tf.int32)])),
+        "reconstruct": (reconstruct, [x, *labels_spec]),
+        "elbo": (elbo, [x, *_noise_specs(elbo_spec), *labels_spec]),
     }
 
 

@@ -13,9 +13,19 @@
         export.json                  what an app feeds and gets back, and the
                                      parity report
 
-The endpoints and their noise inputs are in `tfvae.endpoints`. The full-int8
-file quantizes the MLP (matmuls, tanh); the likelihood's link functions
-(sigmoid, and softplus as exp and log) and the sampling arithmetic stay float32, so `u < p` is never
+The endpoints and their noise inputs are in `tfvae.endpoints`. export.json
+("format": "tfvae-export/2") holds `latent_dim`, `image_shape`, the parts'
+names (`likelihood`, `posterior`, `prior` with its parameters), `condition`,
+the `noise` each sampler takes, the files, every decoder signature's inputs
+and outputs (name, shape, dtype, meaning), the model config and the parity
+report. `condition` is null for an ordinary VAE; for a conditional one it is
+`{"num_classes": K, "input": "labels", "dtype": "int32", "shape": ["B"],
+"encoding": "one_hot"}`: every signature takes `labels` `[B]`, ints 0..K-1
+(`sample` takes `labels` `[n]` instead of `num_samples`; see `tfvae.endpoints`).
+
+The full-int8 file quantizes the network (matmuls, convolutions, hidden
+activations); the likelihood's link functions (sigmoid, and softplus as exp
+and log) and the sampling arithmetic stay float32, so `u < p` is never
 compared on a 1/256 grid.
 
 Every export is checked against the Keras model (`tfvae.parity`) before its
@@ -41,9 +51,9 @@ import tensorflow as tf
 
 from tfvae import datasets, parity
 from tfvae.config import RunConfig
-from tfvae.endpoints import (DECODER_SIGNATURES, QUANTIZATIONS, SAVED_MODEL_DIR,
-                             UnsupportedModelError, draw_noise, endpoints, posterior_noise,
-                             prior_draw, sampling_noise, tflite_name)
+from tfvae.endpoints import (DECODER_SIGNATURES, LABELS, QUANTIZATIONS, SAVED_MODEL_DIR,
+                             UnsupportedModelError, draw_labels, draw_noise, endpoints,
+                             posterior_noise, prior_draw, sampling_noise, tflite_name)
 from tfvae.model import VAE
 
 EXPORT_DIR = "export"
@@ -66,6 +76,7 @@ DESCRIPTIONS = {
     "uniform_noise": "U(0, 1) noise per pixel of a draw of x ~ p(x|z)",
     "normal_noise": "N(0, 1) noise per pixel; x = loc + scale * normal_noise",
     "num_samples": "int32 scalar: how many images to draw",
+    LABELS: "int32 class labels [B] in 0..num_classes-1 (sample: one per image drawn)",
     "mean": "E[x|z] [B, *image_shape], the usual picture",
     "logits": "logits of p(x|z) per pixel",
     "loc": "location of p(x|z) per pixel", "scale": "scale of p(x|z) per pixel",
@@ -122,7 +133,8 @@ def convert_decoder(saved_model_dir: Path, quantization: str,
 
 def calibration_data(model: VAE, seed: int, num_batches: int = 32,
                      batch_size: int = 32) -> Callable[[], Iterator]:
-    """Representative inputs of every decoder signature, with z ~ p(z).
+    """Representative inputs of every decoder signature, with z ~ p(z) (and, for
+    a conditional VAE, labels uniform over its classes).
 
     Returns:
         A generator function yielding `(signature, {input: array})`, the same
@@ -133,15 +145,18 @@ def calibration_data(model: VAE, seed: int, num_batches: int = 32,
         spec = sampling_noise(model)
         for _ in range(num_batches):
             inputs = draw_noise(rng, spec, batch_size)
-            yield "decode", {"z": prior_draw(model, inputs).numpy()}
-            yield "sample_from_noise", inputs
-            yield "sample", {"num_samples": np.array(batch_size, np.int32)}
+            labels = draw_labels(model, rng, batch_size)
+            yield "decode", {"z": prior_draw(model, inputs).numpy(), **labels}
+            yield "sample_from_noise", {**inputs, **labels}
+            yield "sample", labels or {"num_samples": np.array(batch_size, np.int32)}
     return generate
+
 
 
 # The export folder.
 
-def export_model(model: VAE, export_dir: Path, x_test: np.ndarray, *,
+def export_model(model: VAE, export_dir: Path, x_test: np.ndarray,
+                 y_test: np.ndarray | None = None, *,
                  quantizations=DEFAULT_QUANTIZATIONS, run_config: RunConfig | None = None,
                  seed: int = 0) -> dict:
     """Writes and checks the SavedModel and `.tflite` decoders of `model`.
@@ -153,8 +168,10 @@ def export_model(model: VAE, export_dir: Path, x_test: np.ndarray, *,
         model: A built VAE.
         export_dir: The folder to (re)place.
         x_test: `[N, *image_shape]` test data for the parity report.
+        y_test: `[N]` int labels of `x_test`: required for a conditional VAE
+            (see `tfvae.parity`), refused for an ordinary one.
         quantizations: Which `.tflite` files, from `QUANTIZATIONS`; `int8` is
-            calibrated on z ~ p(z).
+            calibrated on z ~ p(z) (and uniform labels).
         run_config: Recorded in export.json when given.
         seed: Seeds calibration and parity noise.
 
@@ -162,11 +179,13 @@ def export_model(model: VAE, export_dir: Path, x_test: np.ndarray, *,
         The contents of export.json.
 
     Raises:
-        ValueError: An unknown or no quantization.
+        ValueError: An unknown or no quantization; `y_test` missing for a
+            conditional VAE, given for an ordinary one, or not its labels.
         endpoints.UnsupportedModelError: The model's distributions cannot be exported.
         parity.ParityError: An artifact disagrees with the model beyond tolerance.
     """
     quantizations = _canonical_quantizations(quantizations)
+    parity.check_labels(model, x_test, y_test)  # Before minutes of conversion.
     start = time.perf_counter()
     with _atomic_directory(Path(export_dir)) as folder:
         write_saved_model(model, folder / SAVED_MODEL_DIR)
@@ -174,8 +193,8 @@ def export_model(model: VAE, export_dir: Path, x_test: np.ndarray, *,
             flatbuffer = convert_decoder(folder / SAVED_MODEL_DIR, quantization,
                                          calibration_data(model, seed))
             (folder / tflite_name(quantization)).write_bytes(flatbuffer)
-        report = parity.check_export(model, folder, x_test, quantizations=quantizations,
-                                     seed=seed)
+        report = parity.check_export(model, folder, x_test, y_test,
+                                     quantizations=quantizations, seed=seed)
         description = describe(model, folder, quantizations, report, run_config)
         description["export_seconds"] = round(time.perf_counter() - start, 2)
         (folder / CONFIG_FILE).write_text(json.dumps(description, indent=2))
@@ -184,7 +203,7 @@ def export_model(model: VAE, export_dir: Path, x_test: np.ndarray, *,
 
 def describe(model: VAE, folder: Path, quantizations, report: dict,
              run_config: RunConfig | None) -> dict:
-    """export.json: shapes, parts, noise, files, signatures and parity."""
+    """export.json: shapes, parts, condition, noise, files, signatures and parity."""
     from ai_edge_litert.interpreter import Interpreter
     interpreter = Interpreter(model_path=str(folder / tflite_name(quantizations[0])))
     prior = model.prior_part()
@@ -195,6 +214,7 @@ def describe(model: VAE, folder: Path, quantizations, report: dict,
         "likelihood": type(model.likelihood_head()).__name__,
         "posterior": type(model.posterior_head()).__name__,
         "prior": {"name": type(prior).__name__, **_small_parameters(prior, model)},
+        "condition": _condition_description(model),
         "noise": {"sample_from_noise": _noise_description(sampling_noise(model)),
                   "elbo": _noise_description(posterior_noise(model))},
         "saved_model": {"path": SAVED_MODEL_DIR, "endpoints": list(endpoints(model))},
@@ -206,6 +226,14 @@ def describe(model: VAE, folder: Path, quantizations, report: dict,
         "model_config": run_config.to_dict()["model"] if run_config else None,
         "parity": report,
     }
+
+
+def _condition_description(model: VAE) -> dict | None:
+    """What a conditional VAE's signatures take besides noise; None for an ordinary VAE."""
+    if model.num_classes is None:
+        return None
+    return {"num_classes": model.num_classes, "input": LABELS, "dtype": "int32",
+            "shape": ["B"], "encoding": "one_hot"}
 
 
 def _noise_description(spec) -> dict:
@@ -295,8 +323,20 @@ def load_run(run_dir: Path) -> tuple[VAE, RunConfig]:
 
 def load_test_images(config: RunConfig, limit: int | None = NUM_TEST_EXAMPLES) -> np.ndarray:
     """The run's test images `[<= limit, *image_shape]`, binarized as in training."""
-    splits = datasets.load(config.data, seed=config.train.seed)
-    return np.concatenate(list(splits.test.as_numpy_iterator()))[:limit]
+    return load_test_set(config, limit)[0]
+
+
+def load_test_set(config: RunConfig, limit: int | None = NUM_TEST_EXAMPLES
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The run's test images `[<= limit, *image_shape]`, binarized as in training,
+    and for a conditional run their int32 labels `[<= limit]` (else None)."""
+    conditional = config.model.conditional
+    splits = datasets.load(config.data, seed=config.train.seed, labels=conditional)
+    batches = list(splits.test.as_numpy_iterator())
+    if not conditional:
+        return np.concatenate(batches)[:limit], None
+    return (np.concatenate([x for x, _ in batches])[:limit],
+            np.concatenate([y for _, y in batches])[:limit])
 
 
 def export_run(run_dir: Path, *, quantizations=DEFAULT_QUANTIZATIONS,
@@ -319,5 +359,5 @@ def export_run(run_dir: Path, *, quantizations=DEFAULT_QUANTIZATIONS,
     """
     model, config = load_run(run_dir)
     return export_model(model, export_dir or Path(run_dir) / EXPORT_DIR,
-                        load_test_images(config),
+                        *load_test_set(config),
                         quantizations=quantizations, run_config=config, seed=seed)

@@ -148,11 +148,30 @@ class VAE(OwnLossModel):
                              "labels [B] (ints 0..K-1), e.g. fit(x, y), elbo(x, labels=y), "
                              "sample(n, labels=...).")
         labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+        if tf.executing_eagerly():  # In a graph, tf.one_hot maps a bad label to zeros.
+            values = labels.numpy()
+            if values.size and (values.min() < 0 or values.max() >= self.num_classes):
+                raise ValueError(f"Labels must be 0..{self.num_classes - 1}; got values from "
+                                 f"{values.min()} to {values.max()}.")
         return tf.one_hot(labels, self.num_classes, dtype=self.compute_dtype)
+
+    @property
+    def _default_save_signature(self):
+        # Keras traces self(x) as a serving function of every Model a SavedModel
+        # holds (also through keras.export.ExportArchive): a conditional VAE cannot
+        # run without labels, and tfvae.endpoints serve it instead.
+        if self.num_classes is not None:
+            return None
+        return super()._default_save_signature
 
     def posterior_parameters(self, x, labels=None) -> dict:
         """The posterior head's parameters {name: `[B, ...]`} for x `[B, *event]`."""
         return _parameters(self.encoder, self._as_input(x), self.condition(labels))
+
+    def likelihood_parameters(self, z, labels=None) -> dict:
+        """The likelihood head's parameters {name: `[B, ...]`} for z `[B, latent_dim]`."""
+        return _parameters(self.decoder, tf.convert_to_tensor(z, self.compute_dtype),
+                           self.condition(labels))
 
     def prior(self) -> tfd.Distribution:
         """p(z) with batch shape `[]` and event shape `[latent_dim]`."""
@@ -192,8 +211,7 @@ class VAE(OwnLossModel):
 
     def likelihood_mean(self, z, labels=None) -> tf.Tensor:
         """E[x|z] `[B, *event]` for z `[B, latent_dim]`."""
-        z = tf.convert_to_tensor(z, self.compute_dtype)
-        return self.likelihood_head().mean(_parameters(self.decoder, z, self.condition(labels)))
+        return self.likelihood_head().mean(self.likelihood_parameters(z, labels))
 
     def call(self, x, training=None, labels=None):
         posterior = self.encode(x, labels)

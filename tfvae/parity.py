@@ -20,6 +20,13 @@ noise, on every endpoint output:
 The draws x, like a `.tflite`'s, are checked against the sampling formula
 instead, since a Bernoulli pixel whose u sits on p may flip under float rounding.
 
+A conditional VAE's artifacts are fed labels on both sides: the test labels
+`y_test` with the test images (encode, reconstruct, elbo, log p(x|z, y)), and
+labels drawn uniformly from the seeded generator with z ~ p(z) (decode,
+sample_from_noise, sample). Without `y_test` a conditional export is refused:
+log p(x | z, y) at made-up labels would still compare the two sides, but the
+test log-likelihood the report records would mean nothing.
+
 Each `.tflite` decoder must
 - hold builtin ops only: LiteRT cannot run Flex (TF Select) ops;
 - draw in `sample_from_noise` what the sampling formula gives on its own
@@ -55,8 +62,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfvae.endpoints import (QUANTIZATIONS, SAVED_MODEL_DIR, draw_noise, endpoints,
-                             posterior_noise, prior_draw, sampling_noise, tflite_name)
+from tfvae.endpoints import (LABELS, QUANTIZATIONS, SAVED_MODEL_DIR, draw_labels, draw_noise,
+                             endpoints, posterior_noise, prior_draw,
+                             sampling_noise, tflite_name)
 from tfvae.model import VAE
 
 NUM_CHECK_SAMPLES = 256
@@ -102,32 +110,38 @@ TOLERANCES = {
 }
 
 
-def check_export(model: VAE, export_dir: Path, x_test: np.ndarray, *,
-                 quantizations=None, seed: int = 0) -> dict:
+def check_export(model: VAE, export_dir: Path, x_test: np.ndarray,
+                 y_test: np.ndarray | None = None, *, quantizations=None,
+                 seed: int = 0) -> dict:
     """Compares the SavedModel and every `.tflite` in `export_dir` with `model`.
 
     Args:
         model: The Keras model the artifacts were exported from.
         export_dir: Holds `saved_model/` and `decoder_<quantization>.tflite`.
         x_test: `[N, *image_shape]` test data for the log-likelihood change.
+        y_test: `[N]` int labels of `x_test`: required for a conditional VAE,
+            refused for an ordinary one.
         quantizations: Which `.tflite` files to check; default: those present.
-        seed: Seeds the noise fed to both sides.
+        seed: Seeds the noise (and labels of z ~ p(z)) fed to both sides.
 
     Returns:
         {artifact: metrics}, each with `failures` and `passed`.
 
     Raises:
+        ValueError: `y_test` missing for a conditional VAE, given for an
+            ordinary one, or not `[N]` labels in 0..K-1.
         ParityError: Any artifact beyond its tolerance, or any non-builtin op.
     """
+    check_labels(model, x_test, y_test)
     export_dir = Path(export_dir)
     quantizations = quantizations or [q for q in QUANTIZATIONS
                                       if (export_dir / tflite_name(q)).exists()]
     report = {SAVED_MODEL_DIR: _check_saved_model(model, export_dir / SAVED_MODEL_DIR,
-                                                  x_test, seed)}
+                                                  x_test, y_test, seed)}
     for quantization in quantizations:
         flatbuffer = (export_dir / tflite_name(quantization)).read_bytes()
         report[tflite_name(quantization)] = _check_tflite(model, flatbuffer, quantization,
-                                                          x_test, seed)
+                                                          x_test, y_test, seed)
     failures = []
     for artifact, metrics in report.items():
         metrics["passed"] = not metrics["failures"]
@@ -137,14 +151,47 @@ def check_export(model: VAE, export_dir: Path, x_test: np.ndarray, *,
     return report
 
 
-def _check_saved_model(model: VAE, path: Path, x: np.ndarray, seed: int) -> dict:
+def check_labels(model: VAE, x: np.ndarray, labels: np.ndarray | None) -> None:
+    """Refuses labels that `model` does not take, or that do not label `x`.
+
+    Raises:
+        ValueError: Labels missing for a conditional VAE, given for an ordinary
+            one, or not `[len(x)]` integers in 0..K-1.
+    """
+    if model.num_classes is None:
+        if labels is not None:
+            raise ValueError("This VAE is not conditional: it takes no test labels.")
+        return
+    if labels is None:
+        raise ValueError(
+            f"This VAE is conditional on {model.num_classes} classes: its parity checks "
+            "need the labels of the test images (y_test), since log p(x | z, y) at other "
+            "labels is no test log-likelihood.")
+    labels = np.asarray(labels)
+    if (labels.shape != (len(x),) or not np.issubdtype(labels.dtype, np.integer)
+            or labels.min(initial=0) < 0 or labels.max(initial=0) >= model.num_classes):
+        raise ValueError(f"The test labels must be {len(x)} integers in "
+                         f"0..{model.num_classes - 1} (one per test image), got "
+                         f"{labels.dtype} {list(labels.shape)}.")
+
+
+def sample_inputs(model: VAE, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """The inputs of the `sample` signature for n images: `num_samples`, or a
+    conditional VAE's `labels` `[n]` drawn from `rng`."""
+    return draw_labels(model, rng, n) or {"num_samples": np.array(n, np.int32)}
+
+
+def _check_saved_model(model: VAE, path: Path, x: np.ndarray, y: np.ndarray | None,
+                       seed: int) -> dict:
     """Every SavedModel endpoint against the same function run on `model`.
 
     Args:
         model: The Keras model.
         path: The SavedModel folder.
         x: `[N, *image_shape]` inputs of `encode`, `reconstruct` and `elbo`.
-        seed: Seeds z ~ p(z) and the noise, one draw per example of `x`.
+        y: Their labels `[N]` (a conditional VAE), else None.
+        seed: Seeds z ~ p(z) and the noise (and the labels fed with z), one
+            draw per example of `x`.
 
     Returns:
         {"max_abs_diff": {"<endpoint>/<output>": float}, "failures": [str]}.
@@ -154,17 +201,21 @@ def _check_saved_model(model: VAE, path: Path, x: np.ndarray, seed: int) -> dict
     noise = draw_noise(rng, sampling_noise(model), len(x))
     z_noise = draw_noise(rng, posterior_noise(model), len(x))
     z = prior_draw(model, noise).numpy()
-    inputs = {"encode": [x], "decode": [z], "sample_from_noise": list(noise.values()),
-              "reconstruct": [x], "elbo": [x, *z_noise.values()]}
+    # Positional inputs end in labels (none for an ordinary VAE): x's own, drawn ones for z.
+    x_labels = [] if y is None else [np.asarray(y, np.int32)]
+    z_labels = list(draw_labels(model, rng, len(x)).values())
+    inputs = {"encode": [x, *x_labels], "decode": [z, *z_labels],
+              "sample_from_noise": [*noise.values(), *z_labels],
+              "reconstruct": [x, *x_labels], "elbo": [x, *z_noise.values(), *x_labels]}
     functions = {name: function for name, (function, _) in endpoints(model).items()}
-    bound_tolerances = _bound_tolerances(model, x, z_noise)
+    bound_tolerances = _bound_tolerances(model, x, z_noise, y)
     differences, failures = {}, []
     for name, args in inputs.items():
         got = _numpy(getattr(loaded, name)(*args))
         want = _numpy(functions[name](*map(tf.constant, args)))
         if name == "sample_from_noise":  # Discrete draws may flip where u sits on a boundary.
-            failures += _formula_failures(model, got, functions["decode"](tf.constant(got["z"])),
-                                          noise)
+            decoded = functions["decode"](tf.constant(got["z"]), *map(tf.constant, z_labels))
+            failures += _formula_failures(model, got, decoded, noise)
             want.pop("x")
         for key, value in want.items():
             output = f"{name}/{key}"
@@ -172,11 +223,13 @@ def _check_saved_model(model: VAE, path: Path, x: np.ndarray, seed: int) -> dict
                 output, SAVED_MODEL_ATOL + SAVED_MODEL_RTOL * np.abs(value))
             differences[output] = float(np.abs(got[key] - value).max())
             failures += _closeness_failures(output, got[key], value, tolerance)
-    failures += _sample_failures(_numpy(loaded.sample(tf.constant(3))), model, 3)
+    drawn = loaded.sample(*map(tf.constant, sample_inputs(model, rng, 3).values()))
+    failures += _sample_failures(_numpy(drawn), model, 3)
     return {"max_abs_diff": differences, "failures": failures}
 
 
-def _bound_tolerances(model: VAE, x: np.ndarray, z_noise: dict) -> dict[str, np.ndarray]:
+def _bound_tolerances(model: VAE, x: np.ndarray, z_noise: dict,
+                      labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-example tolerances `[N]` of the `elbo` endpoint's outputs (module docstring).
 
     The magnitude of the distortion's sum is sum_i |log p(x_i|z)| over the
@@ -184,10 +237,11 @@ def _bound_tolerances(model: VAE, x: np.ndarray, z_noise: dict) -> dict[str, np.
     |log q(z|x)| + |log p(z)| + |rate|, which bounds the terms of both its
     analytic and its Monte Carlo form.
     """
-    head, parameters = model.posterior_head(), model.encoder.parameters(x)
+    head, parameters = model.posterior_head(), model.posterior_parameters(x, labels)
     posterior, prior = head.distribution(parameters), model.prior()
     z = head.draw(parameters, {k: tf.constant(v) for k, v in z_noise.items()})
-    terms = model.likelihood_head().elementwise_log_prob(model.decoder.parameters(z), x)
+    terms = model.likelihood_head().elementwise_log_prob(
+        model.likelihood_parameters(z, labels), x)
     terms = terms.numpy().reshape(len(x), -1)
     distortion = np.abs(terms).sum(axis=1), terms.shape[1]
     rate_value = model.rate(posterior, prior, z[tf.newaxis])
@@ -215,7 +269,7 @@ def _closeness_failures(output: str, got: np.ndarray, want: np.ndarray,
 
 
 def _check_tflite(model: VAE, flatbuffer: bytes, quantization: str, x: np.ndarray,
-                 seed: int) -> dict:
+                  y: np.ndarray | None, seed: int) -> dict:
     """A `.tflite` decoder against `model`, run in the LiteRT interpreter.
 
     Args:
@@ -223,7 +277,9 @@ def _check_tflite(model: VAE, flatbuffer: bytes, quantization: str, x: np.ndarra
         flatbuffer: The `.tflite` contents.
         quantization: Its key in `TOLERANCES`.
         x: `[N, *image_shape]` test data for the log-likelihood change.
-        seed: Seeds the `NUM_CHECK_SAMPLES` draws z ~ p(z) and their pixel noise.
+        y: Their labels `[N]` (a conditional VAE), else None.
+        seed: Seeds the `NUM_CHECK_SAMPLES` draws z ~ p(z), their pixel noise
+            (and labels).
 
     Returns:
         The metrics of export.json's parity report, with `failures`.
@@ -233,12 +289,14 @@ def _check_tflite(model: VAE, flatbuffer: bytes, quantization: str, x: np.ndarra
     runner = Interpreter(model_content=flatbuffer).get_signature_runner
     # Against decode at the file's own z: quantized prior weights (a mixture's
     # means) move z, and x follows.
-    noise = draw_noise(np.random.default_rng(seed), sampling_noise(model), NUM_CHECK_SAMPLES)
+    rng = np.random.default_rng(seed)
+    noise = draw_noise(rng, sampling_noise(model), NUM_CHECK_SAMPLES)
+    labels = draw_labels(model, rng, NUM_CHECK_SAMPLES)  # {} for an ordinary VAE.
     z = prior_draw(model, noise).numpy()
-    decoded = runner("decode")(z=z)
-    drawn = runner("sample_from_noise")(**noise)
-    difference = np.abs(decoded["mean"] - model.likelihood_mean(z).numpy())
-    log_likelihood, reference = _test_log_likelihoods(model, runner("decode"), x)
+    decoded = runner("decode")(z=z, **labels)
+    drawn = runner("sample_from_noise")(**noise, **labels)
+    difference = np.abs(decoded["mean"] - model.likelihood_mean(z, labels.get(LABELS)).numpy())
+    log_likelihood, reference = _test_log_likelihoods(model, runner("decode"), x, y)
     metrics = {
         "quantization": quantization, "ops": sorted(ops),
         "mean_abs_diff": float(difference.mean()), "max_abs_diff": float(difference.max()),
@@ -248,11 +306,10 @@ def _check_tflite(model: VAE, flatbuffer: bytes, quantization: str, x: np.ndarra
         "tolerance": dataclasses.asdict(TOLERANCES[quantization]),
     }
     failures = (_flex_failures(ops)
-                + _formula_failures(model, drawn, runner("decode")(z=drawn["z"]), noise,
-                                    TOLERANCES[quantization].max_abs)
+                + _formula_failures(model, drawn, runner("decode")(z=drawn["z"], **labels),
+                                    noise, TOLERANCES[quantization].max_abs)
                 + _tolerance_failures(metrics, TOLERANCES[quantization])
-                + _sample_failures(runner("sample")(num_samples=np.array(3, np.int32)),
-                                   model, 3))
+                + _sample_failures(runner("sample")(**sample_inputs(model, rng, 3)), model, 3))
     return {**metrics, "failures": failures}
 
 
@@ -287,11 +344,14 @@ def _flex_failures(ops: set[str]) -> list[str]:
     return [f"non-builtin ops {custom} (Flex cannot run in LiteRT)"] if custom else []
 
 
-def _test_log_likelihoods(model: VAE, decode, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """log p(x | z = posterior mean) `[N]`: through the `.tflite` `decode`, then `model`'s."""
-    z = model.posterior_mean(x)
-    reference = _log_prob(model, model.decoder.parameters(z), x)
-    return _log_prob(model, decode(z=z.numpy()), x), reference
+def _test_log_likelihoods(model: VAE, decode, x: np.ndarray,
+                          labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """log p(x | z = posterior mean) `[N]` (p(x | z, y) given labels y `[N]`): through
+    the `.tflite` `decode`, then `model`'s."""
+    z = model.posterior_mean(x, labels)
+    reference = _log_prob(model, model.likelihood_parameters(z, labels), x)
+    inputs = {} if labels is None else {LABELS: np.asarray(labels, np.int32)}
+    return _log_prob(model, decode(z=z.numpy(), **inputs), x), reference
 
 
 def _tolerance_failures(metrics: dict, tolerance: Tolerance) -> list[str]:

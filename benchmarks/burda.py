@@ -44,7 +44,7 @@ def row(name, k, result, report) -> str:
     history = result.history
     seconds = sum(history["seconds"]) if "seconds" in history else None
     nll = -report["log_likelihood"]["mean"]
-    target = TARGETS[(result.model.objective, k)]
+    target = TARGETS[(result.model.objective.name, k)]
     wall = f"{seconds / 60:.0f} min" if seconds else "not recorded"
     return (f"| {name} | {k} | {len(history['elbo'])} | {wall} | {-history['val_elbo'][-1]:.2f} "
             f"| {nll:.2f} ± {report['log_likelihood']['stderr']:.2f} | {target} "

@@ -1,15 +1,17 @@
 """The variational autoencoder as a Keras model.
 
 `VAE` composes an encoder x -> q(z|x), a decoder z -> p(x|z) and a prior p(z)
-(`tfp.distributions` all three) and trains them with the bounds of
+(`tfp.distributions` all three) and trains them with an objective of
 `objectives.py`: the ELBO with L samples (analytic KL where it exists, else the
-Monte Carlo estimate) or the importance-weighted bound with k samples.
+Monte Carlo estimate), weighted, warmed up or with free bits, beta-TCVAE, or the
+importance-weighted bound with k samples. A conditional VAE (`num_classes`)
+feeds a label to both networks: every method that runs one takes `labels`.
 It implements the whole Keras contract: `call`, `train_step`, `test_step`,
 `predict_step`, `metrics` and serialization, so `fit(validation_data=...)`,
 `evaluate`, `predict` and `.keras` files work as for any Keras model.
 
 Data flow: x -> encoder -> q(z|x) -> z (reparameterized) -> decoder -> p(x|z)
--> bound -> loss.
+-> objective -> loss.
 
 References:
     Kingma & Welling (2014). Auto-Encoding Variational Bayes. ICLR.

@@ -290,8 +290,8 @@ class ELBO(Objective):
                                                  self.baseline)
             return -surrogate + weight * draws.closed_form_rate, _terms(draws)
         signal = draws.log_likelihood + weight * (draws.log_prior - draws.log_posterior)
-        return -score_function_surrogate(signal, draws.log_posterior, self.baseline), \
-            _terms(draws)
+        surrogate = score_function_surrogate(signal, draws.log_posterior, self.baseline)
+        return -surrogate, _terms(draws)
 
 
 @keras.saving.register_keras_serializable(package="tfvae")

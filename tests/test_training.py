@@ -132,6 +132,16 @@ def test_run_names_carry_the_parts_and_options_that_differ_from_the_papers():
     assert name(config.RunConfig.for_dataset("mnist", likelihood="discretized_logistic",
                                              binarization="none")) == (
         "mnist-latent20-elbo1-discretized_logistic")
+    assert name(config.RunConfig.for_dataset(
+        "mnist", beta=4.0, warmup="linear", network="conv", conditional=True)) == (
+        "mnist-latent20-elbo1-beta=4.0-warmup=linear-conditional-conv")
+    assert name(config.RunConfig.for_dataset("mnist", objective="beta_tcvae",
+                                             dataset_size=60000)) == (
+        "mnist-latent20-beta_tcvae1")
+    assert name(config.RunConfig.for_dataset("binarized_mnist", latent_dim=100,
+                                             top_latent_dim=50, objective="iwae",
+                                             num_samples=5)) == (
+        "binarized_mnist-latent100-top50-iwae5")
 
 
 def test_a_refused_resume_names_the_nested_field_that_differs():

@@ -18,9 +18,9 @@ import keras
 from tfvae import hierarchical, likelihoods, objectives, posteriors, registry
 from tfvae.config import ModelConfig, ObjectiveConfig
 from tfvae.model import VAE
-from tfvae.schedules import KLWeight
 from tfvae.networks import (MLP, ConvolutionalDecoder, ConvolutionalEncoder,
                             ProbabilisticNetwork, child_seed)
+from tfvae.schedules import KLWeight
 
 
 def mlp_network(head: keras.layers.Layer, hidden_units: Sequence[int] = (500,), *,

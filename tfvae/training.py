@@ -140,8 +140,8 @@ def resolve(config: RunConfig, data: datasets.DataSplits) -> RunConfig:
 
 def _run_name(config: RunConfig) -> str:
     """dataset-latentJ-<objective><samples>, the objective's options that are not
-    the defaults, then the parts that are not the defaults (the dataset's
-    likelihood, the diagonal Gaussian, N(0, I))."""
+    the defaults, then the network and the parts that are not the defaults (the
+    MLP; the dataset's likelihood, the diagonal Gaussian, N(0, I))."""
     model = config.model
     defaults = {"likelihood": dataset_defaults(config.data.dataset).get("likelihood",
                                                                          "bernoulli"),
@@ -154,7 +154,10 @@ def _run_name(config: RunConfig) -> str:
         parts.insert(0, _part_name(model.network))
     if model.conditional:
         parts.insert(0, "conditional")
-    return "-".join([f"{config.data.dataset.replace(':', '_')}-latent{model.latent_dim}"
+    latent = f"latent{model.latent_dim}"
+    if model.top_latent_dim:  # Two stochastic layers: latent<J1>-top<J2>.
+        latent += f"-top{model.top_latent_dim}"
+    return "-".join([f"{config.data.dataset.replace(':', '_')}-{latent}"
                      f"-{model.objective.name}{model.num_samples}", *objective, *parts])
 
 

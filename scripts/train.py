@@ -34,9 +34,10 @@ def main(argv=None) -> int:
               "checkpoint.", file=sys.stderr)
         return 130
     history = result.history
-    meaning = "minus the bound" if "elbo" in history else "the distortion: no bound"
-    print(f"Wrote {result.run_dir}: final loss {history['loss'][-1]:.2f}, "
-          f"test loss {history['val_loss'][-1]:.2f} nats per datapoint ({meaning}).")
+    # The ELBO whatever the objective minimised; a point mass has none, only its distortion.
+    key, meaning = ("elbo", "ELBO") if "elbo" in history else ("loss", "distortion: no bound")
+    print(f"Wrote {result.run_dir}: final {meaning} {history[key][-1]:.2f}, "
+          f"test {meaning} {history['val_' + key][-1]:.2f} nats per datapoint.")
     return 0
 
 

@@ -46,7 +46,7 @@ def test_cli_writes_every_artifact(data_dir, tmp_path, capsys):
     model = keras.models.load_model(run_dir / "model.keras")
     x = datasets.load_arrays("frey_face", data_dir).x_test[:4]
     assert model.reconstruct(x).shape == (4, 28, 20)
-    assert "test loss" in capsys.readouterr().out
+    assert "test ELBO" in capsys.readouterr().out
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(data_dir, tmp_path):

@@ -94,6 +94,8 @@ def test_a_conditional_vae_trains_on_labels_and_samples_by_label(tmp_path):
     assert model.sample(5, labels=2, seed=SEED).shape == (5, *EVENT)
     with pytest.raises(ValueError, match="pass labels"):
         model.elbo(x[:2])
+    with pytest.raises(ValueError, match="Labels must be 0..3"):
+        model.elbo(x[:2], labels=[0, 4])
     with pytest.raises(ValueError, match="vamp|VampPrior"):
         config.ModelConfig(conditional=True, prior="vamp")
 

@@ -40,6 +40,9 @@ class Draws(NamedTuple):
             where the model's `kl_estimator` or TFP has none.
         posterior: q(z|x), batch `[B]`.
         prior: p(z).
+        parameters: q(z|x)'s parameters {name: `[B, ...]`} where the encoder
+            has a `tfvae.posteriors` head (so that one encoder pass serves the
+            per-dimension and pairwise terms too), else None.
     """
 
     z: tf.Tensor
@@ -49,6 +52,7 @@ class Draws(NamedTuple):
     closed_form_rate: tf.Tensor | None
     posterior: tfd.Distribution
     prior: tfd.Distribution
+    parameters: dict | None = None
 
     @property
     def rate(self) -> tf.Tensor:
@@ -82,7 +86,7 @@ def draw(model, x, num_samples: int, seed, *, densities: bool = False,
         `Draws`.
     """
     x = model._as_input(x)
-    posterior = model.encode(x, labels)
+    parameters, posterior = _posterior(model, x, labels)
     prior = model.prior()
     closed_form = model._closed_form_rate(posterior, prior)
     if closed_form is not None:
@@ -99,7 +103,17 @@ def draw(model, x, num_samples: int, seed, *, densities: bool = False,
     log_prior = prior.log_prob(z) if log_posterior is not None else None
     return Draws(z=z, log_likelihood=model.log_likelihood(x, z, labels), log_posterior=log_posterior,
                  log_prior=log_prior, closed_form_rate=closed_form, posterior=posterior,
-                 prior=prior)
+                 prior=prior, parameters=parameters)
+
+
+def _posterior(model, x, labels):
+    """(parameters or None, q(z|x)): through the head where there is one."""
+    head = getattr(model.encoder, "head", None)
+    if head is None or not hasattr(head, "distribution"):
+        return None, model.encode(x, labels)
+    parameters = model.posterior_parameters(x, labels)
+    model.latent_shape = tuple(head.event_shape)
+    return parameters, head.distribution(parameters)
 
 
 def rate_per_dimension(model, x, draws: Draws, labels=None) -> tf.Tensor:
@@ -115,13 +129,13 @@ def rate_per_dimension(model, x, draws: Draws, labels=None) -> tf.Tensor:
         posterior, prior = draws.posterior, draws.prior
         if isinstance(posterior, tfd.Independent) and isinstance(prior, tfd.Independent):
             return tfd.kl_divergence(posterior.distribution, prior.distribution)
-    log_posterior = model.posterior_head().elementwise_log_prob(
-        model.posterior_parameters(x, labels), draws.z)
+    parameters = draws.parameters or model.posterior_parameters(x, labels)
+    log_posterior = model.posterior_head().elementwise_log_prob(parameters, draws.z)
     return tf.reduce_mean(log_posterior - model.prior_part().elementwise_log_prob(draws.z),
                           axis=0)
 
 
-def pairwise_log_posterior(model, x, z, labels=None) -> tf.Tensor:
+def pairwise_log_posterior(model, x, z, labels=None, parameters=None) -> tf.Tensor:
     """log q(z_bj | x_b') `[B, B', J]`: every draw under every posterior, per dimension.
 
     Args:
@@ -129,10 +143,12 @@ def pairwise_log_posterior(model, x, z, labels=None) -> tf.Tensor:
         x: `[B, *event]`.
         z: `[B, J]`, one draw per datapoint.
         labels: `[B]` labels of a conditional VAE.
+        parameters: q(z|x)'s parameters at x, if already computed.
 
     Raises:
         NotImplementedError: q(z|x) does not factorize over dimensions.
     """
-    parameters = model.posterior_parameters(x, labels)
+    if parameters is None:
+        parameters = model.posterior_parameters(x, labels)
     return model.posterior_head().elementwise_log_prob(
         {name: value[tf.newaxis] for name, value in parameters.items()}, z[:, tf.newaxis])

@@ -378,7 +378,7 @@ class BetaTCVAE(Objective):
         draws = estimators.draw(model, x, 1, seed, densities=True, labels=labels)
         z = draws.z[0]
         parts = decomposition.decompose_pairwise_per_example(
-            estimators.pairwise_log_posterior(model, x, z, labels),
+            estimators.pairwise_log_posterior(model, x, z, labels, draws.parameters),
             model.prior_part().elementwise_log_prob(z), self.dataset_size, self.estimator)
         kl_term = weighted_kl_decomposition(parts, *self.weights)
         return draws.distortion + weight * kl_term, _terms(draws)

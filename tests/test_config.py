@@ -126,3 +126,13 @@ def test_objective_settings_that_cannot_work_are_refused_with_what_to_do(model, 
                                                                            message):
     with pytest.raises(ValueError, match=message):
         config.ModelConfig(**model, objective=config.ObjectiveConfig(**objective))
+
+
+def test_the_configs_choices_are_the_librarys():
+    # config.py names them without importing TensorFlow (for --help); the library owns them.
+    from tfvae import decomposition, objectives, schedules
+    assert config.WARMUPS == schedules.WARMUPS
+    assert config.GRADIENT_ESTIMATORS == objectives.GRADIENT_ESTIMATORS
+    assert config.BASELINES == objectives.BASELINES
+    assert config.TC_ESTIMATORS == decomposition.ESTIMATORS
+    assert set(config.OBJECTIVES) == set(objectives.OBJECTIVES)

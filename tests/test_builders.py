@@ -96,6 +96,10 @@ def test_a_conditional_vae_trains_on_labels_and_samples_by_label(tmp_path):
         model.elbo(x[:2])
     with pytest.raises(ValueError, match="Labels must be 0..3"):
         model.elbo(x[:2], labels=[0, 4])
+    with pytest.raises(ValueError, match="y must be integer labels 0..3"):
+        model.fit(x, y + 1, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="labels of validation_data"):
+        model.fit(x, y, validation_data=(x, y * 0.5), epochs=1, verbose=0)
     with pytest.raises(ValueError, match="vamp|VampPrior"):
         config.ModelConfig(conditional=True, prior="vamp")
 

@@ -435,14 +435,32 @@ class VAE(OwnLossModel):
         if config:
             self.build(config["input_shape"])
 
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`OwnLossModel.fit`; a conditional VAE's labels y `[N]` must be 0..K-1 (in the
+        compiled step a bad label would silently become the all-zero condition)."""
+        self._check_labels(y, "y")
+        return super().fit(x, y, *args, **kwargs)
+
     def check_arrays(self, data, name: str) -> None:
         """Also refuses arrays outside the likelihood's support, e.g. grey pixels for a
-        Bernoulli, whose log_prob would not be a log-probability (datasets pass)."""
+        Bernoulli, whose log_prob would not be a log-probability (datasets pass), and a
+        conditional VAE's labels outside 0..K-1."""
         super().check_arrays(data, name)
         head = getattr(self.decoder, "head", None)
         x = data[0] if isinstance(data, (tuple, list)) and data else data
         if head is not None and isinstance(x, (np.ndarray, tf.Tensor)):
             data_checks.check_support(np.asarray(x), head.support, "none", name=name)
+        if isinstance(data, (tuple, list)) and len(data) > 1:
+            self._check_labels(data[1], f"the labels of {name}")
+
+    def _check_labels(self, labels, name: str) -> None:
+        if self.num_classes is None or not isinstance(labels, (np.ndarray, tf.Tensor, list)):
+            return
+        values = np.asarray(labels)
+        if values.size and (not np.issubdtype(values.dtype, np.integer)
+                            or values.min() < 0 or values.max() >= self.num_classes):
+            raise ValueError(f"{name} must be integer labels 0..{self.num_classes - 1}; got "
+                             f"{values.dtype} values from {values.min()} to {values.max()}.")
 
     def _as_input(self, x) -> tf.Tensor:
         """x as a float tensor `[B, *event]`; the first call fixes `event`.

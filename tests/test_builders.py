@@ -92,6 +92,9 @@ def test_a_conditional_vae_trains_on_labels_and_samples_by_label(tmp_path):
     means = model.likelihood_mean(z, labels=[0, 3]).numpy()
     assert not np.allclose(means[0], means[1])
     assert model.sample(5, labels=2, seed=SEED).shape == (5, *EVENT)
+    predicted = model.predict((x, y), batch_size=10, verbose=0)
+    np.testing.assert_allclose(predicted["reconstruction"], model.reconstruct(x, y).numpy(),
+                               atol=1e-6)
     with pytest.raises(ValueError, match="pass labels"):
         model.elbo(x[:2])
     with pytest.raises(ValueError, match="Labels must be 0..3"):

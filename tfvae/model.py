@@ -392,9 +392,15 @@ class VAE(OwnLossModel):
 
     def _inputs(self, data) -> tuple[tf.Tensor, tf.Tensor | None]:
         """(x `[B, *event]`, labels `[B]` or None) from `x`, `(x,)`, `(x, y)` or
-        `(x, y, weights)`: y is the label of a conditional VAE, ignored otherwise."""
+        `(x, y, weights)`: y is the label of a conditional VAE, ignored otherwise.
+        A conditional VAE also takes its two inputs as x = (images, labels), the
+        form `predict((x, y))` hands over."""
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._as_input(x), y if self.num_classes is not None else None
+        if self.num_classes is None:
+            return self._as_input(x), None
+        if isinstance(x, (tuple, list)) and len(x) == 2:
+            x, y = x
+        return self._as_input(x), y
 
     def _update_metrics(self, loss, terms: objectives.Bound, step, applied=None) -> dict:
         """Adds the per-example loss and terms `[B]` to their means (see

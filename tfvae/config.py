@@ -440,7 +440,7 @@ class TrainConfig:
     learning_rate: float = 0.02
     seed: int = 0
     jit_compile: bool = True
-    steps_per_execution: int = 16
+    steps_per_execution: int = 64
     checkpoint_every: int = 10
     output_dir: str = "saved_models"
     run_name: Optional[str] = None

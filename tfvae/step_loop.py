@@ -46,24 +46,26 @@ def make_step_function(step: Callable, steps_per_execution: int) -> Callable:
     several_steps = tf.function(_several_steps(step), jit_compile=True,
                                 reduce_retracing=True)
 
+    # The graph holds loops, not K copies of the fetch: its size, and the time
+    # to trace and optimise it, do not grow with K.
     @tf.function(reduce_retracing=True)
     def run(iterator):
-        optionals = [iterator.get_next_as_optional() for _ in range(steps_per_execution)]
-        present = [optional.has_value() for optional in optionals]
-        count = tf.add_n([tf.cast(p, tf.int32) for p in present])
-        # A missing slot repeats the first batch: the loop never reaches it, and
-        # the block keeps one shape. (No batch at all: empty tensors, count 0.)
-        first = tf.cond(present[0], optionals[0].get_value,
-                        lambda: _empty(optionals[0].element_spec))
-        batches = [first] + [tf.cond(p, optional.get_value, lambda: first)
-                             for p, optional in zip(present[1:], optionals[1:])]
-        initial = _zeros_like_outputs(one_step, first)
-        uniform = tf.reduce_all(tf.stack([_same_shapes(b, first) for b in batches[1:]]
-                                         or [tf.constant(True)]))
+        spec = iterator.element_spec
+        arrays, count = _fetch(iterator, steps_per_execution)
+
+        def batch(j):
+            return tf.nest.pack_sequence_as(spec, [array.read(j) for array in arrays])
+
+        initial = _zeros_like_outputs(one_step, batch(0))
+
+        def as_block():  # [K, *batch]: the slots past `count` repeat batch 0, never run.
+            return tf.nest.pack_sequence_as(
+                spec, [_padded(array, count, steps_per_execution).stack() for array in arrays])
+
         logs = tf.cond(
-            tf.logical_and(count > 0, uniform),  # No empty block to compile.
-            lambda: several_steps(_stack(batches), count, initial),
-            lambda: _one_by_one(one_step, batches, present, initial))
+            tf.logical_and(count > 0, _uniform(arrays, count)),  # No empty block to compile.
+            lambda: several_steps(as_block(), count, initial),
+            lambda: _one_by_one(one_step, batch, count, initial))
         return count, logs
 
     def function(iterator):
@@ -82,6 +84,42 @@ def make_step_function(step: Callable, steps_per_execution: int) -> Callable:
     return function
 
 
+def _fetch(iterator, steps: int) -> tuple[list[tf.TensorArray], tf.Tensor]:
+    """Up to `steps` batches: one TensorArray per tensor of a batch, and their count."""
+    specs = tf.nest.flatten(iterator.element_spec)
+    arrays = [tf.TensorArray(s.dtype, size=steps, infer_shape=False, element_shape=s.shape)
+              for s in specs]
+
+    def body(j, _, arrays):
+        optional = iterator.get_next_as_optional()
+        present = optional.has_value()
+        arrays = tf.cond(
+            present,
+            lambda: [a.write(j, v) for a, v in zip(arrays, tf.nest.flatten(optional.get_value()))],
+            lambda: arrays)
+        return j + tf.cast(present, tf.int32), tf.logical_not(present), arrays
+
+    count, _, arrays = tf.while_loop(
+        lambda j, exhausted, _: tf.logical_and(j < steps, tf.logical_not(exhausted)),
+        body, [tf.constant(0), tf.constant(False), arrays])
+    return arrays, count
+
+
+def _uniform(arrays: list[tf.TensorArray], count) -> tf.Tensor:
+    """Whether batches 1..count-1 have the shapes of batch 0."""
+    def body(j, same):
+        return j + 1, tf.logical_and(same, tf.reduce_all(tf.stack([
+            tf.reduce_all(tf.equal(tf.shape(a.read(j)), tf.shape(a.read(0))))
+            for a in arrays])))
+    return tf.while_loop(lambda j, _: j < count, body, [tf.constant(1), tf.constant(True)])[1]
+
+
+def _padded(array: tf.TensorArray, count, size: int) -> tf.TensorArray:
+    """`array` with slots count..size-1 set to slot 0 (one shape for the block)."""
+    return tf.while_loop(lambda j, _: j < size, lambda j, a: (j + 1, a.write(j, a.read(0))),
+                         [count, array])[1]
+
+
 def _several_steps(step: Callable) -> Callable:
     def several_steps(block, count, initial: Logs) -> Logs:
         """Runs `step` on batches 0..count-1 of `block` `[K, *batch]`; returns the
@@ -92,11 +130,10 @@ def _several_steps(step: Callable) -> Callable:
     return several_steps
 
 
-def _one_by_one(one_step: Callable, batches: list, present: list, initial: Logs) -> Logs:
-    logs = initial
-    for batch, p in zip(batches, present):
-        logs = tf.cond(p, lambda batch=batch: one_step(batch), lambda logs=logs: logs)
-    return logs
+def _one_by_one(one_step: Callable, batch: Callable, count, initial: Logs) -> Logs:
+    """Runs the compiled single step on batches 0..count-1 (of any shapes)."""
+    return tf.while_loop(lambda j, _: j < count, lambda j, _: (j + 1, one_step(batch(j))),
+                         [tf.constant(0), initial])[1]
 
 
 def _zeros_like_outputs(one_step: Callable, batch) -> Logs:
@@ -104,19 +141,3 @@ def _zeros_like_outputs(one_step: Callable, batch) -> Logs:
     outputs = one_step.get_concrete_function(batch).structured_outputs
     return tf.nest.map_structure(
         lambda t: tf.zeros([d or 0 for d in t.shape.as_list()], t.dtype), outputs)
-
-
-def _empty(spec):
-    return tf.nest.map_structure(
-        lambda s: tf.zeros([d or 0 for d in s.shape.as_list()], s.dtype), spec)
-
-
-def _stack(batches: list):
-    return tf.nest.map_structure(lambda *parts: tf.stack(parts), *batches)
-
-
-def _same_shapes(batch, reference) -> tf.Tensor:
-    """Whether every tensor of `batch` has the shape of its peer in `reference`."""
-    pairs = zip(tf.nest.flatten(batch), tf.nest.flatten(reference))
-    return tf.reduce_all(tf.stack([
-        tf.reduce_all(tf.equal(tf.shape(a), tf.shape(b))) for a, b in pairs]))

@@ -246,9 +246,11 @@ def _comparable(config: RunConfig) -> RunConfig:
 
 
 class SamplesSeen(keras.callbacks.Callback):
-    """Adds `samples` (training examples evaluated so far) and `seconds` (the
-    epoch's wall time, validation included) to the logs.
+    """Adds `samples` (training examples evaluated so far) and `seconds` to the logs.
 
+    `seconds` is the wall time since the previous epoch's logs (the first epoch:
+    since training began): the epoch, its validation and the previous epoch's
+    logging and checkpoint, so that a run's seconds add up to its time.
     `samples` is the x-axis of Kingma & Welling's Figure 2. Must come before
     the loggers.
     """
@@ -258,13 +260,15 @@ class SamplesSeen(keras.callbacks.Callback):
         self.samples_per_epoch = samples_per_epoch
         self.start = None
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_train_begin(self, logs=None):
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
         if logs is not None:
             logs["samples"] = (epoch + 1) * self.samples_per_epoch
-            logs["seconds"] = time.perf_counter() - self.start
+            logs["seconds"] = now - self.start
+        self.start = now
 
 
 class Checkpoint(keras.callbacks.Callback):

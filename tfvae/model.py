@@ -297,7 +297,21 @@ class VAE(OwnLossModel):
         z_flat = tf.reshape(z, tf.concat([[-1], tf.shape(z)[2:]], axis=0))
         x_flat = _tile(x, sample_shape[0])
         labels = None if labels is None else _tile(tf.reshape(labels, [-1]), sample_shape[0])
-        return tf.reshape(self.decode(z_flat, labels).log_prob(x_flat), sample_shape)
+        return tf.reshape(self._log_prob(z_flat, x_flat, labels), sample_shape)
+
+    def _log_prob(self, z, x, labels=None) -> tf.Tensor:
+        """log p(x|z) `[B]` for z `[B, latent_dim]`: the sum of the head's per-pixel
+        terms where it has them (one pass, no distribution object), else the
+        distribution's `log_prob`."""
+        head = getattr(self.decoder, "head", None)
+        if head is not None and hasattr(self.decoder, "parameters"):
+            try:
+                pixels = head.elementwise_log_prob(self.likelihood_parameters(z, labels), x)
+            except NotImplementedError:
+                pass
+            else:
+                return tf.reduce_sum(pixels, axis=tf.range(1, tf.rank(pixels)))
+        return self.decode(z, labels).log_prob(x)
 
     def _closed_form_rate(self, posterior, prior) -> tf.Tensor | None:
         """The analytic KL `[B]` if `kl_estimator` allows and TFP has it, else None."""

@@ -80,7 +80,7 @@ def main():
     alone = min(products_alone(kernels, rows, chunk_rows, jit) for jit in (False, True))
     print(f"{args.num_examples} images x k = {args.num_samples}: {gflop:,.0f} GFLOP of "
           f"decoder products")
-    print(f"| what | seconds | decoder GFLOP/s | share of the products alone |\n|---|---|---|---|")
+    print("| what | seconds | decoder GFLOP/s | share of the products alone |\n|---|---|---|---|")
     print(f"| products alone | {alone:.1f} | {gflop / alone:,.0f} | 1.00 |")
     modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.jit_compile]
     for jit in modes:

@@ -25,8 +25,8 @@ import tensorflow as tf
 from tfvae import step_loop
 
 DEFAULT_MAX_SKIPPED_IN_A_ROW = 5
-# Steps per compiled call: the MLP VAEs of benchmarks/train_throughput.py gain
-# up to ~20% from 16 to 64 at batch 20 and little beyond.
+# Steps per compiled call (tfvae.step_loop): Keras' per-step launch is paid once
+# per 64 steps (`benchmarks/train_throughput.py --levers`).
 DEFAULT_STEPS_PER_EXECUTION = 64
 
 

@@ -3,8 +3,8 @@
 Keras' TensorFlow trainer runs `steps_per_execution` = K steps as a graph
 `tf.while_loop` that fetches each batch from the iterator and launches the
 XLA-compiled step once per step. On this project's 2-core CPU that per-step
-launch and fetch cost the MLP VAEs 30-50% of their throughput (see
-benchmarks/train_throughput.py). Here one call
+launch and fetch cost the MLP VAEs much of their throughput (the lever rows of
+`benchmarks/train_throughput.py --levers`, in the README). Here one call
 
 1. fetches up to K batches from the iterator (a graph function, not compiled:
    iterators cannot be),

@@ -74,7 +74,7 @@ class XLALoop:
         self.steps_per_epoch = len(data) // batch_size
         used = self.steps_per_epoch * batch_size
         # [steps, M, pixels]: batch i is a gather on the leading axis. A dynamic
-        # slice of [N, pixels] inside the XLA loop ran 30x slower on this CPU.
+        # slice of [N, pixels] inside the XLA loop was many times slower here.
         self.data = tf.constant(np.asarray(data[:used], np.float32).reshape(
             self.steps_per_epoch, batch_size, -1))
         self.noise_seed = tf.Variable([seed, 0], dtype=tf.int32)
@@ -95,7 +95,7 @@ class XLALoop:
         depth = len(net.hidden) + 1
         mean, log_var = tf.split(self._mlp(x, pairs[:depth]), 2, axis=-1)
         k = net.num_samples
-        # Philox: under XLA the default algorithm is ThreeFry, 17x slower on this CPU.
+        # Philox: under XLA the default algorithm is ThreeFry, many times slower here.
         eps = tf.random.stateless_normal([k, tf.shape(x)[0], net.latent], seed=seed,
                                          alg="philox")
         z = mean + tf.exp(0.5 * log_var) * eps  # [k, M, J]

@@ -11,7 +11,7 @@ launch and fetch cost the MLP VAEs much of their throughput (the lever rows of
 2. stacks them into a block `[K, *batch]`,
 3. runs all the steps inside one XLA `tf.while_loop`, step i taking batch i
    of the block by a gather on its leading axis (a dynamic slice of a flat
-   array in the loop ran 30x slower on this CPU).
+   array in the loop was many times slower on this CPU, in a quick probe).
 
 Steps whose batches differ in shape (the short last batch of arrays) run one
 by one through the compiled single step. The step function, its seeds, metrics

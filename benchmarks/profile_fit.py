@@ -24,20 +24,12 @@ import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_throughput import SETTINGS, random_data  # noqa: E402
+from train_throughput import SETTINGS, compiled_vae, random_data  # noqa: E402
 
 
 def profile_one_epoch(setting: str, logdir: str) -> None:
-    import keras
-
-    import tfvae
-    network, batch, shape, _, _ = SETTINGS[setting]
-    config = tfvae.ModelConfig(
-        latent_dim=network.latent, hidden_units=network.hidden, event_shape=shape,
-        likelihood=network.likelihood, weight_decay=0.0, num_samples=network.num_samples,
-        objective=network.bound)
-    model = tfvae.build_vae(config, seed=0)
-    model.compile(keras.optimizers.Adam(1e-3))
+    batch = SETTINGS[setting][1]
+    model = compiled_vae(setting)
     x = random_data(setting)
     model.fit(x, batch_size=batch, epochs=1, verbose=0)  # Compiles.
     tf.profiler.experimental.start(logdir)

@@ -81,20 +81,28 @@ def random_data(setting: str, seed: int = 0) -> np.ndarray:
     return x if network.likelihood == "gaussian" else (x > 0.5).astype(np.float32)
 
 
-def work_fit(setting: str, epochs: int, steps_per_execution: int | None = None,
-             keras_loop: bool = False) -> list[float]:
-    """Epoch seconds of `VAE.fit` on arrays; `keras_loop`: Keras' own step functions."""
+def compiled_vae(setting: str, **compile_options):
+    """tfvae's VAE of the setting, compiled with Adam and `compile()`'s other defaults."""
     import keras
 
     import tfvae
-    network, batch, shape, _, _ = SETTINGS[setting]
+    network, _, shape, _, _ = SETTINGS[setting]
     config = tfvae.ModelConfig(
         latent_dim=network.latent, hidden_units=network.hidden, event_shape=shape,
         likelihood=network.likelihood, weight_decay=0.0, num_samples=network.num_samples,
         objective=network.bound)
     model = tfvae.build_vae(config, seed=0)
+    model.compile(keras.optimizers.Adam(LEARNING_RATE), **compile_options)
+    return model
+
+
+def work_fit(setting: str, epochs: int, steps_per_execution: int | None = None,
+             keras_loop: bool = False) -> list[float]:
+    """Epoch seconds of `VAE.fit` on arrays; `keras_loop`: Keras' own step functions."""
+    import keras
+    batch = SETTINGS[setting][1]
     options = {} if steps_per_execution is None else {"steps_per_execution": steps_per_execution}
-    model.compile(keras.optimizers.Adam(LEARNING_RATE), **options)
+    model = compiled_vae(setting, **options)
     if keras_loop:  # What Keras' TF trainer does with the same steps_per_execution.
         model._steps_loop_in_xla = lambda: False
     timer = EpochTimer(keras)

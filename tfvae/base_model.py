@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import step_loop
+from tfvae import distribute, step_loop
 
 DEFAULT_MAX_SKIPPED_IN_A_ROW = 5
 # Steps per compiled call (tfvae.step_loop): Keras' per-step launch is paid once
@@ -48,6 +48,27 @@ class ExampleMean(keras.metrics.Mean):
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
+class StepCount(keras.metrics.Metric):
+    """The sum of per-step scalars (e.g. 1 for a skipped step), counted once per step.
+
+    Every replica of a `tf.distribute` strategy sees the same step and adds the
+    same value: the count is the first replica's, not the sum over replicas
+    that `keras.metrics.Sum` would report.
+    """
+
+    def __init__(self, name="step_count", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total",
+                                       aggregation="only_first_replica")
+
+    def update_state(self, value):
+        self.total.assign_add(tf.cast(value, self.dtype))
+
+    def result(self):
+        return tf.identity(self.total)
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
 class RunLength(keras.metrics.Metric):
     """The longest run of consecutive `True` updates since the last reset.
 
@@ -58,8 +79,11 @@ class RunLength(keras.metrics.Metric):
 
     def __init__(self, name="run_length", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.current = self.add_variable(shape=(), initializer="zeros", name="current")
-        self.longest = self.add_variable(shape=(), initializer="zeros", name="longest")
+        # Every replica sees the same flags: the first one's run is the run.
+        self.current = self.add_variable(shape=(), initializer="zeros", name="current",
+                                         aggregation="only_first_replica")
+        self.longest = self.add_variable(shape=(), initializer="zeros", name="longest",
+                                         aggregation="only_first_replica")
 
     def update_state(self, flag):
         current = tf.where(flag, self.current + 1.0, 0.0)
@@ -84,56 +108,81 @@ class OwnLossModel(keras.Model):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.trackers: dict[str, ExampleMean] = {}  # Filled by the subclass.
-        self.step_trackers = {"skipped_steps": keras.metrics.Sum(name="skipped_steps"),
+        self.step_trackers = {"skipped_steps": StepCount(name="skipped_steps"),
                               "skipped_in_a_row": RunLength(name="skipped_in_a_row")}
         # Not a logged metric: a counter that `reset_metrics` zeroes before each pass.
         self.evaluation_counter = keras.metrics.Sum(name="evaluation_batches")
 
-    def compile(self, optimizer=None, *, jit_compile=True,
-                steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION, **kwargs):
+    def compile(self, optimizer=None, *, jit_compile: bool | None = None,
+                steps_per_execution: int | None = None, **kwargs):
         """Like `keras.Model.compile`, with XLA and 64 steps per call by default, no `loss`.
 
         Args:
             optimizer: Defaults to the paper's Adagrad with step size 0.01.
-            jit_compile: XLA; pass False for networks whose ops XLA cannot compile.
+            jit_compile: XLA (`None`: on, but off for a model built in a
+                `tf.distribute` strategy's scope); pass False for networks whose
+                ops XLA cannot compile.
             steps_per_execution: Training (and evaluation) steps per call into
-                the compiled graph: with XLA they run in one compiled loop
-                (`tfvae.step_loop`). Batch-level callbacks and the progress bar
-                see every this many steps; pass 1 to see every step.
+                the compiled graph (`None`: 64, but 1 under a strategy): with XLA
+                they run in one compiled loop (`tfvae.step_loop`). Batch-level
+                callbacks and the progress bar see every this many steps; pass 1
+                to see every step.
             **kwargs: Other `keras.Model.compile` arguments, except `loss`: the
                 model computes its own.
+
+        Raises:
+            ValueError: XLA or several steps per call asked for under a strategy.
+                Keras runs XLA per replica, and the compiled step cannot reach the
+                variables of the other devices (TensorFlow's XLA known issue
+                "tf.Variable on a different device"); several steps per call ran
+                into a graph error in Keras' loop with tfvae's skipping of
+                non-finite steps.
         """
         if optimizer is None:
             optimizer = keras.optimizers.Adagrad(learning_rate=0.01)
         if "loss" in kwargs:
             raise ValueError(f"{type(self).__name__} computes its own loss; drop `loss=`. "
                              "Choose a VAE's bound with VAE(objective=..., num_samples=...).")
+        distributed = self._distribute_strategy is not None
+        if distributed and (jit_compile or (steps_per_execution or 1) > 1):
+            raise ValueError(
+                f"Under a tf.distribute strategy the step runs without XLA, one step per "
+                f"call: pass jit_compile=False and steps_per_execution=1, or leave them "
+                f"unset (got jit_compile={jit_compile}, "
+                f"steps_per_execution={steps_per_execution}).")
+        if jit_compile is None:
+            jit_compile = not distributed
+        if steps_per_execution is None:
+            steps_per_execution = 1 if distributed else DEFAULT_STEPS_PER_EXECUTION
         super().compile(optimizer=optimizer, jit_compile=jit_compile,
                         steps_per_execution=steps_per_execution, **kwargs)
 
     def make_train_function(self, force=False):
         """Keras' train function; with XLA and `steps_per_execution` > 1, one that runs
         all of an execution's steps in one compiled call (`tfvae.step_loop`)."""
-        if self.train_function is not None and not force:
-            return self.train_function
-        if not self._steps_loop_in_xla():
-            return super().make_train_function(force)
-        self.train_function = step_loop.make_step_function(self.train_step,
-                                                           self.steps_per_execution)
+        if self.train_function is None or force:
+            self.train_function = self._step_function(self.train_step)
         return self.train_function
 
     def make_test_function(self, force=False):
         """As `make_train_function`, for `evaluate` and validation."""
-        if self.test_function is not None and not force:
-            return self.test_function
-        if not self._steps_loop_in_xla():
-            return super().make_test_function(force)
-        self.test_function = step_loop.make_step_function(self.test_step,
-                                                          self.steps_per_execution)
+        if self.test_function is None or force:
+            self.test_function = self._step_function(self.test_step)
         return self.test_function
 
+    def _step_function(self, step):
+        """tfvae's loop of several steps in one XLA call where it applies, else Keras'
+        function (under a `tf.distribute` strategy Keras' functions run the replicas)."""
+        if self._steps_loop_in_xla():
+            return step_loop.make_step_function(step, self.steps_per_execution)
+        if isinstance(self._distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3 averages a multi-worker step's logs over replicas and axis 0,
+            # which scalars lack (tensorflow/tensorflow#72388): give them that axis.
+            return self._make_function(
+                lambda data: {name: tf.reshape(value, [1]) for name, value in step(data).items()})
+        return self._make_function(step)
+
     def _steps_loop_in_xla(self) -> bool:
-        # Under a tf.distribute strategy Keras' own functions run the replicas.
         return (bool(self.jit_compile) and not self.run_eagerly
                 and self.steps_per_execution > 1 and self._distribute_strategy is None)
 
@@ -144,6 +193,9 @@ class OwnLossModel(keras.Model):
     def compile_from_config(self, config):
         config = dict(config)
         config["optimizer"] = keras.optimizers.deserialize(config["optimizer"])
+        if self._distribute_strategy is not None:  # Loaded into a strategy: its defaults.
+            config.pop("jit_compile", None)
+            config.pop("steps_per_execution", None)
         for key in ("loss_weights", "metrics", "weighted_metrics"):
             if config.get(key) is None:
                 config.pop(key, None)
@@ -162,17 +214,26 @@ class OwnLossModel(keras.Model):
             (the function's second output, a scalar bool: whether the step was
             applied). A step whose objective or any gradient is NaN or inf is
             not applied, so the optimizer state and `iterations` stay as they were.
+            Under a `tf.distribute` strategy each replica's share of the loss is
+            1 / replicas of it (the optimizer sums their gradients) and a step is
+            skipped by all replicas if one of them sees a non-finite value. With
+            a `LossScaleOptimizer` (float16) only the objective is checked: the
+            optimizer itself skips the steps whose scaled gradients overflow.
         """
         with tf.GradientTape() as tape:
             loss, aux = loss_and_aux()
             penalties = self.losses  # Recomputed at each access: read once.
             objective = loss + tf.add_n(penalties) if penalties else loss
+            # The optimizer sums the replicas' gradients; float16 scales the loss.
+            scaled = self.optimizer.scale_loss(distribute.replica_share(objective))
         variables = self.trainable_variables
-        gradients = tape.gradient(objective, variables)
-        finite = tf.reduce_all(tf.stack(
-            [tf.reduce_all(tf.math.is_finite(objective))]
-            + [tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None]))
-        tf.cond(finite, lambda: self._apply(gradients, variables), lambda: tf.constant(False))
+        gradients = tape.gradient(scaled, variables)
+        checked = [objective]
+        if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            checked += gradients  # Else it skips overflowing steps as it lowers the scale.
+        finite = distribute.all_replicas(tf.reduce_all(tf.stack(
+            [tf.reduce_all(tf.math.is_finite(t)) for t in checked if t is not None])))
+        distribute.apply_if(finite, self._apply, gradients, variables)
         skipped = tf.logical_not(finite)
         self.step_trackers["skipped_steps"].update_state(tf.cast(skipped, tf.float32))
         self.step_trackers["skipped_in_a_row"].update_state(skipped)
@@ -180,7 +241,6 @@ class OwnLossModel(keras.Model):
 
     def _apply(self, gradients, variables):
         self.optimizer.apply_gradients(zip(gradients, variables))
-        return tf.constant(True)
 
     @property
     def metrics(self):

@@ -38,6 +38,8 @@ FACTORIZED_POSTERIORS = ("diagonal_gaussian", "laplace", "logistic", "student_t"
 KL_ESTIMATORS = ("auto", "analytic", "monte_carlo")
 BINARIZATIONS = ("none", "dynamic")
 OPTIMIZERS = ("adagrad", "adam", "sgd", "rmsprop")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 FLOWS = ("iaf", "affine_coupling")
 NETWORKS = ("mlp", "conv")
 
@@ -428,11 +430,24 @@ class TrainConfig:
         optimizer: `adagrad` (the paper), `adam`, `sgd` or `rmsprop`.
         learning_rate: Step size; the paper picked from {0.01, 0.02, 0.1}.
         seed: Seeds weights, data order, binarization and the noise of z.
-        jit_compile: Compile the train step with XLA.
-        steps_per_execution: Train steps per call into the compiled graph.
+        jit_compile: Compile the train step with XLA (not under a --strategy
+            other than default: Keras runs XLA per replica, which cannot reach
+            the other devices' variables).
+        steps_per_execution: Train steps per call into the compiled graph (1
+            under a --strategy other than default).
         checkpoint_every: Save a resumable checkpoint every this many epochs.
         output_dir: Parent folder of run folders.
         run_name: Folder name of this run; derived from the config when `None`.
+        strategy: Devices to train on (tfvae.distribute): default (one device),
+            mirrored (all local GPUs, or --cpu-devices logical CPUs) or
+            multi_worker (one process per host, configured by TF_CONFIG). The
+            batch size is the global batch, split across the replicas.
+        cpu_devices: With --strategy mirrored on a machine without GPUs: split
+            the CPU into this many logical devices, one replica each (for tests:
+            the cores are shared, so it is not faster).
+        precision: float32, mixed_bfloat16 or mixed_float16 (tfvae.precision):
+            the networks' trunks in 16 bits, distribution parameters and
+            log-probabilities in float32; float16 scales the loss.
     """
 
     epochs: int = 100
@@ -444,9 +459,16 @@ class TrainConfig:
     checkpoint_every: int = 10
     output_dir: str = "saved_models"
     run_name: Optional[str] = None
+    strategy: str = "default"
+    cpu_devices: Optional[int] = None
+    precision: str = "float32"
 
     def __post_init__(self):
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        if self.cpu_devices is not None:
+            _check_positive("cpu_devices", self.cpu_devices)
         _check_positive("epochs", self.epochs)
         _check_positive("learning_rate", self.learning_rate)
         _check_positive("steps_per_execution", self.steps_per_execution)

@@ -135,7 +135,7 @@ def log_likelihood(model: VAE, x, num_samples: int = 5000, *, batch_size: int = 
               for start in range(0, num_samples, sample_chunk)]
     estimates, stderrs = [], []
     for i, start in enumerate(range(0, len(x), batch_size)):
-        x_batch = tf.convert_to_tensor(x[start:start + batch_size], model.compute_dtype)
+        x_batch = tf.convert_to_tensor(x[start:start + batch_size], model.probability_dtype)
         y_batch = _batch(labels, start, batch_size)
         estimate, stderr = log_mean_weight(
             step(model, x_batch, chunk, _seed(seed, i, j), y_batch).numpy()

@@ -14,8 +14,8 @@ import typing
 
 from tfvae.config import (BASELINES, BINARIZATIONS, GAUSSIAN_SCALES, GRADIENT_ESTIMATORS,
                           KL_ESTIMATORS, LIKELIHOODS, MEAN_ACTIVATIONS, NETWORKS, OBJECTIVES,
-                          OPTIMIZERS, POSTERIORS, PRIORS, SECTIONS, TC_ESTIMATORS,
-                          WARMUP_UNITS, WARMUPS, DataConfig, ModelConfig, RunConfig,
+                          OPTIMIZERS, POSTERIORS, PRECISIONS, PRIORS, SECTIONS, STRATEGIES,
+                          TC_ESTIMATORS, WARMUP_UNITS, WARMUPS, DataConfig, ModelConfig, RunConfig,
                           TrainConfig, resolve_annotation, unwrap_optional, flag_paths)
 
 
@@ -99,4 +99,5 @@ _CHOICES = {"network": NETWORKS, "likelihood": LIKELIHOODS, "posterior": POSTERI
             "objective": OBJECTIVES, "kl_estimator": KL_ESTIMATORS,
             "binarization": BINARIZATIONS, "optimizer": OPTIMIZERS, "warmup": WARMUPS,
             "warmup_unit": WARMUP_UNITS, "tc_estimator": TC_ESTIMATORS,
-            "gradient_estimator": GRADIENT_ESTIMATORS, "baseline": BASELINES}
+            "gradient_estimator": GRADIENT_ESTIMATORS, "baseline": BASELINES,
+            "strategy": STRATEGIES, "precision": PRECISIONS}

@@ -135,7 +135,8 @@ class FlowPosterior(Head):
 
     def network_kwargs(self, index: int) -> dict:
         return {"activation": self.activation, "max_log_scale": self.max_log_scale,
-                "weight_decay": self.weight_decay, "seed": child_seed(self.seed, index + 1)}
+                "weight_decay": self.weight_decay, "seed": child_seed(self.seed, index + 1),
+                "dtype": self.dtype_policy}
 
     def make_network(self, index: int) -> ShiftAndLogScaleNetwork:
         raise NotImplementedError

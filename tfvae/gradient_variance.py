@@ -116,7 +116,7 @@ def gradient_moments(model, x, objective, repeats: int, step: int = 0
     objective.check(model.num_samples, model.has_density)
     groups = parameter_groups(model)
     variables = [variable for group in groups.values() for variable in group]
-    x = tf.convert_to_tensor(x, model.compute_dtype)
+    x = tf.convert_to_tensor(x, model.probability_dtype)
     step = tf.constant(step)
 
     @tf.function

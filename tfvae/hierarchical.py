@@ -173,7 +173,7 @@ class ConditionalGaussian(keras.layers.Layer):
 
         def layer(units, index, name, activation=None):
             return MaskedDense(
-                units, activation=activation, name=name,
+                units, activation=activation, name=name, dtype=self.dtype_policy,
                 kernel_initializer=keras.initializers.RandomNormal(
                     stddev=init_stddev, seed=child_seed(seed, index)),
                 kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None)
@@ -246,11 +246,12 @@ class TwoLayerPosterior(Head):
         self.min_scale = float(min_scale)
         init = {"init_stddev": self.init_stddev, "weight_decay": self.weight_decay}
         self.bottom = DiagonalGaussian(self.bottom_latent_dim, min_scale=min_scale,
-                                       seed=child_seed(self.seed, 0), name="bottom", **init)
+                                       seed=child_seed(self.seed, 0), name="bottom",
+                                       dtype=self.dtype_policy, **init)
         self.top = ConditionalGaussian(self.bottom_latent_dim, self.top_latent_dim,
                                        self.hidden_units, activation=activation,
                                        min_scale=min_scale, seed=child_seed(self.seed, 1),
-                                       name="top", **init)
+                                       name="top", dtype=self.dtype_policy, **init)
 
     def raw_shapes(self):
         return {}  # No Dense layers of its own: `bottom` owns loc's and scale's.
@@ -344,7 +345,7 @@ class TwoLayerPrior(Prior):
         self.bottom = ConditionalGaussian(
             self.top_latent_dim, self.bottom_latent_dim, self.hidden_units,
             activation=activation, min_scale=min_scale, init_stddev=init_stddev,
-            weight_decay=weight_decay, seed=seed, name="bottom")
+            weight_decay=weight_decay, seed=seed, name="bottom", dtype=self.dtype_policy)
         # Built here, not in build: the shapes do not depend on the data, and
         # the weights must exist before the VAE is saved.
         self.bottom.build()

@@ -153,14 +153,14 @@ class ShiftAndLogScaleNetwork(keras.layers.Layer):
             MaskedDense(units, activation=activation, input_degrees=degrees[i],
                         output_degrees=degrees[i + 1], kernel_regularizer=regularizer,
                         kernel_initializer=keras.initializers.GlorotUniform(child_seed(seed, i)),
-                        name=f"hidden_{i}")
+                        name=f"hidden_{i}", dtype=self.dtype_policy)
             for i, units in enumerate(self.hidden_units)]
         # Shift and log-scale of output j share output j's degree.
         output_degrees = None if degrees[-1] is None else np.tile(degrees[-1], 2)
         self.last = MaskedDense(2 * self.output_size, input_degrees=degrees[-2],
                                 output_degrees=output_degrees, exclusive=True,
                                 kernel_initializer="zeros", kernel_regularizer=regularizer,
-                                name="shift_and_log_scale")
+                                name="shift_and_log_scale", dtype=self.dtype_policy)
 
     def degrees(self) -> list[np.ndarray | None]:
         """Degrees of the inputs, of each hidden layer and of the outputs; None: unmasked."""

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import data_checks, objectives, priors, seeds
+from tfvae import data_checks, distribute, objectives, priors, seeds
 from tfvae.base_model import ExampleMean, OwnLossModel, update_means
 from tfvae.config import KL_ESTIMATORS
 
@@ -130,7 +130,7 @@ class VAE(OwnLossModel):
 
     def decode(self, z, labels=None) -> tfd.Distribution:
         """p(x|z): batch shape `[B]`, event shape `event`, for z `[B, latent_dim]`."""
-        return _call(self.decoder, tf.convert_to_tensor(z, self.compute_dtype),
+        return _call(self.decoder, tf.convert_to_tensor(z, self.probability_dtype),
                      self.condition(labels))
 
     def condition(self, labels) -> tf.Tensor | None:
@@ -155,7 +155,7 @@ class VAE(OwnLossModel):
             if values.size and (values.min() < 0 or values.max() >= self.num_classes):
                 raise ValueError(f"Labels must be 0..{self.num_classes - 1}; got values from "
                                  f"{values.min()} to {values.max()}.")
-        return tf.one_hot(labels, self.num_classes, dtype=self.compute_dtype)
+        return tf.one_hot(labels, self.num_classes, dtype=self.probability_dtype)
 
     @property
     def _default_save_signature(self):
@@ -172,7 +172,7 @@ class VAE(OwnLossModel):
 
     def likelihood_parameters(self, z, labels=None) -> dict:
         """The likelihood head's parameters {name: `[B, ...]`} for z `[B, latent_dim]`."""
-        return _parameters(self.decoder, tf.convert_to_tensor(z, self.compute_dtype),
+        return _parameters(self.decoder, tf.convert_to_tensor(z, self.probability_dtype),
                            self.condition(labels))
 
     def prior(self) -> tfd.Distribution:
@@ -378,7 +378,7 @@ class VAE(OwnLossModel):
         x, labels = self._inputs(data)
         # Read once, before the update: the logged KL weight is the one the step used.
         step = tf.identity(self.optimizer.iterations)
-        seed = seeds.stream_seed(self.seed, "train", step)
+        seed = distribute.replica_seed(seeds.stream_seed(self.seed, "train", step))
         (loss, terms), applied = self.minimise(
             lambda: self._loss_and_terms(x, seed, step, labels))
         return {**self._update_metrics(loss, terms, step, applied), **self.step_logs()}
@@ -389,7 +389,8 @@ class VAE(OwnLossModel):
 
     def test_step(self, data):
         x, labels = self._inputs(data)
-        seed = seeds.stream_seed(self.seed, "evaluate", self.next_evaluation_batch())
+        seed = distribute.replica_seed(
+            seeds.stream_seed(self.seed, "evaluate", self.next_evaluation_batch()))
         # The objective at the current training step (its current KL weight).
         step = self.optimizer.iterations if self.optimizer is not None else 0
         loss, terms = self.objective.loss(self, x, seed, step, labels)
@@ -437,11 +438,11 @@ class VAE(OwnLossModel):
         Keras never marks a model trained only through `train_step` as built;
         without this, a saved `.keras` file would reload with no weights.
         """
-        x = tf.zeros((1,) + tuple(input_shape[1:]), self.compute_dtype)
+        x = tf.zeros((1,) + tuple(input_shape[1:]), self.probability_dtype)
         self._as_input(x)
         labels = None if self.num_classes is None else tf.zeros([1], tf.int32)
         posterior = self.encode(x, labels)
-        self.decode(tf.zeros((1,) + tuple(posterior.event_shape), self.compute_dtype), labels)
+        self.decode(tf.zeros((1,) + tuple(posterior.event_shape), self.probability_dtype), labels)
         if isinstance(self.prior_model, keras.layers.Layer):
             self.prior()
         self.built = True
@@ -490,9 +491,9 @@ class VAE(OwnLossModel):
                 the model has seen (or was built with).
         """
         if isinstance(x, tf.Tensor) and (x.dtype.is_integer or x.dtype.is_bool):
-            x = tf.cast(x, self.compute_dtype)  # uint8 images, 0/1 masks.
+            x = tf.cast(x, self.probability_dtype)  # uint8 images, 0/1 masks.
         try:
-            x = tf.convert_to_tensor(x, self.compute_dtype)
+            x = tf.convert_to_tensor(x, self.probability_dtype)
         except (TypeError, ValueError) as error:
             raise ValueError(f"x must be numeric images [B, *event]; {error}") from error
         event = tuple(x.shape[1:])
@@ -539,6 +540,12 @@ class VAE(OwnLossModel):
         if isinstance(config.get("objective"), dict):  # A plain name before 0.4.
             config["objective"] = deserialize(config["objective"])
         return cls(networks["encoder"], networks["decoder"], networks["prior"], **config)
+
+    @property
+    def probability_dtype(self):
+        """The dtype of data, codes and log-densities: the variables' (float32 under a
+        mixed-precision policy, whose 16 bits are for the networks' trunks only)."""
+        return self.variable_dtype
 
     def _seed(self, seed=None) -> tf.Tensor:
         """A stateless `[2]` int32 seed: from `seed` if given, else the generator's."""

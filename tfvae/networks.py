@@ -62,15 +62,16 @@ def _l2(weight_decay: float):
 
 def dense(units: int, *, activation=None, init_stddev: float = 0.01,
           weight_decay: float = 0.0, seed: int | None = None,
-          name: str | None = None) -> keras.layers.Dense:
+          name: str | None = None, dtype=None) -> keras.layers.Dense:
     """A Dense layer initialised from N(0, init_stddev^2), as in the paper.
 
     `weight_decay` is the L2 coefficient of an N(0, I) prior on the weights,
     per datapoint: with N training points it is 1 / (2 N). `seed` seeds the
-    kernel's initialiser (`None`: unseeded).
+    kernel's initialiser (`None`: unseeded). `dtype`: a Keras dtype policy
+    (`None`: the global one).
     """
     return keras.layers.Dense(
-        units, activation=activation, name=name,
+        units, activation=activation, name=name, dtype=dtype,
         kernel_initializer=keras.initializers.RandomNormal(stddev=init_stddev, seed=seed),
         kernel_regularizer=_l2(weight_decay))
 

@@ -124,6 +124,8 @@ class Head(keras.layers.Layer):
     def __init__(self, event_shape: Sequence[int] | int, *, init_stddev: float = 0.01,
                  weight_decay: float = 0.0, seed: int | None = None, spatial: bool = False,
                  **kwargs):
+        # Distribution parameters in float32 under a mixed-precision policy too.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.event_shape = event_shape_of(event_shape)
         self.init_stddev = init_stddev
@@ -134,7 +136,7 @@ class Head(keras.layers.Layer):
             self._check_spatial()
         self.parameter_layers = [
             dense(self._units(shape), init_stddev=init_stddev, weight_decay=weight_decay,
-                  seed=child_seed(seed, i), name=name)
+                  seed=child_seed(seed, i), name=name, dtype=self.dtype_policy)
             for i, (name, shape) in enumerate(self.raw_shapes().items())]
 
     def _check_spatial(self) -> None:

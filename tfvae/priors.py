@@ -104,6 +104,7 @@ class Prior(keras.layers.Layer):
     needs_encoder = False  # True where p(z) is built from the encoder (VampPrior).
 
     def __init__(self, event_shape: Sequence[int] | int, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # In float32 under mixed precision too.
         super().__init__(**kwargs)
         self.event_shape = event_shape_of(event_shape)
 

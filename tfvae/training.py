@@ -28,14 +28,17 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from tfvae import builders, datasets, plots, priors, registry
+from tfvae import builders, datasets, distribute, plots, precision, priors, registry
 from tfvae.base_model import TrainingDiverged
 from tfvae.config import RunConfig
 from tfvae.presets import dataset_defaults
@@ -58,7 +61,8 @@ class TrainResult(NamedTuple):
     run_dir: Path
 
 
-def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
+def train(config: RunConfig, *, verbose: int | str = "auto",
+          callbacks: list[keras.callbacks.Callback] | None = None) -> TrainResult:
     """Trains the model `config` describes and writes its run folder.
 
     Args:
@@ -66,33 +70,59 @@ def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
             filled in from the data; `train.run_name` defaults to a name made
             of the dataset, latent size and objective.
         verbose: Keras' progress display (1: progress bar, 2: a line per epoch).
+        callbacks: More Keras callbacks, run after tfvae's own (so their epoch
+            logs hold `samples` and `seconds`).
 
     Returns:
         The trained model, its history (all epochs, also resumed ones) and the
         run folder.
 
+    Under `train.strategy` `multi_worker` every worker runs `train` with the
+    same config; only the chief writes the run folder (the others write to a
+    temporary folder, deleted at the end), and all of them resume from the
+    chief's checkpoint. A run in mixed precision ships a float32 model.
+
     Raises:
         TrainingDiverged: steps kept giving a non-finite loss; none was applied,
             and `model.keras` holds the last finite weights.
         RunExists: the run folder belongs to another configuration.
+        ValueError: the batch does not split evenly across the replicas.
     """
+    # First: logical devices and collective ops are set up before any TF op runs.
+    strategy = distribute.make_strategy(config.train.strategy, config.train.cpu_devices)
     data = datasets.load(config.data, seed=config.train.seed, labels=config.model.conditional)
     _check_support(config, data)
     config = resolve(config, data)
+    _check_replicas(config, strategy.num_replicas_in_sync)
     run_dir = Path(config.train.output_dir) / config.train.run_name
-    model, initial_epoch = _start_or_resume(config, data, run_dir)
-    history_path = run_dir / "history.csv"
+    chief = distribute.is_chief(strategy)
+    with strategy.scope(), precision.policy(config.train.precision):
+        model, initial_epoch = _start_or_resume(config, data, run_dir, write=chief)
+    write_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="tfvae-worker-"))
+    try:
+        return _fit(config, data, model, initial_epoch, run_dir, write_dir, verbose,
+                    callbacks)
+    finally:
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def _fit(config: RunConfig, data, model: VAE, initial_epoch: int, run_dir: Path,
+         write_dir: Path, verbose, callbacks) -> TrainResult:
+    """Fits from `initial_epoch`, writing history, logs and checkpoints to `write_dir`."""
+    history_path = write_dir / "history.csv"
     finished = initial_epoch >= config.train.epochs
     if finished and (run_dir / "model.keras").exists():  # Change nothing.
-        return TrainResult(model, read_history(history_path), run_dir)
+        return TrainResult(model, read_history(run_dir / "history.csv"), run_dir)
     if not finished:
         _truncate_history(history_path, initial_epoch)
     callbacks = [
         data.train_epochs.callback(),
         SamplesSeen(data.train_epochs.steps_per_epoch * config.data.batch_size),
         keras.callbacks.CSVLogger(str(history_path), append=initial_epoch > 0),
-        keras.callbacks.TensorBoard(str(run_dir / "logs")),
-        Checkpoint(run_dir, config.train.checkpoint_every),
+        keras.callbacks.TensorBoard(str(write_dir / "logs")),
+        Checkpoint(write_dir, config.train.checkpoint_every),
+        *(callbacks or []),
     ]
     try:
         if not finished:
@@ -100,12 +130,29 @@ def train(config: RunConfig, *, verbose: int | str = "auto") -> TrainResult:
                       initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
                       shuffle=False)  # The pipeline shuffles, seeded.
     except TrainingDiverged as error:
-        save_atomic(model, run_dir / "model.keras")  # The last finite weights.
+        save_atomic(shipped(model, config, data), write_dir / "model.keras")
         raise TrainingDiverged(f"{error} {run_dir / 'model.keras'} holds that model.") from error
-    save_atomic(model, run_dir / "model.keras")
+    model = shipped(model, config, data)
+    save_atomic(model, write_dir / "model.keras")
     history = read_history(history_path)
-    write_pictures(model, data, history, run_dir)
+    if write_dir == run_dir:
+        write_pictures(model, data, history, run_dir)
     return TrainResult(model, history, run_dir)
+
+
+def shipped(model: VAE, config: RunConfig, data) -> VAE:
+    """The model as a run ships it: itself, or its float32 copy after mixed precision."""
+    return precision.as_float32(model, lambda: build_compiled(
+        config, data.num_train, data.train_epochs.steps_per_epoch))
+
+
+def _check_replicas(config: RunConfig, replicas: int) -> None:
+    """Raises ValueError unless the global batch splits evenly across `replicas`."""
+    if config.data.batch_size % replicas:
+        raise ValueError(
+            f"--batch-size {config.data.batch_size} does not split evenly across the "
+            f"{replicas} replicas of --strategy {config.train.strategy}: the batch size is "
+            f"the global batch. Choose a multiple of {replicas}.")
 
 
 def _check_support(config: RunConfig, data: datasets.DataSplits) -> None:
@@ -186,13 +233,18 @@ def build_compiled(config: RunConfig, num_train: int,
                                steps_per_epoch=steps_per_epoch)
     optimizer = keras.optimizers.get({"class_name": config.train.optimizer,
                                       "config": {"learning_rate": config.train.learning_rate}})
-    model.compile(optimizer, jit_compile=config.train.jit_compile,
-                  steps_per_execution=config.train.steps_per_execution)
+    if tf.distribute.has_strategy():  # No XLA, one step per call (OwnLossModel.compile).
+        model.compile(optimizer)
+    else:
+        model.compile(optimizer, jit_compile=config.train.jit_compile,
+                      steps_per_execution=config.train.steps_per_execution)
     return model
 
 
-def _start_or_resume(config: RunConfig, data, run_dir: Path) -> tuple[VAE, int]:
-    """Returns the model and the epoch to start from (0, or the checkpoint's)."""
+def _start_or_resume(config: RunConfig, data, run_dir: Path,
+                     write: bool = True) -> tuple[VAE, int]:
+    """Returns the model and the epoch to start from (0, or the checkpoint's);
+    `write`: write config.json into a new run folder (the chief does)."""
     config_path = run_dir / "config.json"
     if config_path.exists():
         saved = RunConfig.from_json(config_path.read_text())
@@ -213,8 +265,9 @@ def _start_or_resume(config: RunConfig, data, run_dir: Path) -> tuple[VAE, int]:
     # Built before anything is written, so that a model that cannot be built
     # leaves no config.json to block the corrected command.
     model = build_compiled(config, data.num_train, data.train_epochs.steps_per_epoch)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(config_path, config.to_json())
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(config_path, config.to_json())
     return model, 0
 
 
@@ -237,10 +290,13 @@ def _differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
 
 def _comparable(config: RunConfig) -> RunConfig:
     """What must match to resume: all but the epochs (a run may be extended),
-    where the run folder and the data files are (they may move), and what does
-    not change the numbers (how often to checkpoint, how many steps per call)."""
+    where the run folder and the data files are (they may move), what does not
+    change the numbers (how often to checkpoint, how many steps per call) and
+    the devices (a run may move to another machine: with another number of
+    replicas its noise from then on differs)."""
     train = dataclasses.replace(config.train, epochs=1, output_dir="", run_name=None,
-                                checkpoint_every=1, steps_per_execution=1)
+                                checkpoint_every=1, steps_per_execution=1,
+                                strategy="default", cpu_devices=None)
     return dataclasses.replace(config, train=train,
                                data=dataclasses.replace(config.data, data_dir=None))
 

@@ -1,7 +1,7 @@
 """The importance-sampled log-likelihood against its own decoder products, in one run.
 
     python benchmarks/log_likelihood_speed.py [--num-examples 200] [--num-samples 5000]
-        [--jit-compile both|on|off]
+        [--jit-compile both|on|off] [--profile /tmp/tfvae-likelihood-profile]
 
 `tfvae.evaluation.log_likelihood` on random binary images with Kingma &
 Welling's MNIST network (784-500-20, Bernoulli; untrained: the cost does not
@@ -11,11 +11,17 @@ per row and layer, k rows per image). "Alone" is the same products, the same
 rows in the same chunks, as plain matmuls of the decoder's kernels in a
 compiled function (the faster of a graph and XLA): what the step would cost if
 nothing but the products ran. The target is log_likelihood at 70% of that.
+`--profile DIR` also profiles `log_likelihood` on 20 of the images (graph, as by
+default) into DIR and, with `xprof` installed, prints the thread time of its
+TensorFlow op types (Markdown).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import glob
+import json
 import time
 
 import numpy as np
@@ -65,12 +71,34 @@ def timed_log_likelihood(model, x, num_samples: int, jit_compile: bool) -> float
     return time.perf_counter() - start
 
 
+def profile_op_types(model, x, num_samples: int, logdir: str) -> dict[str, float]:
+    """Thread milliseconds per TensorFlow op type of one `log_likelihood` call."""
+    evaluation.log_likelihood(model, x, num_samples)  # Traces.
+    tf.profiler.experimental.start(logdir)
+    evaluation.log_likelihood(model, x, num_samples)
+    tf.profiler.experimental.stop()
+    from xprof.convert import raw_to_tool_data
+    paths = sorted(glob.glob(f"{logdir}/plugins/profile/*/*.xplane.pb"))[-1:]
+    data, _ = raw_to_tool_data.xspace_to_tool_data(paths, "trace_viewer@", {})
+    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in json.loads(data)["traceEvents"]
+               if e.get("ph") == "M" and e.get("name") == "thread_name"}
+    total = collections.Counter()
+    for event in json.loads(data)["traceEvents"]:
+        # Kernels run on the compute threads; their names end in ":<OpType>".
+        if (event.get("ph") == "X" and "Compute" in threads.get((event["pid"], event["tid"]), "")
+                and ":" in str(event["name"])):
+            total[event["name"].rsplit(":", 1)[1]] += event.get("dur", 0) / 1e3
+    return dict(total)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-examples", type=int, default=200)
     parser.add_argument("--num-samples", type=int, default=5000)
     parser.add_argument("--jit-compile", choices=("both", "on", "off"), default="both")
+    parser.add_argument("--profile", metavar="DIR", help="Also profile log_likelihood on 20 "
+                        "images into DIR and print its op types' thread time.")
     args = parser.parse_args()
     model, x = model_and_data(args.num_examples)
     kernels = decoder_kernels(model)
@@ -87,6 +115,12 @@ def main():
         seconds = timed_log_likelihood(model, x, args.num_samples, jit)
         print(f"| log_likelihood, jit_compile={jit} | {seconds:.1f} | {gflop / seconds:,.0f} "
               f"| {alone / seconds:.2f} |", flush=True)
+    if args.profile:
+        ops = profile_op_types(model, x[:20], args.num_samples, args.profile)
+        whole = sum(ops.values()) or 1.0
+        print(f"\nprofile written to {args.profile}\n| op type | thread ms | share |\n|---|---|---|")
+        for name, ms in sorted(ops.items(), key=lambda item: -item[1])[:12]:
+            print(f"| {name} | {ms:,.0f} | {ms / whole:.2f} |")
 
 
 if __name__ == "__main__":

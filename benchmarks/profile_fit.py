@@ -1,13 +1,18 @@
-"""Where `VAE.fit`'s time goes: a TensorBoard profile of one epoch, and its top ops.
+"""Where the training step's time goes: TensorBoard profiles of `VAE.fit` and of the
+hand-written XLA loop, one epoch each, and how their XLA ops divide the time.
 
-    python benchmarks/profile_fit.py [--setting kingma] [--logdir /tmp/tfvae-profile]
+    python benchmarks/profile_fit.py [--settings kingma burda20 ...] [--paths fit xla]
+                                     [--logdir /tmp/tfvae-profile]
 
-Trains one epoch of a `train_throughput.py` setting with `compile()`'s defaults
-(after one that compiles), under `tf.profiler`, and writes the profile to
-`--logdir` (open it with TensorBoard's Profile tab). With `xprof` installed
-(`pip install xprof`) it also prints how the XLA ops of the steps divide
-their time: matrix products, the non-finite guard's checks, fused elementwise
-work, the rest (Markdown).
+For each `train_throughput.py` setting and path, trains one epoch that compiles,
+then one under `tf.profiler`, written to `<logdir>/<setting>-<path>` (open it with
+TensorBoard's Profile tab). `fit` is `VAE.fit` on random arrays with
+`compile()`'s defaults; `xla` is `references.XLALoop`, the same network and bound
+in raw TensorFlow. With `xprof` installed (`pip install xprof`) it prints, per
+step, the wall time and the thread time of the step's XLA ops in four groups:
+matrix products, the non-finite guard's checks and other reductions, fused
+elementwise work, the rest (Markdown). Thread time is summed over the threads
+XLA runs on, so a group can exceed the wall time.
 """
 
 from __future__ import annotations
@@ -18,23 +23,41 @@ import glob
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_throughput import SETTINGS, compiled_vae, random_data  # noqa: E402
+from references import XLALoop  # noqa: E402
+from train_throughput import DESCRIPTIONS, SETTINGS, compiled_vae, random_data  # noqa: E402
+
+GROUPS = ("matrix products", "is-finite checks and reductions", "fused elementwise",
+          "other (gathers, copies, RNG)")
 
 
-def profile_one_epoch(setting: str, logdir: str) -> None:
-    batch = SETTINGS[setting][1]
-    model = compiled_vae(setting)
+def profile_one_epoch(setting: str, path: str, logdir: str) -> tuple[float, int]:
+    """Profiles one epoch of `path` after one that compiles; (wall seconds, steps)."""
+    network, batch, _, _, n = SETTINGS[setting]
     x = random_data(setting)
-    model.fit(x, batch_size=batch, epochs=1, verbose=0)  # Compiles.
+    if path == "fit":
+        model = compiled_vae(setting)
+        def epoch():
+            model.fit(x, batch_size=batch, epochs=1, verbose=0)
+        steps = n // batch
+    else:
+        loop = XLALoop(network, x.reshape(len(x), -1), batch)
+        def epoch():
+            loop.epoch(0)
+        steps = loop.examples_per_epoch() // batch
+    epoch()  # Compiles.
     tf.profiler.experimental.start(logdir)
-    model.fit(x, batch_size=batch, epochs=1, verbose=0)
+    start = time.perf_counter()
+    epoch()
+    seconds = time.perf_counter() - start
     tf.profiler.experimental.stop()
+    return seconds, steps
 
 
 def step_ops(logdir: str, steps: int) -> dict[str, float]:
@@ -57,38 +80,45 @@ FRAMEWORK = re.compile(r"(Thread|Thunk|Executor|Eager|Kernel|TFE|Iterator|run$|C
 
 
 def group(name: str) -> str:
-    """What an XLA op of the step is: the matrix products, the non-finite guard's
-    checks, or the fused elementwise work (activations, likelihood, Adam's updates)."""
+    """Which of `GROUPS` an XLA op of the step belongs to."""
     if "MatMul" in name or name.startswith("dot"):
-        return "matrix products"
+        return GROUPS[0]
     if "finite" in name or "reduce" in name:
-        return "is-finite checks and reductions"
+        return GROUPS[1]
     if "fusion" in name:
-        return "fused elementwise (activations, likelihood, KL, Adam with the guard's selects)"
-    return "other (gathers, copies)"
+        return GROUPS[2]
+    return GROUPS[3]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--setting", choices=SETTINGS, default="kingma")
+    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
+    parser.add_argument("--paths", nargs="+", choices=("fit", "xla"), default=["fit", "xla"])
     parser.add_argument("--logdir", default="/tmp/tfvae-profile")
     args = parser.parse_args()
-    profile_one_epoch(args.setting, args.logdir)
-    print(f"profile written to {args.logdir} (tensorboard --logdir {args.logdir})")
-    _, batch, _, _, n = SETTINGS[args.setting]
+    rows = []
+    for setting in args.settings:
+        for path in args.paths:
+            logdir = f"{args.logdir}/{setting}-{path}"
+            seconds, steps = profile_one_epoch(setting, path, logdir)
+            print(f"profile written to {logdir} (tensorboard --logdir {logdir})", flush=True)
+            rows.append((setting, path, seconds, steps, logdir))
     try:
-        ops = step_ops(args.logdir, n // batch)
+        import xprof  # noqa: F401  (the summary needs it)
     except ImportError:
         print("pip install xprof to print where the step's time went.")
         return
-    groups = collections.Counter()
-    for name, time in ops.items():
-        groups[group(name)] += time
-    total = sum(groups.values()) or 1.0
-    print(f"| XLA ops of {n // batch} steps | ms | share |\n|---|---|---|")
-    for name, time in groups.most_common():
-        print(f"| {name} | {time / 1e3:,.0f} | {time / total:.2f} |")
+    print("\n| setting | path | wall ms per step | "
+          + " | ".join(f"{name}, thread ms" for name in GROUPS) + " |")
+    print("|---|---|---:|" + "---:|" * len(GROUPS))
+    for setting, path, seconds, steps, logdir in rows:
+        groups = collections.Counter()
+        for name, microseconds in step_ops(logdir, steps).items():
+            groups[group(name)] += microseconds / 1e3 / steps
+        print(f"| {DESCRIPTIONS[setting]} | {path} | {seconds * 1e3 / steps:.2f} | "
+              + " | ".join(f"{groups[name]:.2f}" for name in GROUPS) + " |")
+
 
 if __name__ == "__main__":
     main()

@@ -84,11 +84,16 @@ def profile_op_types(model, x, num_samples: int, logdir: str) -> dict[str, float
                if e.get("ph") == "M" and e.get("name") == "thread_name"}
     total = collections.Counter()
     for event in json.loads(data)["traceEvents"]:
-        # Kernels run on the compute threads; their names end in ":<OpType>".
+        # Kernels run on the executor's compute threads, named by their op type;
+        # the executor's own events there have "::" in their names.
+        name = str(event.get("name"))
         if (event.get("ph") == "X" and "Compute" in threads.get((event["pid"], event["tid"]), "")
-                and ":" in str(event["name"])):
-            total[event["name"].rsplit(":", 1)[1]] += event.get("dur", 0) / 1e3
+                and "::" not in name and name not in FRAMEWORK_EVENTS):
+            total[name] += event.get("dur", 0) / 1e3
     return dict(total)
+
+
+FRAMEWORK_EVENTS = {"ParallelFor"}
 
 
 def main():

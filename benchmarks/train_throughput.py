@@ -19,8 +19,8 @@ Training examples per second of every epoch after the first (which compiles):
 the best epoch (the ratios that the speed targets are about compare best
 epochs), the median and the slowest, and each process's peak resident memory. `--levers` adds rows for what tfvae's own loop
 gives over Keras' (`fit` with Keras' step functions, several steps per call) and
-for TensorFlow's thread pools (one inter-op or one intra-op thread), two logical
-CPU devices under `MirroredStrategy` (`tfvae.distribute`) and mixed bfloat16
+for TensorFlow's thread pools (one inter-op or one intra-op thread), one and two
+logical CPU devices under `MirroredStrategy` (`tfvae.distribute`) and mixed bfloat16
 (`tfvae.precision`).
 Figures move by about 20% between runs on a shared machine: compare rows of one
 run only, and run nothing else meanwhile.
@@ -73,7 +73,7 @@ DESCRIPTIONS = {
 LEARNING_RATE = 1e-3
 PATHS = ("cli", "fit", "xla", "torch")
 LEVERS = ("fit_keras_loop_k1", "fit_keras_loop_k64", "fit_k16", "fit_inter_op_1",
-          "fit_intra_op_1", "fit_2_logical_cpus", "fit_mixed_bfloat16")
+          "fit_intra_op_1", "fit_1_logical_cpu", "fit_2_logical_cpus", "fit_mixed_bfloat16")
 
 
 # Workers: each runs in its own process and prints one JSON line.
@@ -209,6 +209,8 @@ def worker(path: str, setting: str, epochs: int) -> dict:
                "fit_keras_loop_k1": {"steps_per_execution": 1, "keras_loop": True},
                "fit_keras_loop_k64": {"steps_per_execution": 64, "keras_loop": True},
                "fit_inter_op_1": {}, "fit_intra_op_1": {},
+               # MirroredStrategy: no XLA, one step per call (OwnLossModel.compile).
+               "fit_1_logical_cpu": {"cpu_devices": 1},
                "fit_2_logical_cpus": {"cpu_devices": 2},
                "fit_mixed_bfloat16": {"precision_name": "mixed_bfloat16"}}[path]
     if path.startswith("fit_inter_op") or path.startswith("fit_intra_op"):
@@ -289,8 +291,8 @@ def main():
                         "that compiles). Default: 5.")
     parser.add_argument("--levers", action="store_true",
                         help="Also time fit with Keras' own step functions, with 16 steps "
-                        "per call, with one inter-op or one intra-op thread, on two logical "
-                        "CPU devices (MirroredStrategy) and in mixed bfloat16.")
+                        "per call, with one inter-op or one intra-op thread, on one and on two "
+                        "logical CPU devices (MirroredStrategy) and in mixed bfloat16.")
     parser.add_argument("--output", type=Path, default=ROOT / "docs/results/train_throughput.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -69,7 +69,7 @@ def test_a_non_finite_value_on_one_replica_skips_the_step_on_all():
     assert result["iterations"] == 1
 
 
-def test_xla_or_several_steps_per_call_under_a_strategy_are_refused_with_what_to_do():
+def test_under_a_strategy_xla_or_several_steps_per_call_are_refused_and_one_replica_trains():
     import tensorflow as tf
 
     import tfvae
@@ -82,6 +82,12 @@ def test_xla_or_several_steps_per_call_under_a_strategy_are_refused_with_what_to
             model.compile(jit_compile=False, steps_per_execution=8)
         model.compile()
     assert model.jit_compile is False and model.steps_per_execution == 1
+    # One replica still merges across replicas to apply a step: it trains.
+    x = (np.random.default_rng(0).uniform(size=(8, 3)) > 0.5).astype(np.float32)
+    before = [w.numpy().copy() for w in model.trainable_variables]
+    history = model.fit(x, batch_size=4, epochs=1, verbose=0).history
+    assert history["skipped_steps"] == [0.0] and int(model.optimizer.iterations.numpy()) == 2
+    assert max_difference([w.numpy() for w in model.trainable_variables], before) > 0
 
 
 # The CLI on Frey Face, small: each run a few seconds of training.

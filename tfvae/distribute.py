@@ -144,8 +144,9 @@ def apply_if(condition: tf.Tensor, apply, *args) -> None:
     `LossScaleOptimizer` does.
     """
     context = tf.distribute.get_replica_context()
-    in_replicas = context is not None and context.num_replicas_in_sync > 1
-    if not in_replicas or tf.__internal__.distribute.strategy_supports_no_merge_call():
+    # A MirroredStrategy merges even with one replica; the default strategy never does.
+    if (context is None or not tf.distribute.has_strategy()
+            or tf.__internal__.distribute.strategy_supports_no_merge_call()):
         tf.cond(condition, lambda: _applied(apply, *args), lambda: tf.constant(False))
         return
 

@@ -7,6 +7,7 @@ it has.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -31,19 +32,10 @@ def _compiled(config, strategy=None):
     import keras
 
     import tfvae
-    scope = strategy.scope() if strategy else _nothing()
-    with scope:
+    with strategy.scope() if strategy else contextlib.nullcontext():
         model = tfvae.build_vae(config, seed=0)
         model.compile(keras.optimizers.SGD(LEARNING_RATE))
     return model
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _weights(model) -> list:

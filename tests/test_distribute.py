@@ -99,7 +99,8 @@ def cli_flags(output_dir: Path, epochs: int, run_name: str = "run") -> list[str]
             "--run-name", run_name]
 
 
-def train_cli(flags: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+def train_cli(flags: list[str], env: dict | None = None) -> subprocess.Popen:
+    """scripts/train.py with `flags`, started (see `finish`)."""
     return subprocess.Popen([sys.executable, str(TRAIN), *flags], cwd=ROOT, text=True,
                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)

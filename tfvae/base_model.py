@@ -13,7 +13,9 @@ model needs for training to be safe and reproducible:
 - `fit` checks arrays for NaN and inf before the first step and says where
   the first one is;
 - evaluation counts its batches (`next_evaluation_batch`), reset at the start of
-  every pass, so that a pass's noise is a function of the batch index alone.
+  every pass, so that a pass's noise is a function of the batch index alone;
+- under a `tf.distribute` strategy the loss is each replica's share, a step is
+  applied or skipped by all replicas alike and counted once (`tfvae.distribute`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The training function and the CLI on a few hundred real Frey Face images."""
 
+import argparse
 import csv
 import json
 import math
@@ -10,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfvae import config, data_files, datasets, training
+from tfvae import config, data_files, datasets, flags, training
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
 import train as train_script  # noqa: E402
@@ -149,3 +150,43 @@ def test_a_refused_resume_names_the_nested_field_that_differs():
     now = config.RunConfig.for_dataset("frey_face", posterior="student_t")
     assert training._differences(there, now) == [
         "model.posterior.degrees_of_freedom: 3 there, 5 now"]
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Raises at the end of epoch `epochs` (1-based), as a kill would stop the run."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise KeyboardInterrupt
+
+
+def test_a_decaying_learning_rate_resumes_where_it_stopped(data_dir, tmp_path):
+    args = frey_args(data_dir, tmp_path, "--epochs", "4", "--checkpoint-every", "2",
+                     "--no-jit-compile", "--optimizer", "adam", "--learning-rate", "1e-3",
+                     "--lr-schedule", "cosine", "--final-learning-rate", "1e-4")
+    parser = argparse.ArgumentParser()
+    flags.add_arguments(parser)
+    run = flags.from_arguments(parser.parse_args(args))
+    with pytest.raises(KeyboardInterrupt):
+        training.train(run, verbose=0, callbacks=[StopAfter(3)])
+    assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["epoch"] == 2
+    assert train_script.main(args) == 0
+    # 6 steps an epoch, 24 in all: after epoch e the next step is t = 6 (e + 1),
+    # at 1e-4 + 9e-4 (1 + cos(pi t / 24)) / 2.
+    expected = [1e-4 + 9e-4 * (1 + math.cos(math.pi * 6 * (e + 1) / 24)) / 2 for e in range(4)]
+    rates = [float(r["learning_rate"]) for r in history_rows(tmp_path / "run")]
+    assert rates == pytest.approx(expected, rel=1e-5)
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    assert int(model.optimizer.iterations) == 24
+
+
+def test_a_decaying_schedule_refuses_to_be_stretched(data_dir, tmp_path, capsys):
+    args = frey_args(data_dir, tmp_path, "--no-jit-compile", "--optimizer", "adam",
+                     "--lr-schedule", "burda")
+    assert train_script.main(args + ["--epochs", "1"]) == 0
+    assert train_script.main(args + ["--epochs", "2"]) == 1
+    assert "spans --epochs 1" in capsys.readouterr().err

@@ -260,3 +260,52 @@ def test_every_objective_trains_saves_and_reloads(objective, tmp_path):
     assert reloaded.objective.get_config() == objective.get_config()
     np.testing.assert_array_equal(loss_and_terms(reloaded, x[:8], step=3)[0],
                                   loss_and_terms(model, x[:8], step=3)[0])
+
+
+# Learning-rate schedules.
+
+def test_burda_schedule_at_the_papers_length_is_the_papers_stages():
+    # Burda et al. (2016), section 5: stage i (i = 0..7) lasts 3^i epochs at
+    # 1e-3 * 10^(-i/7); at one step per epoch over 3280 epochs the stages start
+    # at epochs 1, 4, 13, 40, 121, 364 and 1093.
+    rate = schedules.learning_rate("burda", 1e-3, 1e-4, total_steps=3280)
+    starts = [0, 1, 4, 13, 40, 121, 364, 1093]
+    for i, start in enumerate(starts):
+        ends = starts[i + 1] if i + 1 < len(starts) else 3280
+        for step in (start, ends - 1):
+            assert float(rate(step)) == pytest.approx(1e-3 * 10 ** (-i / 7), rel=1e-6), step
+    assert float(rate(10 ** 6)) == pytest.approx(1e-4, rel=1e-6)
+
+
+def test_burda_schedule_scales_its_stages_to_the_run():
+    rate = schedules.learning_rate("burda", 2e-3, 2e-4, total_steps=328_000)
+    assert float(rate(99)) == pytest.approx(2e-3)   # stage 0: 1/3280 of the run
+    assert float(rate(100)) == pytest.approx(2e-3 * 10 ** (-1 / 7))
+    assert float(rate(109_299)) == pytest.approx(2e-3 * 10 ** (-6 / 7))
+    assert float(rate(109_300)) == pytest.approx(2e-4)  # the last 2187/3280
+
+
+def test_cosine_schedule_halves_its_range_midway_and_ends_at_the_final_rate():
+    rate = schedules.learning_rate("cosine", 1e-3, 1e-4, total_steps=1000)
+    assert float(rate(0)) == pytest.approx(1e-3)
+    assert float(rate(500)) == pytest.approx(5.5e-4, rel=1e-5)  # (1 + cos(pi/2)) / 2 = 1/2
+    assert float(rate(250)) == pytest.approx(1e-4 + 9e-4 * (1 + math.cos(math.pi / 4)) / 2,
+                                             rel=1e-5)
+    assert float(rate(1000)) == pytest.approx(1e-4) and float(rate(5000)) == pytest.approx(1e-4)
+    assert schedules.learning_rate("constant", 3e-4, 1e-5, total_steps=10) == 3e-4
+
+
+def test_learning_rate_settings_are_checked():
+    with pytest.raises(ValueError, match="lr-schedule burda"):
+        tfvae.config.TrainConfig(final_learning_rate=1e-4)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        tfvae.config.TrainConfig(lr_schedule="step")
+    assert tfvae.config.TrainConfig(learning_rate=1e-3, lr_schedule="burda").last_learning_rate \
+        == pytest.approx(1e-4)
+
+
+def test_burda_schedule_of_a_short_run_still_falls_stage_by_stage_to_the_final_rate():
+    rate = schedules.learning_rate("burda", 1e-3, 1e-4, total_steps=24)
+    rates = [float(rate(step)) for step in range(24)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
+    assert all(a >= b for a, b in zip(rates, rates[1:]))

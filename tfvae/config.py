@@ -38,6 +38,7 @@ FACTORIZED_POSTERIORS = ("diagonal_gaussian", "laplace", "logistic", "student_t"
 KL_ESTIMATORS = ("auto", "analytic", "monte_carlo")
 BINARIZATIONS = ("none", "dynamic")
 OPTIMIZERS = ("adagrad", "adam", "sgd", "rmsprop")
+LR_SCHEDULES = ("constant", "burda", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 FLOWS = ("iaf", "affine_coupling")
@@ -428,7 +429,14 @@ class TrainConfig:
     Attributes:
         epochs: Passes over the training set.
         optimizer: `adagrad` (the paper), `adam`, `sgd` or `rmsprop`.
-        learning_rate: Step size; the paper picked from {0.01, 0.02, 0.1}.
+        learning_rate: Step size (the first one under a decaying lr_schedule);
+            the paper picked from {0.01, 0.02, 0.1}.
+        lr_schedule: constant, burda (Burda et al. 2016: 8 stages of 3^i
+            epochs, i = 0..7, scaled to fill the run's epochs, the rate falling
+            by equal factors from learning_rate to final_learning_rate) or
+            cosine (from learning_rate to final_learning_rate over the run).
+        final_learning_rate: Last step size of a decaying lr_schedule; None
+            means learning_rate / 10, Burda et al.'s 1e-3 to 1e-4.
         seed: Seeds weights, data order, binarization and the noise of z.
         jit_compile: Compile the train step with XLA (not under a --strategy
             other than default: Keras runs XLA per replica, which cannot reach
@@ -453,6 +461,8 @@ class TrainConfig:
     epochs: int = 100
     optimizer: str = "adagrad"
     learning_rate: float = 0.02
+    lr_schedule: str = "constant"
+    final_learning_rate: Optional[float] = None
     seed: int = 0
     jit_compile: bool = True
     steps_per_execution: int = 64
@@ -465,6 +475,12 @@ class TrainConfig:
 
     def __post_init__(self):
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if self.final_learning_rate is not None:
+            _check_positive("final_learning_rate", self.final_learning_rate)
+            if self.lr_schedule == "constant":
+                raise ValueError("final_learning_rate sets a decaying schedule: add "
+                                 "--lr-schedule burda or --lr-schedule cosine, or drop it.")
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("precision", self.precision, PRECISIONS)
         if self.cpu_devices is not None:
@@ -474,6 +490,15 @@ class TrainConfig:
         _check_positive("steps_per_execution", self.steps_per_execution)
         _check_positive("checkpoint_every", self.checkpoint_every)
         _check_name("run_name", self.run_name)
+
+    @property
+    def last_learning_rate(self) -> float:
+        """The step size a decaying schedule ends at (learning_rate if constant)."""
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        if self.final_learning_rate is None:
+            return self.learning_rate / 10
+        return self.final_learning_rate
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,10 +13,11 @@ import dataclasses
 import typing
 
 from tfvae.config import (BASELINES, BINARIZATIONS, GAUSSIAN_SCALES, GRADIENT_ESTIMATORS,
-                          KL_ESTIMATORS, LIKELIHOODS, MEAN_ACTIVATIONS, NETWORKS, OBJECTIVES,
-                          OPTIMIZERS, POSTERIORS, PRECISIONS, PRIORS, SECTIONS, STRATEGIES,
-                          TC_ESTIMATORS, WARMUP_UNITS, WARMUPS, DataConfig, ModelConfig, RunConfig,
-                          TrainConfig, resolve_annotation, unwrap_optional, flag_paths)
+                          KL_ESTIMATORS, LIKELIHOODS, LR_SCHEDULES, MEAN_ACTIVATIONS, NETWORKS,
+                          OBJECTIVES, OPTIMIZERS, POSTERIORS, PRECISIONS, PRIORS, SECTIONS,
+                          STRATEGIES, TC_ESTIMATORS, WARMUP_UNITS, WARMUPS, DataConfig,
+                          ModelConfig, RunConfig, TrainConfig, resolve_annotation,
+                          unwrap_optional, flag_paths)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +98,8 @@ def _add_argument(group, flag: str, field: dataclasses.Field) -> None:
 _CHOICES = {"network": NETWORKS, "likelihood": LIKELIHOODS, "posterior": POSTERIORS, "prior": PRIORS,
             "gaussian_scale": GAUSSIAN_SCALES, "mean_activation": MEAN_ACTIVATIONS,
             "objective": OBJECTIVES, "kl_estimator": KL_ESTIMATORS,
-            "binarization": BINARIZATIONS, "optimizer": OPTIMIZERS, "warmup": WARMUPS,
+            "binarization": BINARIZATIONS, "optimizer": OPTIMIZERS,
+            "lr_schedule": LR_SCHEDULES, "warmup": WARMUPS,
             "warmup_unit": WARMUP_UNITS, "tc_estimator": TC_ESTIMATORS,
             "gradient_estimator": GRADIENT_ESTIMATORS, "baseline": BASELINES,
             "strategy": STRATEGIES, "precision": PRECISIONS}

@@ -1,4 +1,4 @@
-"""The weight on the KL term and how it changes in training: beta and warm-up.
+"""What changes in training with the step: the KL weight (beta, warm-up) and the learning rate.
 
 The minimised objective is distortion + w_t * (KL term), with
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import keras
 import tensorflow as tf
 
 WARMUPS = ("none", "linear", "cyclical")
@@ -100,3 +101,59 @@ class KLWeight:
     @classmethod
     def from_config(cls, config: dict) -> "KLWeight":
         return cls(**config)
+
+
+# Learning rates. A Keras schedule is a function of the optimizer's
+# `iterations`, saved with the optimizer in every checkpoint: a resumed run
+# continues it exactly.
+
+LEARNING_RATE_SCHEDULES = ("constant", "burda", "cosine")
+# Burda et al. (2016), section 5: 8 stages, stage i lasting 3^i epochs
+# (3280 in all) at learning rate 1e-3 * 10^(-i/7).
+BURDA_STAGES = 8
+
+
+def burda_boundaries(total_steps: int) -> list[int]:
+    """The last steps (0-based) of Burda et al.'s stages 0..6, scaled to `total_steps`.
+
+    Stage i lasts the fraction 3^i / 3280 of the run (3280 = sum of 3^i, i = 0..7),
+    so at 3280 epochs the stages are the paper's 1, 3, 9, ..., 2187 epochs. These
+    are `PiecewiseConstantDecay`'s boundaries: a step t <= boundary takes the
+    earlier stage's rate. A run too short for a stage gives it no steps.
+    """
+    total = sum(3 ** i for i in range(BURDA_STAGES))
+    lasts, elapsed = [], 0
+    for i in range(BURDA_STAGES - 1):
+        elapsed += 3 ** i
+        lasts.append(max(0, round(total_steps * elapsed / total) - 1))
+    return lasts
+
+
+def learning_rate(kind: str, initial: float, final: float, total_steps: int):
+    """The optimizer's `learning_rate`: a float, or a Keras schedule of the step.
+
+    Args:
+        kind: `constant` (always `initial`), `burda` (stage i of 8 at
+            initial * (final / initial)^(i / 7), stages 3^i long, see
+            `burda_boundaries`) or `cosine` (Loshchilov & Hutter 2017, without
+            restarts: from `initial` to `final` over `total_steps`, then `final`).
+        initial: The first step size.
+        final: The last step size of a decaying schedule.
+        total_steps: The run's length in optimizer steps (epochs x steps per epoch).
+
+    References:
+        Burda, Grosse & Salakhutdinov (2016). Importance Weighted Autoencoders. ICLR.
+        Loshchilov & Hutter (2017). SGDR: Stochastic Gradient Descent with Warm
+            Restarts. ICLR.
+    """
+    if kind == "constant":
+        return initial
+    if kind == "burda":
+        ratio = final / initial
+        values = [initial * ratio ** (i / (BURDA_STAGES - 1)) for i in range(BURDA_STAGES)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            burda_boundaries(total_steps), values)
+    if kind == "cosine":
+        return keras.optimizers.schedules.CosineDecay(initial, decay_steps=total_steps,
+                                                      alpha=final / initial)
+    raise ValueError(f"lr_schedule={kind!r} is not one of {LEARNING_RATE_SCHEDULES}.")

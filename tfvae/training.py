@@ -38,7 +38,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import builders, datasets, distribute, plots, precision, priors, registry
+from tfvae import (builders, datasets, distribute, plots, precision, priors, registry,
+                   schedules)
 from tfvae.base_model import TrainingDiverged
 from tfvae.config import RunConfig
 from tfvae.presets import dataset_defaults
@@ -118,7 +119,8 @@ def _fit(config: RunConfig, data, model: VAE, initial_epoch: int, run_dir: Path,
         _truncate_history(history_path, initial_epoch)
     callbacks = [
         data.train_epochs.callback(),
-        SamplesSeen(data.train_epochs.steps_per_epoch * config.data.batch_size),
+        SamplesSeen(data.train_epochs.steps_per_epoch * config.data.batch_size,
+                    learning_rate=config.train.lr_schedule != "constant"),
         keras.callbacks.CSVLogger(str(history_path), append=initial_epoch > 0),
         keras.callbacks.TensorBoard(str(write_dir / "logs")),
         Checkpoint(write_dir, config.train.checkpoint_every),
@@ -228,11 +230,17 @@ def _flag_value(value) -> str:
 def build_compiled(config: RunConfig, num_train: int,
                    steps_per_epoch: int | None = None) -> VAE:
     """The VAE that `config` describes, compiled (`steps_per_epoch`: for a
-    warm-up in epochs)."""
+    warm-up in epochs and a decaying learning rate)."""
     model = builders.build_vae(config.model, num_train=num_train, seed=config.train.seed,
                                steps_per_epoch=steps_per_epoch)
-    optimizer = keras.optimizers.get({"class_name": config.train.optimizer,
-                                      "config": {"learning_rate": config.train.learning_rate}})
+    train = config.train
+    if train.lr_schedule != "constant" and steps_per_epoch is None:
+        raise ValueError(f"lr_schedule={train.lr_schedule!r} needs steps_per_epoch.")
+    rate = schedules.learning_rate(train.lr_schedule, train.learning_rate,
+                                   train.last_learning_rate,
+                                   train.epochs * (steps_per_epoch or 1))
+    optimizer = keras.optimizers.get({"class_name": train.optimizer,
+                                      "config": {"learning_rate": rate}})
     if tf.distribute.has_strategy():  # No XLA, one step per call (OwnLossModel.compile).
         model.compile(optimizer)
     else:
@@ -253,6 +261,11 @@ def _start_or_resume(config: RunConfig, data, run_dir: Path,
             raise RunExists(
                 f"{run_dir} holds a run with another configuration ({'; '.join(differences)}). "
                 "Pass a new --run-name (or another --output-dir), or delete that folder.")
+        if saved.train.lr_schedule != "constant" and saved.train.epochs != config.train.epochs:
+            raise RunExists(
+                f"{run_dir} holds a run whose {saved.train.lr_schedule} learning-rate schedule "
+                f"spans --epochs {saved.train.epochs}; it resumes with that --epochs only. "
+                "To train longer, start a new run (--run-name) with the longer --epochs.")
         state_path = run_dir / CHECKPOINT_STATE
         if state_path.exists():
             state = json.loads(state_path.read_text())
@@ -307,13 +320,16 @@ class SamplesSeen(keras.callbacks.Callback):
     `seconds` is the wall time since the previous epoch's logs (the first epoch:
     since training began): the epoch, its validation and the previous epoch's
     logging and checkpoint, so that a run's seconds add up to its time.
-    `samples` is the x-axis of Kingma & Welling's Figure 2. Must come before
-    the loggers.
+    `samples` is the x-axis of Kingma & Welling's Figure 2. With
+    `learning_rate`, also the step size the next step takes (for a decaying
+    schedule; a constant one adds no column, so older runs resume into the
+    same columns). Must come before the loggers.
     """
 
-    def __init__(self, samples_per_epoch: int):
+    def __init__(self, samples_per_epoch: int, learning_rate: bool = False):
         super().__init__()
         self.samples_per_epoch = samples_per_epoch
+        self.learning_rate = learning_rate
         self.start = None
 
     def on_train_begin(self, logs=None):
@@ -324,6 +340,8 @@ class SamplesSeen(keras.callbacks.Callback):
         if logs is not None:
             logs["samples"] = (epoch + 1) * self.samples_per_epoch
             logs["seconds"] = now - self.start
+            if self.learning_rate:
+                logs["learning_rate"] = float(self.model.optimizer.learning_rate)
         self.start = now
 
 

@@ -14,10 +14,8 @@ An interrupted run resumes when the same command runs again.
 """
 
 import argparse
-import json
-from pathlib import Path
 
-from tfvae import reports, training
+import scored_runs
 from tfvae.config import RunConfig
 
 # Burda et al. (2016), Table 1, test NLL in nats.
@@ -37,25 +35,13 @@ def config(objective: str, k: int, args: argparse.Namespace) -> RunConfig:
         output_dir=args.output_dir, run_name=name, **warmup)
 
 
-def nll_report(run_dir: Path, num_samples: int) -> dict:
-    """The run's evaluation report, computed unless it exists for `num_samples`."""
-    path = run_dir / "evaluation.json"
-    if path.exists():
-        report = json.loads(path.read_text())
-        if report["log_likelihood"]["num_samples"] == num_samples:
-            return report
-    return json.loads(reports.evaluate_run(run_dir, num_samples=num_samples).read_text())
-
-
 def row(name, k, result, report) -> str:
     history = result.history
-    seconds = sum(history["seconds"]) if "seconds" in history else None
-    nll = -report["log_likelihood"]["mean"]
+    value, stderr = scored_runs.nll(report)
     target = TARGETS[(result.model.objective.name, k)]
-    wall = f"{seconds / 60:.0f} min" if seconds else "not recorded"
-    return (f"| {name} | {k} | {len(history['elbo'])} | {wall} | {-history['val_elbo'][-1]:.2f} "
-            f"| {nll:.2f} ± {report['log_likelihood']['stderr']:.2f} | {target} "
-            f"| {nll - target:+.2f} |")
+    return (f"| {name} | {k} | {len(history['elbo'])} | {scored_runs.training_time(history)} "
+            f"| {-history['val_elbo'][-1]:.2f} | {value:.2f} ± {stderr:.2f} | {target} "
+            f"| {value - target:+.2f} |")
 
 
 def main():
@@ -75,8 +61,8 @@ def main():
           f"{args.num_samples}) | paper | gap |\n|---|---|---|---|---|---|---|---|")
     for key in args.rows:
         name, objective, k = ROWS[key]
-        result = training.train(config(objective, k, args), verbose=2)
-        print(row(name, k, result, nll_report(result.run_dir, args.num_samples)), flush=True)
+        result, report = scored_runs.train_and_score(config(objective, k, args), args.num_samples)
+        print(row(name, k, result, report), flush=True)
 
 
 if __name__ == "__main__":

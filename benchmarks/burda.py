@@ -56,12 +56,16 @@ def main():
                         default="cosine", help="down to a tenth of --learning-rate")
     parser.add_argument("--warmup-epochs", type=int, default=100, help="0: no warm-up")
     parser.add_argument("--num-samples", type=int, default=5000)
+    parser.add_argument("--ship-dir", default="saved_models",
+                        help="where each finished, evaluated run is copied (model.keras, "
+                             "config.json, history.csv, evaluation.json and .md)")
     args = parser.parse_args()
     print("| model | k | epochs | training time | test -ELBO | test NLL (k = "
           f"{args.num_samples}) | paper | gap |\n|---|---|---|---|---|---|---|---|")
     for key in args.rows:
         name, objective, k = ROWS[key]
-        result, report = scored_runs.train_and_score(config(objective, k, args), args.num_samples)
+        result, report = scored_runs.train_and_score(config(objective, k, args), args.num_samples,
+                                                     args.ship_dir)
         print(row(name, k, result, report), flush=True)
 
 

@@ -6,7 +6,12 @@ and prints the table again.
 """
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
+
+import keras
 
 from tfvae import reports, training
 from tfvae.config import RunConfig
@@ -22,10 +27,58 @@ def nll_report(run_dir: Path, num_samples: int) -> dict:
     return json.loads(reports.evaluate_run(run_dir, num_samples=num_samples).read_text())
 
 
-def train_and_score(config: RunConfig, num_samples: int) -> tuple[training.TrainResult, dict]:
-    """Trains `config` to its last epoch (a line per epoch) and scores it on the test set."""
+def train_and_score(config: RunConfig, num_samples: int,
+                    ship_dir: Path | None = None) -> tuple[training.TrainResult, dict]:
+    """Trains `config` to its last epoch (a line per epoch), scores it on the test
+    set and, given `ship_dir`, ships it there (`ship`)."""
     result = training.train(config, verbose=2)
-    return result, nll_report(result.run_dir, num_samples)
+    report = nll_report(result.run_dir, num_samples)
+    if ship_dir is not None:
+        ship(result.run_dir, ship_dir)
+    return result, report
+
+
+SHIPPED_FILES = ("model.keras", "config.json", "history.csv", "evaluation.json",
+                 "evaluation.md")
+MAX_SHIPPED_BYTES = 5 * 2 ** 20
+
+
+def ship(run_dir: Path, ship_dir: Path) -> Path:
+    """Copies a finished, evaluated run to `ship_dir/<run name>/`, whole or not at all.
+
+    The model is saved again without its optimizer's state (Adam's two moments
+    would triple the file); `python scripts/evaluate.py` on that folder then
+    reproduces evaluation.json.
+
+    Raises:
+        FileNotFoundError: One of `SHIPPED_FILES` is missing (the run is unfinished).
+        ValueError: A file would be 5 MiB or more (the limit for a committed model).
+    """
+    run_dir, ship_dir = Path(run_dir), Path(ship_dir)
+    for name in SHIPPED_FILES:
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir / name} not found: the run is not finished "
+                                    "and evaluated.")
+    ship_dir.mkdir(parents=True, exist_ok=True)
+    target = ship_dir / run_dir.name
+    # Written beside the target, then renamed: a reader never sees half a folder.
+    staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=ship_dir))
+    try:
+        for name in SHIPPED_FILES[1:]:
+            shutil.copy2(run_dir / name, staging / name)
+        model = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
+        model.save(staging / "model.keras")
+        for name in SHIPPED_FILES:
+            size = (staging / name).stat().st_size
+            if size >= MAX_SHIPPED_BYTES:
+                raise ValueError(f"{name} of {run_dir} is {size / 2 ** 20:.1f} MiB, over the "
+                                 f"{MAX_SHIPPED_BYTES // 2 ** 20} MiB a shipped file may have.")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def training_time(history: dict) -> str:

@@ -60,13 +60,17 @@ def main():
     parser.add_argument("--rows", nargs="+", choices=list(PRIORS), default=list(PRIORS))
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--num-samples", type=int, default=5000)
+    parser.add_argument("--ship-dir", default="saved_models",
+                        help="where each finished, evaluated run is copied (model.keras, "
+                             "config.json, history.csv, evaluation.json and .md)")
     args = parser.parse_args()
     bits = " | bits/dim" if args.dataset == "frey_face" else ""
     print(f"| prior | epochs | training time | test NLL (k = {args.num_samples}){bits} "
           f"| paper |\n|---|---|---|---|{'---|' if bits else ''}---|")
     for prior in args.rows:
         result, report = scored_runs.train_and_score(config(args.dataset, prior, args),
-                                                     args.num_samples)
+                                                     args.num_samples,
+                                                     args.ship_dir)
         saved = RunConfig.from_json((result.run_dir / "config.json").read_text())
         pixels = math.prod(saved.model.event_shape)
         print(row(prior, args.dataset, result, report, pixels), flush=True)

@@ -16,6 +16,7 @@ An interrupted run resumes when the same command runs again.
 import argparse
 
 import scored_runs
+
 from tfvae.config import RunConfig
 
 # Burda et al. (2016), Table 1, test NLL in nats.
@@ -26,46 +27,72 @@ ROWS = {"vae": ("VAE", "elbo", 1), "iwae5": ("IWAE", "iwae", 5), "iwae50": ("IWA
 def config(objective: str, k: int, args: argparse.Namespace) -> RunConfig:
     """The row's run; its folder is named after everything that varies here."""
     warmup = {"warmup": "linear", "warmup_length": args.warmup_epochs} if args.warmup_epochs else {}
-    name = (f"burda-{'vae' if objective == 'elbo' else 'iwae'}-k{k}-b{args.batch_size}"
-            f"-e{args.epochs}-{args.lr_schedule}-w{args.warmup_epochs}")
+    name = (
+        f"burda-{'vae' if objective == 'elbo' else 'iwae'}-k{k}-b{args.batch_size}"
+        f"-e{args.epochs}-{args.lr_schedule}-w{args.warmup_epochs}"
+    )
     return RunConfig.for_dataset(
-        "mnist", hidden_units=(200, 200), latent_dim=50, batch_size=args.batch_size,
-        optimizer="adam", learning_rate=args.learning_rate, lr_schedule=args.lr_schedule,
-        weight_decay=0.0, epochs=args.epochs, objective=objective, num_samples=k,
-        output_dir=args.output_dir, run_name=name, **warmup)
+        "mnist",
+        hidden_units=(200, 200),
+        latent_dim=50,
+        batch_size=args.batch_size,
+        optimizer="adam",
+        learning_rate=args.learning_rate,
+        lr_schedule=args.lr_schedule,
+        weight_decay=0.0,
+        epochs=args.epochs,
+        objective=objective,
+        num_samples=k,
+        output_dir=args.output_dir,
+        run_name=name,
+        **warmup,
+    )
 
 
 def row(name, k, result, report) -> str:
     history = result.history
     value, stderr = scored_runs.nll(report)
     target = TARGETS[(result.model.objective.name, k)]
-    return (f"| {name} | {k} | {len(history['elbo'])} | {scored_runs.training_time(history)} "
-            f"| {-history['val_elbo'][-1]:.2f} | {value:.2f} ± {stderr:.2f} | {target} "
-            f"| {value - target:+.2f} |")
+    return (
+        f"| {name} | {k} | {len(history['elbo'])} | {scored_runs.training_time(history)} "
+        f"| {-history['val_elbo'][-1]:.2f} | {value:.2f} ± {stderr:.2f} | {target} "
+        f"| {value - target:+.2f} |"
+    )
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--output-dir", default="/work/runs/burda")
     parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=["vae", "iwae5"])
     parser.add_argument("--epochs", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--lr-schedule", choices=("constant", "burda", "cosine"),
-                        default="cosine", help="down to a tenth of --learning-rate")
+    parser.add_argument(
+        "--lr-schedule",
+        choices=("constant", "burda", "cosine"),
+        default="cosine",
+        help="down to a tenth of --learning-rate",
+    )
     parser.add_argument("--warmup-epochs", type=int, default=100, help="0: no warm-up")
     parser.add_argument("--num-samples", type=int, default=5000)
-    parser.add_argument("--ship-dir", default="saved_models",
-                        help="where each finished, evaluated run is copied (model.keras, "
-                             "config.json, history.csv, evaluation.json and .md)")
+    parser.add_argument(
+        "--ship-dir",
+        default="saved_models",
+        help="where each finished, evaluated run is copied (model.keras, "
+        "config.json, history.csv, evaluation.json and .md)",
+    )
     args = parser.parse_args()
-    print("| model | k | epochs | training time | test -ELBO | test NLL (k = "
-          f"{args.num_samples}) | paper | gap |\n|---|---|---|---|---|---|---|---|")
+    print(
+        "| model | k | epochs | training time | test -ELBO | test NLL (k = "
+        f"{args.num_samples}) | paper | gap |\n|---|---|---|---|---|---|---|---|"
+    )
     for key in args.rows:
         name, objective, k = ROWS[key]
-        result, report = scored_runs.train_and_score(config(objective, k, args), args.num_samples,
-                                                     args.ship_dir)
+        result, report = scored_runs.train_and_score(
+            config(objective, k, args), args.num_samples, args.ship_dir
+        )
         print(row(name, k, result, report), flush=True)
 
 

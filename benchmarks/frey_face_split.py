@@ -22,22 +22,27 @@ def nearest_distances(x: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", default=None, help="default: $TFVAE_DATA_DIR")
     args = parser.parse_args(argv)
     frames = datasets.read_frey_mat(datasets.find_file("frey_rawface.mat", args.data_dir))
     x = frames.astype(np.float64) / 255
     index = np.arange(len(x))
     interleaved = (index[index % 10 != 9], index[index % 10 == 9])
-    splits = {"interleaved (i % 10 == 9)": interleaved,
-              "blocks with gaps (tfvae)": datasets.frey_face_split(len(x))}
+    splits = {
+        "interleaved (i % 10 == 9)": interleaved,
+        "blocks with gaps (tfvae)": datasets.frey_face_split(len(x)),
+    }
     adjacent = np.sqrt(((x[1:] - x[:-1]) ** 2).sum(axis=-1))
     print(f"consecutive frames: mean distance {adjacent.mean():.3f}")
     for name, (train, test) in splits.items():
         distance = nearest_distances(x, train, test)
-        print(f"{name:28s} train {len(train)}, test {len(test)}: nearest training frame "
-              f"at {distance.mean():.3f} on average (median {np.median(distance):.3f})")
+        print(
+            f"{name:28s} train {len(train)}, test {len(test)}: nearest training frame "
+            f"at {distance.mean():.3f} on average (median {np.median(distance):.3f})"
+        )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,13 @@ CHECKPOINTS = (1e5, 1e6, 1e7)
 
 def train_all(dataset: str, latents, epochs: int, output_dir: str) -> dict:
     """{latent size: TrainResult}, training only what is not finished yet."""
-    return {z: training.train(RunConfig.for_dataset(dataset, latent_dim=z, epochs=epochs,
-                                                    output_dir=output_dir), verbose=0)
-            for z in latents}
+    return {
+        z: training.train(
+            RunConfig.for_dataset(dataset, latent_dim=z, epochs=epochs, output_dir=output_dir),
+            verbose=0,
+        )
+        for z in latents
+    }
 
 
 def at_samples(history: dict, target: float) -> str:
@@ -39,20 +43,28 @@ def at_samples(history: dict, target: float) -> str:
 
 
 def table(dataset: str, results: dict) -> str:
-    rows = ["| latent | " + " | ".join(f"{t:.0e} train / test" for t in CHECKPOINTS)
-            + " | samples | time (sum of epochs) |", "|---" * (len(CHECKPOINTS) + 3) + "|"]
+    rows = [
+        "| latent | "
+        + " | ".join(f"{t:.0e} train / test" for t in CHECKPOINTS)
+        + " | samples | time (sum of epochs) |",
+        "|---" * (len(CHECKPOINTS) + 3) + "|",
+    ]
     for z, result in results.items():
         history = result.history
         seconds = sum(history["seconds"]) if "seconds" in history else None
         wall = f"{seconds / 60:.1f} min" if seconds else "not recorded"
-        rows.append(f"| {z} | " + " | ".join(at_samples(history, t) for t in CHECKPOINTS)
-                    + f" | {history['samples'][-1]:.2e} | {wall} |")
+        rows.append(
+            f"| {z} | "
+            + " | ".join(at_samples(history, t) for t in CHECKPOINTS)
+            + f" | {history['samples'][-1]:.2e} | {wall} |"
+        )
     return f"{dataset}\n\n" + "\n".join(rows)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--output-dir", default="saved_models/reproductions")
     parser.add_argument("--docs-dir", default="docs/results")
     # 6250 epochs of the 1600 training samples an epoch evaluates: 1.0e7 samples.
@@ -66,9 +78,11 @@ def main():
     for dataset in args.datasets:
         latents = LATENTS[dataset]
         results = train_all(dataset, latents, epochs[dataset], args.output_dir)
-        plots.bound_curves({f"latent {z}": r.history for z, r in results.items()},
-                           docs / f"figure2_{dataset}.png",
-                           title=f"{dataset}: lower bound per datapoint")
+        plots.bound_curves(
+            {f"latent {z}": r.history for z, r in results.items()},
+            docs / f"figure2_{dataset}.png",
+            title=f"{dataset}: lower bound per datapoint",
+        )
         shutil.copyfile(results[2].run_dir / "manifold.png", docs / f"figure4_{dataset}.png")
         print(table(dataset, results), end="\n\n", flush=True)
 

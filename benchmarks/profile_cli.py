@@ -64,34 +64,44 @@ class PhaseTimer(keras.callbacks.Callback):
 def profile(setting: str, epochs: int) -> tuple[dict[str, float], int]:
     """Median milliseconds per phase, after the first epoch; and steps per epoch."""
     from tfvae import flags, training
+
     parser = argparse.ArgumentParser()
     flags.add_arguments(parser)
     timer = PhaseTimer()
     with tempfile.TemporaryDirectory() as workdir:
-        config = flags.from_arguments(parser.parse_args(
-            cli_flags(setting, epochs + 1, Path(workdir))))
+        config = flags.from_arguments(
+            parser.parse_args(cli_flags(setting, epochs + 1, Path(workdir)))
+        )
         result = training.train(config, verbose=0, callbacks=[timer])
         samples = result.history["samples"][0]
-    medians = {phase: 1e3 * statistics.median(timer.seconds[phase][1:] or timer.seconds[phase])
-               for phase in PHASES}
+    medians = {
+        phase: 1e3 * statistics.median(timer.seconds[phase][1:] or timer.seconds[phase])
+        for phase in PHASES
+    }
     return medians, int(samples) // SETTINGS[setting][1]
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--settings", nargs="+", choices=SETTINGS,
-                        default=["kingma", "frey_face"])
-    parser.add_argument("--epochs", type=int, default=5,
-                        help="Timed epochs (after one that compiles). Default: 5.")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=["kingma", "frey_face"])
+    parser.add_argument(
+        "--epochs", type=int, default=5, help="Timed epochs (after one that compiles). Default: 5."
+    )
     args = parser.parse_args()
-    rows = [f"| setting | steps per epoch | {' | '.join(PHASES)} (ms, median) |",
-            "|---|---:|" + "---:|" * len(PHASES)]
+    rows = [
+        f"| setting | steps per epoch | {' | '.join(PHASES)} (ms, median) |",
+        "|---|---:|" + "---:|" * len(PHASES),
+    ]
     for setting in args.settings:
         epochs = args.epochs * (10 if SETTINGS[setting][3] == "frey_face" else 1)
         medians, steps = profile(setting, epochs)
-        rows.append(f"| {DESCRIPTIONS[setting]} | {steps} | "
-                    + " | ".join(f"{medians[p]:,.1f}" for p in PHASES) + " |")
+        rows.append(
+            f"| {DESCRIPTIONS[setting]} | {steps} | "
+            + " | ".join(f"{medians[p]:,.1f}" for p in PHASES)
+            + " |"
+        )
         print(rows[-1], flush=True)
     print("\n".join(rows))
 

@@ -33,8 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from references import XLALoop  # noqa: E402
 from train_throughput import DESCRIPTIONS, SETTINGS, compiled_vae, random_data  # noqa: E402
 
-GROUPS = ("matrix products", "is-finite checks and reductions", "fused elementwise",
-          "other (gathers, copies, RNG)")
+GROUPS = (
+    "matrix products",
+    "is-finite checks and reductions",
+    "fused elementwise",
+    "other (gathers, copies, RNG)",
+)
 
 
 def profile_one_epoch(setting: str, path: str, logdir: str) -> tuple[float, int]:
@@ -43,13 +47,17 @@ def profile_one_epoch(setting: str, path: str, logdir: str) -> tuple[float, int]
     x = random_data(setting)
     if path == "fit":
         model = compiled_vae(setting)
+
         def epoch():
             model.fit(x, batch_size=batch, epochs=1, verbose=0)
+
         steps = n // batch
     else:
         loop = XLALoop(network, x.reshape(len(x), -1), batch)
+
         def epoch():
             loop.epoch(0)
+
         steps = loop.examples_per_epoch() // batch
     epoch()  # Compiles.
     tf.profiler.experimental.start(logdir)
@@ -64,6 +72,7 @@ def step_ops(logdir: str, steps: int) -> dict[str, float]:
     """Microseconds per XLA op of the profiled epoch, from the trace: the events that
     ran a multiple of `steps` times (once or more per step), framework events left out."""
     from xprof.convert import raw_to_tool_data
+
     paths = sorted(glob.glob(f"{logdir}/plugins/profile/*/*.xplane.pb"))[-1:]
     data, _ = raw_to_tool_data.xspace_to_tool_data(paths, "trace_viewer@", {})
     events = [e for e in json.loads(data)["traceEvents"] if e.get("ph") == "X"]
@@ -71,9 +80,11 @@ def step_ops(logdir: str, steps: int) -> dict[str, float]:
     for event in events:
         total[event["name"]] += event.get("dur", 0)
         count[event["name"]] += 1
-    return {name: time for name, time in total.items()
-            if count[name] >= steps and count[name] % steps == 0
-            and not FRAMEWORK.match(str(name))}
+    return {
+        name: time
+        for name, time in total.items()
+        if count[name] >= steps and count[name] % steps == 0 and not FRAMEWORK.match(str(name))
+    }
 
 
 FRAMEWORK = re.compile(r"(Thread|Thunk|Executor|Eager|Kernel|TFE|Iterator|run$|Cpu|Block)")
@@ -91,8 +102,9 @@ def group(name: str) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
     parser.add_argument("--paths", nargs="+", choices=("fit", "xla"), default=["fit", "xla"])
     parser.add_argument("--logdir", default="/tmp/tfvae-profile")
@@ -109,15 +121,21 @@ def main():
     except ImportError:
         print("pip install xprof to print where the step's time went.")
         return
-    print("\n| setting | path | wall ms per step | "
-          + " | ".join(f"{name}, thread ms" for name in GROUPS) + " |")
+    print(
+        "\n| setting | path | wall ms per step | "
+        + " | ".join(f"{name}, thread ms" for name in GROUPS)
+        + " |"
+    )
     print("|---|---|---:|" + "---:|" * len(GROUPS))
     for setting, path, seconds, steps, logdir in rows:
         groups = collections.Counter()
         for name, microseconds in step_ops(logdir, steps).items():
             groups[group(name)] += microseconds / 1e3 / steps
-        print(f"| {DESCRIPTIONS[setting]} | {path} | {seconds * 1e3 / steps:.2f} | "
-              + " | ".join(f"{groups[name]:.2f}" for name in GROUPS) + " |")
+        print(
+            f"| {DESCRIPTIONS[setting]} | {path} | {seconds * 1e3 / steps:.2f} | "
+            + " | ".join(f"{groups[name]:.2f}" for name in GROUPS)
+            + " |"
+        )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ def nll_report(run_dir: Path, num_samples: int) -> dict:
     return json.loads(reports.evaluate_run(run_dir, num_samples=num_samples).read_text())
 
 
-def train_and_score(config: RunConfig, num_samples: int,
-                    ship_dir: Path | None = None) -> tuple[training.TrainResult, dict]:
+def train_and_score(
+    config: RunConfig, num_samples: int, ship_dir: Path | None = None
+) -> tuple[training.TrainResult, dict]:
     """Trains `config` to its last epoch (a line per epoch), scores it on the test
     set and, given `ship_dir`, ships it there (`ship`)."""
     result = training.train(config, verbose=2)
@@ -38,9 +39,8 @@ def train_and_score(config: RunConfig, num_samples: int,
     return result, report
 
 
-SHIPPED_FILES = ("model.keras", "config.json", "history.csv", "evaluation.json",
-                 "evaluation.md")
-MAX_SHIPPED_BYTES = 5 * 2 ** 20
+SHIPPED_FILES = ("model.keras", "config.json", "history.csv", "evaluation.json", "evaluation.md")
+MAX_SHIPPED_BYTES = 5 * 2**20
 
 
 def ship(run_dir: Path, ship_dir: Path) -> Path:
@@ -57,8 +57,9 @@ def ship(run_dir: Path, ship_dir: Path) -> Path:
     run_dir, ship_dir = Path(run_dir), Path(ship_dir)
     for name in SHIPPED_FILES:
         if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir / name} not found: the run is not finished "
-                                    "and evaluated.")
+            raise FileNotFoundError(
+                f"{run_dir / name} not found: the run is not finished and evaluated."
+            )
     ship_dir.mkdir(parents=True, exist_ok=True)
     target = ship_dir / run_dir.name
     # Written beside the target, then renamed: a reader never sees half a folder.
@@ -71,8 +72,10 @@ def ship(run_dir: Path, ship_dir: Path) -> Path:
         for name in SHIPPED_FILES:
             size = (staging / name).stat().st_size
             if size >= MAX_SHIPPED_BYTES:
-                raise ValueError(f"{name} of {run_dir} is {size / 2 ** 20:.1f} MiB, over the "
-                                 f"{MAX_SHIPPED_BYTES // 2 ** 20} MiB a shipped file may have.")
+                raise ValueError(
+                    f"{name} of {run_dir} is {size / 2**20:.1f} MiB, over the "
+                    f"{MAX_SHIPPED_BYTES // 2**20} MiB a shipped file may have."
+                )
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)

@@ -22,55 +22,80 @@ import argparse
 import math
 
 import scored_runs
+
 from tfvae.config import RunConfig
 
-PRIORS = {"standard": ("standard_normal", {}),
-          "mog": ("mixture_of_gaussians", {"num_components": 500}),
-          "vamp": ("vamp", {"num_pseudo_inputs": 500})}
+PRIORS = {
+    "standard": ("standard_normal", {}),
+    "mog": ("mixture_of_gaussians", {"num_components": 500}),
+    "vamp": ("vamp", {"num_pseudo_inputs": 500}),
+}
 # Tomczak & Welling (2018), one stochastic layer, statically binarized MNIST.
 PAPER_VAMP_STATIC_MNIST = 85.57
-DATASETS = {"mnist": {"likelihood": "bernoulli"},
-            "frey_face": {"likelihood": "discretized_logistic"}}
+DATASETS = {
+    "mnist": {"likelihood": "bernoulli"},
+    "frey_face": {"likelihood": "discretized_logistic"},
+}
 
 
 def config(dataset: str, prior: str, args: argparse.Namespace) -> RunConfig:
     """The row's run; its folder is named after everything that varies here."""
     name, options = PRIORS[prior]
     return RunConfig.for_dataset(
-        dataset, hidden_units=(300, 300), latent_dim=40, batch_size=100, optimizer="adam",
-        learning_rate=5e-4, weight_decay=0.0, warmup="linear", warmup_length=100,
-        epochs=args.epochs, prior=name, **options, **DATASETS[dataset],
-        output_dir=args.output_dir, run_name=f"vamp-{dataset}-{prior}-e{args.epochs}")
+        dataset,
+        hidden_units=(300, 300),
+        latent_dim=40,
+        batch_size=100,
+        optimizer="adam",
+        learning_rate=5e-4,
+        weight_decay=0.0,
+        warmup="linear",
+        warmup_length=100,
+        epochs=args.epochs,
+        prior=name,
+        **options,
+        **DATASETS[dataset],
+        output_dir=args.output_dir,
+        run_name=f"vamp-{dataset}-{prior}-e{args.epochs}",
+    )
 
 
 def row(prior: str, dataset: str, result, report, pixels: int) -> str:
     value, stderr = scored_runs.nll(report)
     bits = f" | {value / (pixels * math.log(2)):.3f}" if dataset == "frey_face" else ""
     paper = PAPER_VAMP_STATIC_MNIST if (dataset, prior) == ("mnist", "vamp") else "-"
-    return (f"| {PRIORS[prior][0]} | {len(result.history['elbo'])} "
-            f"| {scored_runs.training_time(result.history)} | {value:.2f} ± {stderr:.2f}"
-            f"{bits} | {paper} |")
+    return (
+        f"| {PRIORS[prior][0]} | {len(result.history['elbo'])} "
+        f"| {scored_runs.training_time(result.history)} | {value:.2f} ± {stderr:.2f}"
+        f"{bits} | {paper} |"
+    )
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
     parser.add_argument("--output-dir", default="/work/runs/vampprior")
     parser.add_argument("--rows", nargs="+", choices=list(PRIORS), default=list(PRIORS))
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--num-samples", type=int, default=5000)
-    parser.add_argument("--ship-dir", default="saved_models",
-                        help="where each finished, evaluated run is copied (model.keras, "
-                             "config.json, history.csv, evaluation.json and .md)")
+    parser.add_argument(
+        "--ship-dir",
+        default="saved_models",
+        help="where each finished, evaluated run is copied (model.keras, "
+        "config.json, history.csv, evaluation.json and .md)",
+    )
     args = parser.parse_args()
     bits = " | bits/dim" if args.dataset == "frey_face" else ""
-    print(f"| prior | epochs | training time | test NLL (k = {args.num_samples}){bits} "
-          f"| paper |\n|---|---|---|---|{'---|' if bits else ''}---|")
+    print(
+        f"| prior | epochs | training time | test NLL (k = {args.num_samples}){bits} "
+        f"| paper |\n|---|---|---|---|{'---|' if bits else ''}---|"
+    )
     for prior in args.rows:
-        result, report = scored_runs.train_and_score(config(args.dataset, prior, args),
-                                                     args.num_samples,
-                                                     args.ship_dir)
+        result, report = scored_runs.train_and_score(
+            config(args.dataset, prior, args), args.num_samples, args.ship_dir
+        )
         saved = RunConfig.from_json((result.run_dir / "config.json").read_text())
         pixels = math.prod(saved.model.event_shape)
         print(row(prior, args.dataset, result, report, pixels), flush=True)

@@ -10,21 +10,36 @@ import sys
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run_dir", help="run folder with config.json and model.keras")
-    parser.add_argument("--num-samples", type=int, default=5000,
-                        help="importance samples k for log p(x) (default: 5000)")
+    parser.add_argument(
+        "--num-samples",
+        type=int,
+        default=5000,
+        help="importance samples k for log p(x) (default: 5000)",
+    )
     parser.add_argument("--split", choices=("test", "train", "valid"), default="test")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="evaluate only the first LIMIT datapoints of the split")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="evaluate only the first LIMIT datapoints of the split",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     # Imported after parsing so that --help and flag errors answer at once.
     from tfvae import reports
+
     try:
-        path = reports.evaluate_run(args.run_dir, num_samples=args.num_samples,
-                                    split=args.split, limit=args.limit, seed=args.seed)
+        path = reports.evaluate_run(
+            args.run_dir,
+            num_samples=args.num_samples,
+            split=args.split,
+            limit=args.limit,
+            seed=args.seed,
+        )
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -12,14 +12,19 @@ from pathlib import Path
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run_dir", type=Path, help="a run folder written by scripts/train.py")
-    parser.add_argument("--quantizations", nargs="+", default=None, metavar="NAME",
-                        help="which .tflite files: float32 dynamic_int8 float16 (the "
-                             "default) and int8 (full int8, calibrated on z ~ p(z))")
-    parser.add_argument("--output-dir", type=Path, default=None,
-                        help="default: RUN_DIR/export")
+    parser.add_argument(
+        "--quantizations",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="which .tflite files: float32 dynamic_int8 float16 (the "
+        "default) and int8 (full int8, calibrated on z ~ p(z))",
+    )
+    parser.add_argument("--output-dir", type=Path, default=None, help="default: RUN_DIR/export")
     parser.add_argument("--seed", type=int, default=0, help="seeds calibration and checks")
     args = parser.parse_args(argv)
     if not args.run_dir.is_dir():
@@ -27,17 +32,23 @@ def main(argv=None) -> int:
         return 1
     # Imported after parsing so that --help and flag errors answer at once.
     from tfvae import export, parity
+
     # Caught: missing files or data, unknown quantizations, unsupported models, failed checks.
     try:
         description = export.export_run(
-            args.run_dir, quantizations=args.quantizations or export.DEFAULT_QUANTIZATIONS,
-            export_dir=args.output_dir, seed=args.seed)
+            args.run_dir,
+            quantizations=args.quantizations or export.DEFAULT_QUANTIZATIONS,
+            export_dir=args.output_dir,
+            seed=args.seed,
+        )
     except (FileNotFoundError, ValueError, parity.ParityError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except ImportError as error:  # The checks run the files in LiteRT.
-        print(f"error: {error}. Install tfvae with its dependencies: pip install -e .",
-              file=sys.stderr)
+        print(
+            f"error: {error}. Install tfvae with its dependencies: pip install -e .",
+            file=sys.stderr,
+        )
         return 1
     print(summary(description, args.output_dir or args.run_dir / export.EXPORT_DIR))
     return 0
@@ -45,17 +56,22 @@ def main(argv=None) -> int:
 
 def summary(description: dict, export_dir: Path) -> str:
     """A few lines: where, and each file's size and parity."""
-    lines = [f"Wrote {export_dir} in {description['export_seconds']:.1f} s "
-             f"(all parity checks passed):"]
+    lines = [
+        f"Wrote {export_dir} in {description['export_seconds']:.1f} s (all parity checks passed):"
+    ]
     if description.get("condition"):
-        lines.append(f"  conditional on {description['condition']['num_classes']} classes: "
-                     "every signature takes labels, int32 [B]")
+        lines.append(
+            f"  conditional on {description['condition']['num_classes']} classes: "
+            "every signature takes labels, int32 [B]"
+        )
     for name, info in description["tflite"].items():
         parity = description["parity"][name]
-        lines.append(f"  {name:30s} {info['bytes'] / 1024:8.1f} KiB  "
-                     f"mean |dE[x|z]| {parity['mean_abs_diff']:.2g}  "
-                     f"max {parity['max_abs_diff']:.2g}  "
-                     f"|d log-lik|/pixel {parity['log_likelihood_abs_change_per_pixel']:.2g}")
+        lines.append(
+            f"  {name:30s} {info['bytes'] / 1024:8.1f} KiB  "
+            f"mean |dE[x|z]| {parity['mean_abs_diff']:.2g}  "
+            f"max {parity['max_abs_diff']:.2g}  "
+            f"|d log-lik|/pixel {parity['log_likelihood_abs_change_per_pixel']:.2g}"
+        )
     return "\n".join(lines)
 
 

@@ -34,31 +34,35 @@ def positive_int(text: str) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("model", type=Path, help="a decoder_*.tflite from scripts/export.py")
     parser.add_argument("--num-samples", type=positive_int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None,
-                        help="PNG to write; default: MODEL with suffix .png")
-    parser.add_argument("--draws", action="store_true",
-                        help="show draws x ~ p(x|z) instead of the means E[x|z]")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="PNG to write; default: MODEL with suffix .png"
+    )
+    parser.add_argument(
+        "--draws", action="store_true", help="show draws x ~ p(x|z) instead of the means E[x|z]"
+    )
     parser.add_argument("--zoom", type=positive_int, default=3, help="pixels per image pixel")
-    parser.add_argument("--label", type=int, default=None,
-                        help="the class of every image, for a conditional model")
+    parser.add_argument(
+        "--label", type=int, default=None, help="the class of every image, for a conditional model"
+    )
     args = parser.parse_args(argv)
     if not args.model.is_file():
         print(f"error: {args.model} not found.", file=sys.stderr)
         return 1
     try:
-        runner = Interpreter(model_path=str(args.model)).get_signature_runner(
-            "sample_from_noise")
+        runner = Interpreter(model_path=str(args.model)).get_signature_runner("sample_from_noise")
     except ValueError as error:  # Not a tfvae decoder, or not a .tflite at all.
         print(f"error: {args.model}: {error}", file=sys.stderr)
         return 1
     inputs = noise(runner.get_input_details(), args.num_samples, args.seed)
-    problem = label_problem(LABELS in runner.get_input_details(), args.label,
-                            num_classes(args.model))
+    problem = label_problem(
+        LABELS in runner.get_input_details(), args.label, num_classes(args.model)
+    )
     if problem:
         print(f"error: {args.model}: {problem}", file=sys.stderr)
         return 1
@@ -106,8 +110,11 @@ def label_problem(takes_labels: bool, label: int | None, classes: int | None) ->
     """Why `--label` does not fit the model (K = `classes` if known), or None."""
     valid = f"0..{classes - 1}" if classes else "0..K-1, K in export.json"
     if takes_labels != (label is not None):
-        return (f"the model is conditional: give the class of the images with --label ({valid})."
-                if takes_labels else "the model is not conditional: it takes no --label.")
+        return (
+            f"the model is conditional: give the class of the images with --label ({valid})."
+            if takes_labels
+            else "the model is not conditional: it takes no --label."
+        )
     if label is not None and (label < 0 or (classes and label >= classes)):
         return f"--label {label} is not one of the model's classes ({valid})."
     return None
@@ -123,7 +130,7 @@ def tile(images: np.ndarray, zoom: int = 1, gap: int = 1) -> np.ndarray:
     for i, image in enumerate(images):
         row, col = divmod(i, ncols)
         top, left = gap + row * (height + gap), gap + col * (width + gap)
-        grid[top:top + height, left:left + width] = image
+        grid[top : top + height, left : left + width] = image
     return grid
 
 
@@ -137,8 +144,12 @@ def write_png(pixels: np.ndarray, path: Path) -> None:
     # Each scanline starts with its filter type, 0 (none).
     scanlines = b"".join(b"\x00" + row.tobytes() for row in data)
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale.
-    png = (PNG_SIGNATURE + _chunk(b"IHDR", header)
-           + _chunk(b"IDAT", zlib.compress(scanlines, 9)) + _chunk(b"IEND", b""))
+    png = (
+        PNG_SIGNATURE
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(scanlines, 9))
+        + _chunk(b"IEND", b"")
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(png)
@@ -146,8 +157,7 @@ def write_png(pixels: np.ndarray, path: Path) -> None:
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
-    return (struct.pack(">I", len(body)) + kind + body
-            + struct.pack(">I", zlib.crc32(kind + body)))
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 if __name__ == "__main__":

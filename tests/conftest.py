@@ -14,8 +14,10 @@ from tfvae import datasets, export
 @pytest.fixture(scope="session")
 def data_dir() -> str:
     """TFVAE_DATA_DIR, else ../shared/data beside the checkout (as CI lays it)."""
-    candidates = [os.environ.get(datasets.DATA_DIR_ENV),
-                  Path(__file__).parents[2] / "shared" / "data"]
+    candidates = [
+        os.environ.get(datasets.DATA_DIR_ENV),
+        Path(__file__).parents[2] / "shared" / "data",
+    ]
     for folder in candidates:
         if folder and Path(folder).is_dir():
             return str(folder)
@@ -24,10 +26,12 @@ def data_dir() -> str:
 
 # A tiny VAE, exported once per likelihood for test_export.py and test_parity.py.
 
+
 def _tiny_vae(likelihood: str, seed: int = 0) -> tfvae.VAE:
     # 32 hidden units: 32 * 35 weights pass the 1024 below which TFLite skips quantizing.
-    config = tfvae.ModelConfig(latent_dim=2, hidden_units=(32,), likelihood=likelihood,
-                               event_shape=(7, 5))
+    config = tfvae.ModelConfig(
+        latent_dim=2, hidden_units=(32,), likelihood=likelihood, event_shape=(7, 5)
+    )
     return tfvae.build_vae(config, seed=seed)
 
 
@@ -61,9 +65,11 @@ def exported(request, tmp_path_factory, tiny_vae, images):
 
 # A smaller Bernoulli VAE (8 hidden units), for test_evaluation.py and test_reports.py.
 
+
 def _small_bernoulli_vae() -> tfvae.VAE:
-    model = tfvae.VAE(tfvae.gaussian_mlp_encoder(2, (8,)),
-                      tfvae.bernoulli_mlp_decoder((3, 5), (8,)))
+    model = tfvae.VAE(
+        tfvae.gaussian_mlp_encoder(2, (8,)), tfvae.bernoulli_mlp_decoder((3, 5), (8,))
+    )
     model.build((None, 3, 5))
     return model
 

@@ -20,8 +20,14 @@ LEARNING_RATE = 0.1
 
 def _tiny(posterior: str = "diagonal_gaussian"):
     import tfvae
-    return tfvae.ModelConfig(latent_dim=2, hidden_units=(8,), event_shape=(6,),
-                             weight_decay=0.01, posterior=tfvae.PosteriorConfig(posterior))
+
+    return tfvae.ModelConfig(
+        latent_dim=2,
+        hidden_units=(8,),
+        event_shape=(6,),
+        weight_decay=0.01,
+        posterior=tfvae.PosteriorConfig(posterior),
+    )
 
 
 def _binary(n: int) -> np.ndarray:
@@ -32,6 +38,7 @@ def _compiled(config, strategy=None):
     import keras
 
     import tfvae
+
     with strategy.scope() if strategy else contextlib.nullcontext():
         model = tfvae.build_vae(config, seed=0)
         model.compile(keras.optimizers.SGD(LEARNING_RATE))
@@ -51,6 +58,7 @@ def vae_sgd_step() -> dict:
     import tensorflow as tf
 
     from tfvae import seeds
+
     x = _binary(8)
     model = _compiled(_tiny(), strategy)
     model.fit(x, batch_size=8, epochs=1, shuffle=False, verbose=0)
@@ -62,15 +70,19 @@ def vae_sgd_step() -> dict:
         means = []
         for replica, half in enumerate((x[:4], x[4:])):
             seed = tf.random.experimental.stateless_fold_in(
-                seeds.stream_seed(reference.seed, "train", 0), replica)
+                seeds.stream_seed(reference.seed, "train", 0), replica
+            )
             loss, _ = reference.objective.loss(reference, tf.constant(half), seed, 0, None)
             means.append(tf.reduce_mean(loss))
         objective = (means[0] + means[1]) / 2 + tf.add_n(reference.losses)
     gradients = tape.gradient(objective, reference.trainable_variables)
     expected = [w - LEARNING_RATE * g.numpy() for w, g in zip(initial, gradients)]
-    return {"replicas": strategy.num_replicas_in_sync, "distributed": _weights(model),
-            "expected": [w.tolist() for w in expected],
-            "initial": [w.tolist() for w in initial]}
+    return {
+        "replicas": strategy.num_replicas_in_sync,
+        "distributed": _weights(model),
+        "expected": [w.tolist() for w in expected],
+        "initial": [w.tolist() for w in initial],
+    }
 
 
 def autoencoder_fit() -> dict:
@@ -83,8 +95,11 @@ def autoencoder_fit() -> dict:
         model = _compiled(_tiny("point_mass"), scope)
         history = model.fit(x, batch_size=8, epochs=1, shuffle=False, verbose=0).history
         evaluation = model.evaluate(x[:20], batch_size=8, verbose=0, return_dict=True)
-        results[name] = {"weights": _weights(model), "loss": history["loss"],
-                         "evaluate_loss": evaluation["loss"]}
+        results[name] = {
+            "weights": _weights(model),
+            "loss": history["loss"],
+            "evaluate_loss": evaluation["loss"],
+        }
     return results
 
 
@@ -92,20 +107,33 @@ def non_finite_on_one_replica() -> dict:
     """Two steps on 2 replicas, the first with a NaN pixel in replica 1's half only."""
     strategy = distribute.make_strategy("mirrored", 2)
     import tensorflow as tf
+
     x = _binary(16)
     x[5, 2] = np.nan  # Batch 0, second half: replica 1.
     model = _compiled(_tiny(), strategy)
     model(x[:1])
     initial = _weights(model)
-    history = model.fit(tf.data.Dataset.from_tensor_slices(x[:8]).batch(8), epochs=1,
-                        verbose=0).history
+    history = model.fit(
+        tf.data.Dataset.from_tensor_slices(x[:8]).batch(8), epochs=1, verbose=0
+    ).history
     after_nan = _weights(model)
     model.fit(tf.data.Dataset.from_tensor_slices(x[8:]).batch(8), epochs=1, verbose=0)
-    return {"initial": initial, "after_nan": after_nan, "after_finite": _weights(model),
-            "skipped_steps": history["skipped_steps"],
-            "iterations": int(model.optimizer.iterations.numpy())}
+    return {
+        "initial": initial,
+        "after_nan": after_nan,
+        "after_finite": _weights(model),
+        "skipped_steps": history["skipped_steps"],
+        "iterations": int(model.optimizer.iterations.numpy()),
+    }
 
 
 if __name__ == "__main__":
-    print(json.dumps({"vae_sgd_step": vae_sgd_step, "autoencoder_fit": autoencoder_fit,
-                      "non_finite_on_one_replica": non_finite_on_one_replica}[sys.argv[1]]()))
+    print(
+        json.dumps(
+            {
+                "vae_sgd_step": vae_sgd_step,
+                "autoencoder_fit": autoencoder_fit,
+                "non_finite_on_one_replica": non_finite_on_one_replica,
+            }[sys.argv[1]]()
+        )
+    )

@@ -20,8 +20,13 @@ def data(n=60, seed=0):
 
 
 def build(weight_decay=None):
-    config = tfvae.ModelConfig(latent_dim=LATENT, hidden_units=(16,), event_shape=(H, W),
-                               weight_decay=weight_decay, posterior="point_mass")
+    config = tfvae.ModelConfig(
+        latent_dim=LATENT,
+        hidden_units=(16,),
+        event_shape=(H, W),
+        weight_decay=weight_decay,
+        posterior="point_mass",
+    )
     return tfvae.build_vae(config, seed=0)
 
 
@@ -33,8 +38,9 @@ def model():
 def numpy_distortion(model, x):
     """-log p(x | z = f(x)) `[N]` from the model's weights, in float64 numpy."""
     x = np.reshape(x, (len(x), -1)).astype(np.float64)
-    z = affine(model.encoder.head.parameter_layers[0],
-               np.tanh(affine(model.encoder.trunk.hidden[0], x)))
+    z = affine(
+        model.encoder.head.parameter_layers[0], np.tanh(affine(model.encoder.trunk.hidden[0], x))
+    )
     g = np.tanh(affine(model.decoder.trunk.hidden[0], z))
     logits = affine(model.decoder.head.parameter_layers[0], g)
     return np.sum(np.logaddexp(0.0, logits) - x * logits, axis=-1)
@@ -90,9 +96,9 @@ def test_fit_lowers_the_distortion_and_round_trips(tmp_path):
     model.save(tmp_path / "ae.keras")
     loaded = keras.models.load_model(tmp_path / "ae.keras")
     np.testing.assert_array_equal(loaded.posterior_mean(x), model.posterior_mean(x))
-    np.testing.assert_allclose(loaded.bound_terms(x_val).distortion,
-                               numpy_distortion(model, x_val),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        loaded.bound_terms(x_val).distortion, numpy_distortion(model, x_val), rtol=1e-5
+    )
 
 
 def test_the_point_mass_has_no_bound_to_report(model):

@@ -22,9 +22,25 @@ SCRIPT = Path(__file__).parents[1] / "scripts" / "train.py"
 
 
 def frey_args(data_dir, output_dir, *extra):
-    return ["--dataset", "frey_face", "--data-dir", str(data_dir), "--limit", "300",
-            "--batch-size", "50", "--hidden-units", "32", "--output-dir", str(output_dir),
-            "--run-name", "run", "--epochs", "1", *extra]
+    return [
+        "--dataset",
+        "frey_face",
+        "--data-dir",
+        str(data_dir),
+        "--limit",
+        "300",
+        "--batch-size",
+        "50",
+        "--hidden-units",
+        "32",
+        "--output-dir",
+        str(output_dir),
+        "--run-name",
+        "run",
+        "--epochs",
+        "1",
+        *extra,
+    ]
 
 
 def one_line_error(capsys) -> str:
@@ -35,16 +51,19 @@ def one_line_error(capsys) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--dataset", "cifar"], "Unknown dataset 'cifar'; valid: frey_face, mnist"),
-    (["--latent-dim", "0"], "latent_dim must be positive"),
-    (["--learning-rate", "-0.1"], "learning_rate must be positive"),
-    (["--epochs", "-3"], "epochs must be positive"),
-    (["--limit", "0"], "limit must be positive"),
-    (["--limit", "40"], "40 examples are fewer than batch_size=50"),
-    (["--likelihood", "bernoulli"], "--binarization dynamic"),
-    (["--dataset", "mnist", "--likelihood", "gaussian"], "unbounded density"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--dataset", "cifar"], "Unknown dataset 'cifar'; valid: frey_face, mnist"),
+        (["--latent-dim", "0"], "latent_dim must be positive"),
+        (["--learning-rate", "-0.1"], "learning_rate must be positive"),
+        (["--epochs", "-3"], "epochs must be positive"),
+        (["--limit", "0"], "limit must be positive"),
+        (["--limit", "40"], "40 examples are fewer than batch_size=50"),
+        (["--likelihood", "bernoulli"], "--binarization dynamic"),
+        (["--dataset", "mnist", "--likelihood", "gaussian"], "unbounded density"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_code_1(data_dir, tmp_path, capsys, extra, message):
     args = frey_args(data_dir, tmp_path) + extra
     assert train_script.main(args) == 1
@@ -56,7 +75,7 @@ def test_a_data_file_that_is_not_the_canonical_one(data_dir, tmp_path, capsys):
     bad = tmp_path / "data"
     bad.mkdir()
     original = (Path(data_dir) / "frey_rawface.mat").read_bytes()
-    (bad / "frey_rawface.mat").write_bytes(original[:len(original) // 2])  # Truncated.
+    (bad / "frey_rawface.mat").write_bytes(original[: len(original) // 2])  # Truncated.
     assert train_script.main(frey_args(bad, tmp_path / "runs")) == 1
     assert "sha256" in one_line_error(capsys)
     assert (bad / "frey_rawface.mat").stat().st_size == len(original) // 2  # Left alone.
@@ -65,16 +84,21 @@ def test_a_data_file_that_is_not_the_canonical_one(data_dir, tmp_path, capsys):
 def test_another_config_in_the_run_folder_names_the_fields(data_dir, tmp_path, capsys):
     assert train_script.main(frey_args(data_dir, tmp_path)) == 0
     capsys.readouterr()
-    assert train_script.main(frey_args(data_dir, tmp_path, "--latent-dim", "3",
-                                       "--learning-rate", "0.02")) == 1
+    assert (
+        train_script.main(
+            frey_args(data_dir, tmp_path, "--latent-dim", "3", "--learning-rate", "0.02")
+        )
+        == 1
+    )
     line = one_line_error(capsys)
     assert "model.latent_dim: 2 there, 3 now" in line
     assert "train.learning_rate: 0.01 there, 0.02 now" in line
 
 
 def test_the_model_refuses_images_of_another_shape_or_no_numbers():
-    model = tfvae.build_vae(tfvae.ModelConfig(latent_dim=2, hidden_units=(8,),
-                                              event_shape=(28, 20)), seed=0)
+    model = tfvae.build_vae(
+        tfvae.ModelConfig(latent_dim=2, hidden_units=(8,), event_shape=(28, 20)), seed=0
+    )
     with pytest.raises(ValueError, match=r"takes x of shape \[B, 28, 20\], got \[3, 28, 28\]"):
         model.elbo(np.zeros((3, 28, 28), np.float32))
     with pytest.raises(ValueError, match="numeric images"):
@@ -103,8 +127,7 @@ def test_a_run_killed_at_a_random_moment_resumes_to_the_same_run(data_dir, tmp_p
     subprocess.run(uninterrupted, check=True, env=env, capture_output=True)
 
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not (run_dir / "checkpoint.json").exists() and process.poll() is None:
         time.sleep(0.05)
     delay = np.random.default_rng().uniform(0, 1.5)  # Random: any moment must do.
@@ -118,17 +141,23 @@ def test_a_run_killed_at_a_random_moment_resumes_to_the_same_run(data_dir, tmp_p
     whole = keras.models.load_model(tmp_path / "whole" / "model.keras").get_weights()
     assert len(resumed) == len(whole)
     for a, b in zip(resumed, whole):
-        np.testing.assert_array_equal(a, b, err_msg=f"killed {delay:.2f} s after the first checkpoint")
+        np.testing.assert_array_equal(
+            a, b, err_msg=f"killed {delay:.2f} s after the first checkpoint"
+        )
     assert sorted(p.name for p in run_dir.glob("checkpoint-*.keras")) == ["checkpoint-40.keras"]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--weight-decay", "-1"], "weight_decay must be 0 or more"),
-    (["--activation", "foo"], "is not a Keras activation"),
-    (["--run-name", "../escape"], "plain folder name"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--weight-decay", "-1"], "weight_decay must be 0 or more"),
+        (["--activation", "foo"], "is not a Keras activation"),
+        (["--run-name", "../escape"], "plain folder name"),
+    ],
+)
 def test_a_failed_start_writes_nothing_that_blocks_the_corrected_command(
-        data_dir, tmp_path, capsys, extra, message):
+    data_dir, tmp_path, capsys, extra, message
+):
     args = frey_args(data_dir, tmp_path)
     assert train_script.main(args + extra) == 1
     assert message in one_line_error(capsys)
@@ -154,8 +183,10 @@ def test_a_run_resumes_with_its_data_in_another_folder(data_dir, tmp_path):
     moved.mkdir()
     (moved / "frey_rawface.mat").write_bytes((Path(data_dir) / "frey_rawface.mat").read_bytes())
     assert train_script.main(frey_args(data_dir, tmp_path)) == 0
-    assert train_script.main(frey_args(moved, tmp_path, "--epochs", "2",
-                                       "--checkpoint-every", "5")) == 0
+    assert (
+        train_script.main(frey_args(moved, tmp_path, "--epochs", "2", "--checkpoint-every", "5"))
+        == 0
+    )
     assert len((tmp_path / "run" / "history.csv").read_text().splitlines()) == 3
 
 

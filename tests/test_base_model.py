@@ -25,16 +25,22 @@ def binary_data(n=40, seed=0):
 
 def make_vae(seed=3, **kwargs):
     """The same initial weights whatever `seed`, which seeds only the noise of z."""
-    model = tfvae.VAE(tfvae.gaussian_mlp_encoder(LATENT, (8,), seed=1),
-                      tfvae.bernoulli_mlp_decoder((H, W), (8,), seed=2), seed=seed, **kwargs)
+    model = tfvae.VAE(
+        tfvae.gaussian_mlp_encoder(LATENT, (8,), seed=1),
+        tfvae.bernoulli_mlp_decoder((H, W), (8,), seed=2),
+        seed=seed,
+        **kwargs,
+    )
     model.build((None, H, W))
     return model
 
 
-def fit(model, x, *, jit_compile=False, steps_per_execution=1, epochs=2, optimizer=None,
-        **kwargs):
-    model.compile(optimizer or keras.optimizers.Adam(0.01), jit_compile=jit_compile,
-                  steps_per_execution=steps_per_execution)
+def fit(model, x, *, jit_compile=False, steps_per_execution=1, epochs=2, optimizer=None, **kwargs):
+    model.compile(
+        optimizer or keras.optimizers.Adam(0.01),
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
     if not isinstance(x, tf.data.Dataset):
         kwargs.update(batch_size=BATCH)
     return model.fit(x, epochs=epochs, shuffle=False, verbose=0, **kwargs).history
@@ -58,6 +64,7 @@ def training_logs(history):
 
 # Seeds and the noise of each step.
 
+
 def test_the_same_seeds_give_a_bit_identical_fit_and_another_seed_another():
     x = binary_data()
     first, second, other = make_vae(), make_vae(), make_vae(seed=4)
@@ -76,8 +83,9 @@ def test_a_fit_resumed_from_a_saved_model_is_the_uninterrupted_fit(tmp_path):
     fit(interrupted, x, epochs=1)
     interrupted.save(tmp_path / "vae.keras")
     resumed = keras.models.load_model(tmp_path / "vae.keras")
-    second_epoch = resumed.fit(x, batch_size=BATCH, shuffle=False, epochs=2, initial_epoch=1,
-                               verbose=0).history
+    second_epoch = resumed.fit(
+        x, batch_size=BATCH, shuffle=False, epochs=2, initial_epoch=1, verbose=0
+    ).history
     assert_same_weights(resumed, uninterrupted)
     assert second_epoch["elbo"] == history["elbo"][1:]
 
@@ -120,6 +128,7 @@ def test_every_step_under_xla_draws_fresh_noise(xla_fit, monkeypatch):
 
 # Evaluation has its own noise and leaves training's alone.
 
+
 def test_validation_does_not_change_the_training():
     x, x_val = binary_data(), binary_data(30, seed=1)
     plain, validated = make_vae(), make_vae()
@@ -148,14 +157,19 @@ def test_evaluate_gives_the_same_answer_every_time_with_fresh_noise_per_batch():
 
 # The weight penalty.
 
-@pytest.mark.parametrize("weight_decay, num_train, coefficient",
-                         [(0.05, None, 0.05), (None, 10, 1 / (2 * 10))],
-                         ids=["explicit", "default_1_over_2N"])
-def test_weight_decay_reaches_the_gradient_with_its_coefficient(weight_decay, num_train,
-                                                                coefficient):
+
+@pytest.mark.parametrize(
+    "weight_decay, num_train, coefficient",
+    [(0.05, None, 0.05), (None, 10, 1 / (2 * 10))],
+    ids=["explicit", "default_1_over_2N"],
+)
+def test_weight_decay_reaches_the_gradient_with_its_coefficient(
+    weight_decay, num_train, coefficient
+):
     def build(decay, n=None):
-        config = tfvae.ModelConfig(latent_dim=LATENT, hidden_units=(8,), event_shape=(H, W),
-                                   weight_decay=decay)
+        config = tfvae.ModelConfig(
+            latent_dim=LATENT, hidden_units=(8,), event_shape=(H, W), weight_decay=decay
+        )
         return tfvae.build_vae(config, num_train=n, seed=5)
 
     decayed, plain = build(weight_decay, num_train), build(0.0)
@@ -174,8 +188,9 @@ def test_weight_decay_reaches_the_gradient_with_its_coefficient(weight_decay, nu
         w = initial[a.path]
         if a.path.endswith("kernel"):
             # L2(c) adds c sum(w^2), whose gradient 2 c w one SGD step scales by -lr.
-            np.testing.assert_allclose(a.numpy() - b.numpy(), -learning_rate * 2 * coefficient * w,
-                                       rtol=2e-3, atol=1e-9)
+            np.testing.assert_allclose(
+                a.numpy() - b.numpy(), -learning_rate * 2 * coefficient * w, rtol=2e-3, atol=1e-9
+            )
             kernels += 1
         else:
             np.testing.assert_array_equal(a.numpy(), b.numpy())  # Biases carry no penalty.
@@ -184,22 +199,29 @@ def test_weight_decay_reaches_the_gradient_with_its_coefficient(weight_decay, nu
 
 # Non-finite steps.
 
+
 def batches_with_a_bad_value(value, bad_batch=2, num_batches=4):
     x = binary_data(num_batches * BATCH)
     x[bad_batch * BATCH + 5, 1, 1] = value
-    kept = np.delete(x, np.s_[bad_batch * BATCH:(bad_batch + 1) * BATCH], axis=0)
-    return (tf.data.Dataset.from_tensor_slices(x).batch(BATCH),
-            tf.data.Dataset.from_tensor_slices(kept).batch(BATCH))
+    kept = np.delete(x, np.s_[bad_batch * BATCH : (bad_batch + 1) * BATCH], axis=0)
+    return (
+        tf.data.Dataset.from_tensor_slices(x).batch(BATCH),
+        tf.data.Dataset.from_tensor_slices(kept).batch(BATCH),
+    )
 
 
-@pytest.mark.parametrize("value, jit_compile", [
-    (np.inf, False), pytest.param(np.nan, True, marks=pytest.mark.slow)], ids=["inf", "nan_xla"])
+@pytest.mark.parametrize(
+    "value, jit_compile",
+    [(np.inf, False), pytest.param(np.nan, True, marks=pytest.mark.slow)],
+    ids=["inf", "nan_xla"],
+)
 def test_a_non_finite_batch_is_skipped_as_if_it_were_not_there(value, jit_compile):
     with_bad, without = batches_with_a_bad_value(value)
     skipping, reference = make_vae(), make_vae()
     history = fit(skipping, with_bad, jit_compile=jit_compile, steps_per_execution=2, epochs=1)
-    reference_history = fit(reference, without, jit_compile=jit_compile, steps_per_execution=2,
-                            epochs=1)
+    reference_history = fit(
+        reference, without, jit_compile=jit_compile, steps_per_execution=2, epochs=1
+    )
     assert history["skipped_steps"] == [1.0] and history["skipped_in_a_row"] == [1.0]
     assert reference_history["skipped_steps"] == [0.0]
     assert int(skipping.optimizer.iterations) == 4 - 1
@@ -224,8 +246,9 @@ class BatchCounter(keras.callbacks.Callback):
 def test_all_non_finite_data_stops_after_the_limit_with_the_initial_weights(limit):
     model = make_vae()
     initial = model.get_weights()
-    bad = tf.data.Dataset.from_tensor_slices(np.full((12 * BATCH, H, W), np.nan,
-                                                     np.float32)).batch(BATCH)
+    bad = tf.data.Dataset.from_tensor_slices(np.full((12 * BATCH, H, W), np.nan, np.float32)).batch(
+        BATCH
+    )
     counter = BatchCounter()
     options = {} if limit == 5 else {"max_skipped_in_a_row": limit}  # 5: the default.
     with pytest.raises(TrainingDiverged, match=f"{limit} training steps in a row"):
@@ -240,8 +263,9 @@ def test_divergence_is_detected_across_epoch_boundaries():
     # Three steps an epoch, all skipped: 12 steps in a row that never count past 3,
     # because the streak is a metric that every epoch resets.
     model = make_vae()
-    bad = tf.data.Dataset.from_tensor_slices(np.full((3 * BATCH, H, W), np.nan,
-                                                     np.float32)).batch(BATCH)
+    bad = tf.data.Dataset.from_tensor_slices(np.full((3 * BATCH, H, W), np.nan, np.float32)).batch(
+        BATCH
+    )
     with pytest.raises(TrainingDiverged):
         fit(model, bad, epochs=4)
 
@@ -250,8 +274,9 @@ def test_an_epoch_without_an_applied_step_reports_no_bound():
     # Two skipped steps, below the limit: the epoch measured nothing, yet its means
     # read 0 nats, the best bound a Bernoulli model can have.
     model = make_vae()
-    bad = tf.data.Dataset.from_tensor_slices(np.full((2 * BATCH, H, W), np.nan,
-                                                     np.float32)).batch(BATCH)
+    bad = tf.data.Dataset.from_tensor_slices(np.full((2 * BATCH, H, W), np.nan, np.float32)).batch(
+        BATCH
+    )
     history = fit(model, bad, epochs=1)
     assert history["skipped_steps"] == [2.0]
     for name in ("loss", "elbo", "rate", "distortion"):

@@ -28,10 +28,14 @@ def trained_vae(network: str, conditional: bool = True, epochs: int = 2) -> kera
     """A Bernoulli VAE over 8 x 6 images (K = 4 classes if conditional), trained briefly."""
     conv = network == "conv"
     cfg = config.ModelConfig(
-        latent_dim=LATENT, hidden_units=(32,), event_shape=(H, W),
+        latent_dim=LATENT,
+        hidden_units=(32,),
+        event_shape=(H, W),
         network=CONV if conv else config.NetworkConfig("mlp"),
         activation="relu" if conv else "tanh",
-        conditional=conditional, num_classes=K if conditional else None)
+        conditional=conditional,
+        num_classes=K if conditional else None,
+    )
     model = builders.build_vae(cfg, seed=0)
     x, y = data()
     model.compile(keras.optimizers.Adam(1e-2))
@@ -50,8 +54,7 @@ def exported(request, tmp_path_factory):
     """(model, export dir, export.json) of a trained conditional VAE."""
     model = trained_vae(request.param)
     folder = tmp_path_factory.mktemp(request.param) / "export"
-    description = export.export_model(model, folder, *data(seed=1),
-                                      quantizations=QUANTIZATIONS)
+    description = export.export_model(model, folder, *data(seed=1), quantizations=QUANTIZATIONS)
     return model, folder, description
 
 
@@ -65,20 +68,25 @@ def test_keras_round_trip_gives_identical_outputs(exported, tmp_path):
     model.save(tmp_path / "model.keras")
     restored = keras.models.load_model(tmp_path / "model.keras", compile=False)
     x, y = data(seed=2)
-    np.testing.assert_array_equal(restored.elbo(x, labels=y, seed=1),
-                                  model.elbo(x, labels=y, seed=1))
+    np.testing.assert_array_equal(
+        restored.elbo(x, labels=y, seed=1), model.elbo(x, labels=y, seed=1)
+    )
     z = np.random.default_rng(0).standard_normal((5, LATENT)).astype(np.float32)
-    np.testing.assert_array_equal(restored.likelihood_mean(z, y[:5]),
-                                  model.likelihood_mean(z, y[:5]))
+    np.testing.assert_array_equal(
+        restored.likelihood_mean(z, y[:5]), model.likelihood_mean(z, y[:5])
+    )
 
 
 def test_export_passes_parity_and_records_the_condition(exported):
     _, folder, description = exported
-    assert json.loads((folder / "export.json").read_text()) == json.loads(
-        json.dumps(description))
-    assert description["condition"] == {"num_classes": K, "input": "labels",
-                                        "dtype": "int32", "shape": ["B"],
-                                        "encoding": "one_hot"}
+    assert json.loads((folder / "export.json").read_text()) == json.loads(json.dumps(description))
+    assert description["condition"] == {
+        "num_classes": K,
+        "input": "labels",
+        "dtype": "int32",
+        "shape": ["B"],
+        "encoding": "one_hot",
+    }
     assert set(description["tflite"]) == {endpoints.tflite_name(q) for q in QUANTIZATIONS}
     assert all(report["passed"] for report in description["parity"].values())
     assert description["parity"]["decoder_float32.tflite"]["max_abs_diff"] < 1e-5
@@ -88,8 +96,10 @@ def test_every_signature_takes_labels(exported):
     _, folder, description = exported
     labels = {"shape": [-1], "dtype": "int32", "description": export.DESCRIPTIONS["labels"]}
     inputs = {name: signature["inputs"] for name, signature in description["signatures"].items()}
-    assert inputs["decode"] == {"labels": labels, "z": {
-        "shape": [-1, LATENT], "dtype": "float32", "description": export.DESCRIPTIONS["z"]}}
+    assert inputs["decode"] == {
+        "labels": labels,
+        "z": {"shape": [-1, LATENT], "dtype": "float32", "description": export.DESCRIPTIONS["z"]},
+    }
     assert set(inputs["sample_from_noise"]) == {"eps", "uniform_noise", "labels"}
     assert inputs["sample"] == {"labels": labels}  # n = the number of labels.
     for quantization in QUANTIZATIONS:
@@ -126,9 +136,16 @@ def test_sample_draws_one_image_per_label(exported):
 
 
 def test_calibration_yields_labels():
-    model = builders.build_vae(config.ModelConfig(
-        latent_dim=LATENT, hidden_units=(8,), event_shape=(H, W), conditional=True,
-        num_classes=K), seed=0)
+    model = builders.build_vae(
+        config.ModelConfig(
+            latent_dim=LATENT,
+            hidden_units=(8,),
+            event_shape=(H, W),
+            conditional=True,
+            num_classes=K,
+        ),
+        seed=0,
+    )
     batches = list(export.calibration_data(model, seed=0, num_batches=1, batch_size=5)())
     inputs = dict(batches)
     assert set(inputs) == {"decode", "sample_from_noise", "sample"}
@@ -145,8 +162,9 @@ def test_labels_are_required_exactly_for_a_conditional_model(exported, tmp_path)
         export.export_model(model, tmp_path / "export", x)
     with pytest.raises(ValueError, match="integers in 0..3"):
         export.export_model(model, tmp_path / "export", x, y + 1)
-    unconditional = builders.build_vae(config.ModelConfig(
-        latent_dim=LATENT, hidden_units=(8,), event_shape=(H, W)), seed=0)
+    unconditional = builders.build_vae(
+        config.ModelConfig(latent_dim=LATENT, hidden_units=(8,), event_shape=(H, W)), seed=0
+    )
     with pytest.raises(ValueError, match="not conditional"):
         export.export_model(unconditional, tmp_path / "export", x, y)
     assert not list(tmp_path.iterdir())
@@ -165,20 +183,34 @@ def test_sample_tflite_script_takes_a_label(exported, tmp_path, capsys):
     pngs = []
     for label in (1, 3):
         pngs.append(tmp_path / f"label{label}.png")
-        assert script.main([str(model_path), "--num-samples", "4", "--label", str(label),
-                            "--out", str(pngs[-1])]) == 0
+        assert (
+            script.main(
+                [
+                    str(model_path),
+                    "--num-samples",
+                    "4",
+                    "--label",
+                    str(label),
+                    "--out",
+                    str(pngs[-1]),
+                ]
+            )
+            == 0
+        )
     assert pngs[0].read_bytes() != pngs[1].read_bytes()  # Same noise, other class.
     assert script.main([str(model_path), "--out", str(tmp_path / "none.png")]) == 1
     assert "conditional: give the class" in capsys.readouterr().err
-    assert script.main([str(model_path), "--label", str(K),
-                        "--out", str(tmp_path / "none.png")]) == 1
+    assert (
+        script.main([str(model_path), "--label", str(K), "--out", str(tmp_path / "none.png")]) == 1
+    )
     assert "0..3" in capsys.readouterr().err and not (tmp_path / "none.png").exists()
 
 
 def test_an_unconditional_conv_vae_exports_with_parity(tmp_path):
     model = trained_vae("conv", conditional=False, epochs=1)
-    description = export.export_model(model, tmp_path / "export", data(seed=1)[0],
-                                      quantizations=QUANTIZATIONS)
+    description = export.export_model(
+        model, tmp_path / "export", data(seed=1)[0], quantizations=QUANTIZATIONS
+    )
     assert description["condition"] is None
     assert all(report["passed"] for report in description["parity"].values())
     signatures = description["signatures"]
@@ -189,9 +221,11 @@ def test_an_unconditional_conv_vae_exports_with_parity(tmp_path):
 
 def test_a_conditional_mnist_run_exports_with_its_test_labels(tmp_path, data_dir):
     run_config = config.RunConfig(
-        model=config.ModelConfig(latent_dim=2, hidden_units=(16,), event_shape=(28, 28),
-                                 conditional=True, num_classes=10),
-        data=config.DataConfig(dataset="mnist", data_dir=data_dir, binarization="dynamic"))
+        model=config.ModelConfig(
+            latent_dim=2, hidden_units=(16,), event_shape=(28, 28), conditional=True, num_classes=10
+        ),
+        data=config.DataConfig(dataset="mnist", data_dir=data_dir, binarization="dynamic"),
+    )
     x, y = export.load_test_set(run_config, limit=50)
     arrays = datasets.load_arrays("mnist", data_dir)
     np.testing.assert_array_equal(y, arrays.y_test[:50])

@@ -29,18 +29,32 @@ from tfvae import config, endpoints, evaluation, export, registry
 EVENT = (4, 3)
 LATENT = 2
 # The plain autoencoder has no KL term, so a prior with weights would never train.
-REFUSED = [(likelihood, "point_mass", prior) for likelihood in registry.LIKELIHOODS
-           for prior in registry.PRIORS if prior != "standard_normal"]
-ALL = [c for c in itertools.product(registry.LIKELIHOODS, registry.POSTERIORS,
-                                    registry.PRIORS) if c not in REFUSED]
-COVERING = sorted({*itertools.product(registry.LIKELIHOODS, ["diagonal_gaussian"],
-                                      registry.PRIORS),
-                   *[("bernoulli", posterior, "vamp") for posterior in registry.POSTERIORS
-                     if posterior != "point_mass"],
-                   ("bernoulli", "point_mass", "standard_normal")})
-COMBINATIONS = [pytest.param(*c, id="-".join(c),
-                             marks=() if c in COVERING else pytest.mark.exhaustive)
-                for c in ALL]
+REFUSED = [
+    (likelihood, "point_mass", prior)
+    for likelihood in registry.LIKELIHOODS
+    for prior in registry.PRIORS
+    if prior != "standard_normal"
+]
+ALL = [
+    c
+    for c in itertools.product(registry.LIKELIHOODS, registry.POSTERIORS, registry.PRIORS)
+    if c not in REFUSED
+]
+COVERING = sorted(
+    {
+        *itertools.product(registry.LIKELIHOODS, ["diagonal_gaussian"], registry.PRIORS),
+        *[
+            ("bernoulli", posterior, "vamp")
+            for posterior in registry.POSTERIORS
+            if posterior != "point_mass"
+        ],
+        ("bernoulli", "point_mass", "standard_normal"),
+    }
+)
+COMBINATIONS = [
+    pytest.param(*c, id="-".join(c), marks=() if c in COVERING else pytest.mark.exhaustive)
+    for c in ALL
+]
 
 
 def data_for(likelihood: str, n: int = 24, seed: int = 0) -> np.ndarray:
@@ -55,18 +69,27 @@ def data_for(likelihood: str, n: int = 24, seed: int = 0) -> np.ndarray:
 
 def build(likelihood: str, posterior: str, prior: str) -> tfvae.VAE:
     model_config = config.ModelConfig(
-        latent_dim=LATENT, hidden_units=(16,), event_shape=EVENT,
-        likelihood=likelihood, posterior=posterior,
-        prior=config.PriorConfig(prior, **{"mixture_of_gaussians": {"num_components": 3},
-                                           "vamp": {"num_pseudo_inputs": 4}}.get(prior, {})))
+        latent_dim=LATENT,
+        hidden_units=(16,),
+        event_shape=EVENT,
+        likelihood=likelihood,
+        posterior=posterior,
+        prior=config.PriorConfig(
+            prior,
+            **{"mixture_of_gaussians": {"num_components": 3}, "vamp": {"num_pseudo_inputs": 4}}.get(
+                prior, {}
+            ),
+        ),
+    )
     model = tfvae.build_vae(model_config, seed=0)
     model.compile(keras.optimizers.Adam(0.01), jit_compile=False)
     return model
 
 
 @pytest.mark.parametrize("likelihood,posterior,prior", COMBINATIONS)
-def test_every_combination_trains_saves_evaluates_and_exports(likelihood, posterior, prior,
-                                                              tmp_path):
+def test_every_combination_trains_saves_evaluates_and_exports(
+    likelihood, posterior, prior, tmp_path
+):
     x = data_for(likelihood)
     model = build(likelihood, posterior, prior)
     before = [w.numpy().copy() for w in model.trainable_weights]
@@ -96,8 +119,7 @@ def test_every_combination_trains_saves_evaluates_and_exports(likelihood, poster
     assert np.all(np.isfinite(estimate.per_example))
     description = export.export_model(model, tmp_path / "export", x, quantizations=("float32",))
     assert all(report["passed"] for report in description["parity"].values())
-    assert set(description["noise"]["sample_from_noise"]) == set(
-        endpoints.sampling_noise(model))
+    assert set(description["noise"]["sample_from_noise"]) == set(endpoints.sampling_noise(model))
 
 
 @pytest.mark.parametrize("likelihood,posterior,prior", REFUSED[:2])
@@ -122,29 +144,45 @@ def test_a_vamp_prior_hands_the_encoder_to_its_mixture():
     pseudo_inputs = model.prior_model.parameters(model.encoder)["pseudo_inputs"]
     components = model.encoder(pseudo_inputs)  # q(z | u_k), batch [K].
     z = tf.constant([[0.3, -0.2], [1.0, 0.5]])
-    want = (tf.reduce_logsumexp(components.log_prob(z[:, tf.newaxis]), axis=1)
-            - np.log(pseudo_inputs.shape[0]))
+    want = tf.reduce_logsumexp(components.log_prob(z[:, tf.newaxis]), axis=1) - np.log(
+        pseudo_inputs.shape[0]
+    )
     np.testing.assert_allclose(model.prior().log_prob(z), want, rtol=1e-5)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("likelihood,prior", [
-    *[(likelihood, "standard_normal") for likelihood in registry.LIKELIHOODS],
-    # Quantized prior weights move z: x is checked against decode at the file's own z.
-    ("gaussian", "mixture_of_gaussians"), ("gaussian", "vamp")])
+@pytest.mark.parametrize(
+    "likelihood,prior",
+    [
+        *[(likelihood, "standard_normal") for likelihood in registry.LIKELIHOODS],
+        # Quantized prior weights move z: x is checked against decode at the file's own z.
+        ("gaussian", "mixture_of_gaussians"),
+        ("gaussian", "vamp"),
+    ],
+)
 def test_every_likelihood_exports_with_every_quantization(likelihood, prior, tmp_path):
     # 28 x 20 images and 16 hidden units: 8960 decoder weights, above the 1024
     # below which the converter leaves a tensor unquantized.
     rng = np.random.default_rng(0)
-    x = {"bernoulli": (rng.uniform(size=(64, 28, 20)) > 0.5),
-         "discretized_logistic": np.round(rng.uniform(size=(64, 28, 20)) * 255) / 255,
-         }.get(likelihood, 0.05 + 0.9 * rng.uniform(size=(64, 28, 20))).astype(np.float32)
-    model = tfvae.build_vae(config.ModelConfig(
-        latent_dim=2, hidden_units=(16,), event_shape=(28, 20), likelihood=likelihood,
-        prior=config.PriorConfig(prior, **({"num_pseudo_inputs": 20} if prior == "vamp"
-                                           else {}))), seed=0)
+    x = {
+        "bernoulli": (rng.uniform(size=(64, 28, 20)) > 0.5),
+        "discretized_logistic": np.round(rng.uniform(size=(64, 28, 20)) * 255) / 255,
+    }.get(likelihood, 0.05 + 0.9 * rng.uniform(size=(64, 28, 20))).astype(np.float32)
+    model = tfvae.build_vae(
+        config.ModelConfig(
+            latent_dim=2,
+            hidden_units=(16,),
+            event_shape=(28, 20),
+            likelihood=likelihood,
+            prior=config.PriorConfig(
+                prior, **({"num_pseudo_inputs": 20} if prior == "vamp" else {})
+            ),
+        ),
+        seed=0,
+    )
     model.compile(keras.optimizers.Adam(0.01), jit_compile=False)
     model.fit(x, batch_size=32, epochs=2, verbose=0)
-    description = export.export_model(model, tmp_path / "export", x,
-                                       quantizations=export.QUANTIZATIONS)
+    description = export.export_model(
+        model, tmp_path / "export", x, quantizations=export.QUANTIZATIONS
+    )
     assert set(description["tflite"]) == {endpoints.tflite_name(q) for q in export.QUANTIZATIONS}

@@ -85,11 +85,14 @@ def test_read_amat_matches_text_parser(tmp_path):
     np.testing.assert_array_equal(datasets.read_amat(path), pixels.reshape(3, 28, 28))
 
 
-@pytest.mark.parametrize("text, message", [
-    ("0 1 2" + " 0" * 781 + "\n", "other than 0 and 1"),
-    ("10" + " 0" * 782 + " \n", "784 single-space"),  # Right length, a 2-digit value.
-    ("0 1\n", "whole number"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("0 1 2" + " 0" * 781 + "\n", "other than 0 and 1"),
+        ("10" + " 0" * 782 + " \n", "784 single-space"),  # Right length, a 2-digit value.
+        ("0 1\n", "whole number"),
+    ],
+)
 def test_read_amat_rejects_corrupt_file(tmp_path, text, message):
     path = tmp_path / "bad.amat"
     path.write_text(text)
@@ -97,13 +100,20 @@ def test_read_amat_rejects_corrupt_file(tmp_path, text, message):
         datasets.read_amat(path)
 
 
-@pytest.mark.parametrize("content", [
-    gzip.compress((2049).to_bytes(4, "big") + (2).to_bytes(4, "big") + bytes(2)),
-    gzip.compress((2051).to_bytes(4, "big") + bytes(8)),  # Truncated header.
-    gzip.compress((2051).to_bytes(4, "big") + (2).to_bytes(4, "big")
-                  + (28).to_bytes(4, "big") * 2 + bytes(784)),  # Second image missing.
-    b"not a gzip file",
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        gzip.compress((2049).to_bytes(4, "big") + (2).to_bytes(4, "big") + bytes(2)),
+        gzip.compress((2051).to_bytes(4, "big") + bytes(8)),  # Truncated header.
+        gzip.compress(
+            (2051).to_bytes(4, "big")
+            + (2).to_bytes(4, "big")
+            + (28).to_bytes(4, "big") * 2
+            + bytes(784)
+        ),  # Second image missing.
+        b"not a gzip file",
+    ],
+)
 def test_read_idx_rejects_corrupt_file(tmp_path, content):
     path = tmp_path / "images.gz"
     path.write_bytes(content)
@@ -120,10 +130,13 @@ def copy_prefix(data_dir: str, name: str, folder: Path, num_bytes: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("position, error", [
-    (2000, "error: Error -3"),  # zlib.error inside the deflate stream.
-    (4000, "BadGzipFile: CRC check failed"),  # Near the end.
-])
+@pytest.mark.parametrize(
+    "position, error",
+    [
+        (2000, "error: Error -3"),  # zlib.error inside the deflate stream.
+        (4000, "BadGzipFile: CRC check failed"),  # Near the end.
+    ],
+)
 def test_read_idx_rejects_damaged_real_file(data_dir, tmp_path, position, error):
     content = bytearray((Path(data_dir) / "t10k-labels-idx1-ubyte.gz").read_bytes())
     content[position] ^= 0xFF
@@ -141,8 +154,11 @@ def test_read_idx_rejects_truncated_real_file(data_dir, tmp_path):
     # A whole gzip stream of a cut IDX file: the sizes disagree.
     with gzip.open(Path(data_dir) / "t10k-images-idx3-ubyte.gz") as file:
         path.write_bytes(gzip.compress(file.read()[:-784]))
-    with pytest.raises(ValueError, match=r"16 \+ N \* 784 bytes; found magic 2051, "
-                                         r"shape \(10000, 28, 28\) and 7839232 bytes"):
+    with pytest.raises(
+        ValueError,
+        match=r"16 \+ N \* 784 bytes; found magic 2051, "
+        r"shape \(10000, 28, 28\) and 7839232 bytes",
+    ):
         datasets.read_idx(path, datasets.IDX_IMAGES_MAGIC, (28, 28))
 
 
@@ -170,14 +186,18 @@ def test_read_frey_mat_matches_the_readme(data_dir):
     assert frames.shape == (1965, 560) and frames.dtype == np.uint8
     # sha256 of ff.T as a C-contiguous (1965, 560) uint8 array, from the data README.
     assert hashlib.sha256(frames.tobytes()).hexdigest() == (
-        "2438ba4f0d2a6bd8bac43de756141eaa33c8d248dd613d464bdb1210d9b7af78")
+        "2438ba4f0d2a6bd8bac43de756141eaa33c8d248dd613d464bdb1210d9b7af78"
+    )
 
 
-@pytest.mark.parametrize("num_bytes, message", [
-    (100, "not a readable MAT-file"),  # Inside the 128-byte header.
-    (128, r"holds variables \[\]"),  # The header alone: no variables.
-    (550_000, r"not a readable MAT-file \(OSError"),  # Half the data.
-])
+@pytest.mark.parametrize(
+    "num_bytes, message",
+    [
+        (100, "not a readable MAT-file"),  # Inside the 128-byte header.
+        (128, r"holds variables \[\]"),  # The header alone: no variables.
+        (550_000, r"not a readable MAT-file \(OSError"),  # Half the data.
+    ],
+)
 def test_read_frey_mat_rejects_truncated_file(data_dir, tmp_path, num_bytes, message):
     path = copy_prefix(data_dir, "frey_rawface.mat", tmp_path, num_bytes)
     with pytest.raises(ValueError, match=message) as info:
@@ -185,11 +205,14 @@ def test_read_frey_mat_rejects_truncated_file(data_dir, tmp_path, num_bytes, mes
     assert str(path) in str(info.value) and "frey_rawface.mat again" in str(info.value)
 
 
-@pytest.mark.parametrize("variables, message", [
-    ({"ff": np.zeros((560, 1964), np.uint8)}, r"ff of uint8 \(560, 1964\)"),
-    ({"ff": np.zeros((560, 1965))}, r"ff of float64 \(560, 1965\)"),
-    ({"faces": np.zeros((560, 1965), np.uint8)}, r"holds variables \['faces'\]"),
-])
+@pytest.mark.parametrize(
+    "variables, message",
+    [
+        ({"ff": np.zeros((560, 1964), np.uint8)}, r"ff of uint8 \(560, 1964\)"),
+        ({"ff": np.zeros((560, 1965))}, r"ff of float64 \(560, 1965\)"),
+        ({"faces": np.zeros((560, 1965), np.uint8)}, r"holds variables \['faces'\]"),
+    ],
+)
 def test_read_frey_mat_rejects_other_content(tmp_path, variables, message):
     path = tmp_path / "frey_rawface.mat"
     scipy.io.savemat(path, variables)
@@ -204,17 +227,22 @@ def test_read_frey_mat_rejects_garbage(tmp_path):
         datasets.read_frey_mat(path)
 
 
-@pytest.mark.parametrize("dataset, name", [
-    ("frey_face", "frey_rawface.mat"),
-    ("mnist", "train-images-idx3-ubyte.gz"),  # The first file _load_mnist reads.
-    ("binarized_mnist", "binarized_mnist/binarized_mnist_train.amat"),
-])
-def test_truncated_copy_in_data_dir_fails_its_sha256(data_dir, tmp_path, offline,
-                                                    dataset, name):
+@pytest.mark.parametrize(
+    "dataset, name",
+    [
+        ("frey_face", "frey_rawface.mat"),
+        ("mnist", "train-images-idx3-ubyte.gz"),  # The first file _load_mnist reads.
+        ("binarized_mnist", "binarized_mnist/binarized_mnist_train.amat"),
+    ],
+)
+def test_truncated_copy_in_data_dir_fails_its_sha256(data_dir, tmp_path, offline, dataset, name):
     path = copy_prefix(data_dir, name, tmp_path, 10_000)
     url, sha256 = data_files._SOURCES[name]
-    with pytest.raises(ValueError, match=f"{path} has sha256 [0-9a-f]{{64}} "
-                                         r"\(10,000 bytes\)") as info:
+    with pytest.raises(
+        ValueError,
+        match=f"{path} has sha256 [0-9a-f]{{64}} "
+        r"\(10,000 bytes\)",
+    ) as info:
         datasets.load_arrays(dataset, str(tmp_path))
     assert url in str(info.value) and sha256 in str(info.value)
     assert "truncated" in str(info.value)
@@ -229,9 +257,16 @@ def test_missing_file_names_file_folder_and_url(tmp_path, monkeypatch, offline):
     url = "https://cs.nyu.edu/~roweis/data/frey_rawface.mat"
     assert offline == [url]
     message = str(info.value)
-    for part in ("frey_rawface.mat", str(tmp_path), url, "--data-dir",
-                 datasets.DATA_DIR_ENV, "network unreachable",
-                 str(tmp_path / "frey_rawface.mat"), data_files._SOURCES["frey_rawface.mat"][1]):
+    for part in (
+        "frey_rawface.mat",
+        str(tmp_path),
+        url,
+        "--data-dir",
+        datasets.DATA_DIR_ENV,
+        "network unreachable",
+        str(tmp_path / "frey_rawface.mat"),
+        data_files._SOURCES["frey_rawface.mat"][1],
+    ):
         assert part in message
     assert isinstance(info.value, FileNotFoundError)
 
@@ -264,8 +299,9 @@ def test_tfds_mnist_matches_idx_layout(tmp_path):
 
 
 def test_load_frey_face(data_dir):
-    splits = datasets.load(DataConfig(dataset="frey_face", limit=300, batch_size=50,
-                                      data_dir=data_dir))
+    splits = datasets.load(
+        DataConfig(dataset="frey_face", limit=300, batch_size=50, data_dir=data_dir)
+    )
     assert (splits.num_train, splits.num_test, splits.event_shape) == (300, 180, (28, 20))
     full = datasets.load_arrays("frey_face", data_dir)
     np.testing.assert_array_equal(splits.arrays.x_train, full.x_train[:300])
@@ -275,16 +311,22 @@ def test_load_frey_face(data_dir):
     train = epoch(splits.train)
     assert len(train) == 300  # Frey Face has no duplicate frames, so sets suffice.
     assert {image.tobytes() for image in train} == {
-        image.tobytes() for image in splits.arrays.x_train}
+        image.tobytes() for image in splits.arrays.x_train
+    }
 
 
 def test_load_binarizes_test_set_once(data_dir):
-    splits = datasets.load(DataConfig(dataset="frey_face", limit=100, batch_size=20,
-                                      binarization="dynamic", data_dir=data_dir), seed=5)
+    splits = datasets.load(
+        DataConfig(
+            dataset="frey_face", limit=100, batch_size=20, binarization="dynamic", data_dir=data_dir
+        ),
+        seed=5,
+    )
     test = epoch(splits.test)
     np.testing.assert_array_equal(epoch(splits.test), test)
-    np.testing.assert_array_equal(test, datasets.fixed_binarization(
-        splits.arrays.x_test, datasets.TEST_BINARIZATION_SEED))
+    np.testing.assert_array_equal(
+        test, datasets.fixed_binarization(splits.arrays.x_test, datasets.TEST_BINARIZATION_SEED)
+    )
     assert test.mean() == pytest.approx(splits.arrays.x_test.mean(), abs=0.01)
     assert np.unique(epoch(splits.train)).tolist() == [0, 1]
 
@@ -294,10 +336,13 @@ def test_unknown_tfds_name_suggests_close_names():
         datasets.load_arrays("tfds:fashion_mnst")
 
 
-@pytest.mark.parametrize("dataset, hint", [
-    ("fashion_mnist", "pass --dataset tfds:fashion_mnist"),  # A tfds name without tfds:.
-    ("tfds:", "tfds:<name> is any tensorflow-datasets image set"),
-])
+@pytest.mark.parametrize(
+    "dataset, hint",
+    [
+        ("fashion_mnist", "pass --dataset tfds:fashion_mnist"),  # A tfds name without tfds:.
+        ("tfds:", "tfds:<name> is any tensorflow-datasets image set"),
+    ],
+)
 def test_unknown_dataset_says_what_to_pass(dataset, hint):
     with pytest.raises(ValueError, match=f"Unknown dataset '{dataset}'; valid: .*{hint}"):
         datasets.load_arrays(dataset)
@@ -319,9 +364,12 @@ def test_check_finite_says_where_the_first_bad_value_is():
     x = np.zeros((5, 4, 3), np.float32)
     datasets.check_finite(x, "x_train")
     x[3, 2, 1], x[3, 0, 0], x[4, 1, 2] = np.nan, -np.inf, np.inf
-    with pytest.raises(ValueError, match=r"x_train is not finite: 3 of 60 values are NaN or "
-                                         r"inf, in 2 of 5 examples; the first, -inf, is in "
-                                         r"example 3 at pixel \(0, 0\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"x_train is not finite: 3 of 60 values are NaN or "
+        r"inf, in 2 of 5 examples; the first, -inf, is in "
+        r"example 3 at pixel \(0, 0\)",
+    ):
         datasets.check_finite(x, "x_train")
 
 
@@ -330,8 +378,11 @@ def test_check_finite_is_vectorised():
     start = time.perf_counter()
     datasets.check_finite(x, "x")
     x[59999, 27, 27] = np.nan  # The last value: a loop would find it last.
-    with pytest.raises(ValueError, match=r"1 of 47,040,000 values .* example 59999 at "
-                                         r"pixel \(27, 27\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"1 of 47,040,000 values .* example 59999 at "
+        r"pixel \(27, 27\)",
+    ):
         datasets.check_finite(x, "x")
     # Both checks take ~0.05 s here; a Python loop over the pixels takes minutes.
     assert time.perf_counter() - start < 3
@@ -342,20 +393,27 @@ def test_check_support_binary_needs_binary_values():
     datasets.check_support(binary, "binary", "none")
     grey = binary.copy()
     grey[1, 0, 1] = 0.5
-    with pytest.raises(ValueError, match=r"x_train is grey, not binary: 1 of 12 values are "
-                                         r"neither 0 nor 1, .* example 1 at pixel \(0, 1\)"
-                                         r".*--binarization dynamic \(draws binary pixels "
-                                         r"each epoch\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"x_train is grey, not binary: 1 of 12 values are "
+        r"neither 0 nor 1, .* example 1 at pixel \(0, 1\)"
+        r".*--binarization dynamic \(draws binary pixels "
+        r"each epoch\)",
+    ):
         datasets.check_support(grey, "binary", "none", name="x_train")
     datasets.check_support(grey, "binary", "dynamic")  # Intensities are drawn from.
 
 
-@pytest.mark.parametrize("support, binarization", [
-    ("binary", "none"), ("binary", "dynamic"), ("real", "dynamic")])
+@pytest.mark.parametrize(
+    "support, binarization", [("binary", "none"), ("binary", "dynamic"), ("real", "dynamic")]
+)
 def test_check_support_needs_intensities_in_unit_interval(support, binarization):
     x = np.array([[0, 128, 255]], np.uint8)  # 8-bit pixels, not yet scaled.
-    with pytest.raises(ValueError, match=r"not in \[0, 1\]: 2 of 3 values are outside.*"
-                                         r"the first, 128, .* pixel \(1,\).* / 255"):
+    with pytest.raises(
+        ValueError,
+        match=r"not in \[0, 1\]: 2 of 3 values are outside.*"
+        r"the first, 128, .* pixel \(1,\).* / 255",
+    ):
         datasets.check_support(x, support, binarization)
 
 

@@ -25,7 +25,7 @@ tfd = tfp.distributions
 
 SCALE = 0.5
 INDEPENDENT = np.diag([1.0, 0.5, 0.0]).astype(np.float32)  # D = J = 3, one dead unit.
-CORRELATED = np.array([[1.0, 0.7, -0.4]], np.float32)      # D = 1, J = 3.
+CORRELATED = np.array([[1.0, 0.7, -0.4]], np.float32)  # D = 1, J = 3.
 
 
 def exact_terms(a: np.ndarray) -> np.ndarray:
@@ -47,9 +47,12 @@ def posterior_batch(a: np.ndarray, batch_size: int, seed: int):
 
 
 def estimate(a, batch_size, num_data, estimator, num_batches=1, seed=0) -> np.ndarray:
-    terms = [decomposition.kl_decomposition(*posterior_batch(a, batch_size, seed + i),
-                                            num_data=num_data, estimator=estimator)
-             for i in range(num_batches)]
+    terms = [
+        decomposition.kl_decomposition(
+            *posterior_batch(a, batch_size, seed + i), num_data=num_data, estimator=estimator
+        )
+        for i in range(num_batches)
+    ]
     return np.mean([[float(t) for t in batch_terms] for batch_terms in terms], axis=0)
 
 
@@ -66,8 +69,10 @@ def test_pairwise_log_prob_matches_tfd_normal():
 
 def test_estimators_keep_trailing_axes():
     log_q = tf.random.normal([6, 6, 3], seed=1)
-    for log_density in (decomposition.minibatch_stratified_log_density,
-                        decomposition.minibatch_weighted_log_density):
+    for log_density in (
+        decomposition.minibatch_stratified_log_density,
+        decomposition.minibatch_weighted_log_density,
+    ):
         assert log_density(log_q, 50).shape == (6, 3)
         assert log_density(log_q[..., 0], 50).shape == (6,)
 
@@ -77,8 +82,8 @@ def test_stratified_estimator_with_the_whole_dataset_is_eq_24():
     log_q = np.random.default_rng(2).normal(size=(7, 7, 2)) * 3
     full_data = logsumexp(log_q, axis=1) - math.log(7)
     np.testing.assert_allclose(
-        decomposition.minibatch_stratified_log_density(tf.constant(log_q), 7), full_data,
-        rtol=1e-10)
+        decomposition.minibatch_stratified_log_density(tf.constant(log_q), 7), full_data, rtol=1e-10
+    )
 
 
 def test_stratified_weights_own_and_other_posteriors_as_eq_29():
@@ -88,8 +93,8 @@ def test_stratified_weights_own_and_other_posteriors_as_eq_29():
     np.fill_diagonal(weights, 1 / n)
     expected = np.log(np.sum(weights * np.exp(log_q), axis=1))
     np.testing.assert_allclose(
-        decomposition.minibatch_stratified_log_density(tf.constant(log_q), n), expected,
-        rtol=1e-10)
+        decomposition.minibatch_stratified_log_density(tf.constant(log_q), n), expected, rtol=1e-10
+    )
 
 
 def test_weighted_estimator_is_chen_et_al_and_never_above_stratified():
@@ -105,8 +110,9 @@ def test_weighted_estimator_is_chen_et_al_and_never_above_stratified():
 def test_terms_add_up_to_the_monte_carlo_rate(estimator, batch_size, num_data):
     z, loc, scale, log_prior = posterior_batch(CORRELATED, batch_size, seed=5)
     terms = decomposition.kl_decomposition(z, loc, scale, log_prior, num_data, estimator)
-    rate = tf.reduce_mean(tfd.Independent(tfd.Normal(loc, scale), 1).log_prob(z)
-                          - tf.reduce_sum(log_prior, axis=-1))
+    rate = tf.reduce_mean(
+        tfd.Independent(tfd.Normal(loc, scale), 1).log_prob(z) - tf.reduce_sum(log_prior, axis=-1)
+    )
     assert all(t.shape == () for t in terms)
     np.testing.assert_allclose(sum(float(t) for t in terms), float(rate), rtol=1e-5)
 
@@ -128,8 +134,7 @@ def test_stratified_minibatches_estimate_the_closed_forms(a):
 def test_weighted_estimator_is_off_by_its_documented_shifts():
     # Overlapping posteriors: MWS underestimates q(z) and each q(z_j) by a factor N.
     n, j = 10**6, CORRELATED.shape[1]
-    terms = estimate(CORRELATED, batch_size=500, num_data=n, estimator="weighted",
-                     num_batches=8)
+    terms = estimate(CORRELATED, batch_size=500, num_data=n, estimator="weighted", num_batches=8)
     shifts = np.array([1, j - 1, -j]) * math.log(n)
     np.testing.assert_allclose(terms - shifts, exact_terms(CORRELATED), atol=0.1)
 

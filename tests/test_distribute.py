@@ -27,8 +27,9 @@ TRAIN = ROOT / "scripts" / "train.py"
 
 
 def run_job(name: str) -> dict:
-    done = subprocess.run([sys.executable, str(JOB), name], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(JOB), name], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -73,6 +74,7 @@ def test_under_a_strategy_xla_or_several_steps_per_call_are_refused_and_one_repl
     import tensorflow as tf
 
     import tfvae
+
     config = tfvae.ModelConfig(latent_dim=2, hidden_units=(4,), event_shape=(3,))
     with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():  # One device: no set-up.
         model = tfvae.build_vae(config, seed=0)
@@ -92,18 +94,42 @@ def test_under_a_strategy_xla_or_several_steps_per_call_are_refused_and_one_repl
 
 # The CLI on Frey Face, small: each run a few seconds of training.
 
+
 def cli_flags(output_dir: Path, epochs: int, run_name: str = "run") -> list[str]:
-    return ["--dataset", "frey_face", "--limit", "400", "--batch-size", "50",
-            "--hidden-units", "16", "--epochs", str(epochs), "--checkpoint-every", "1",
-            "--optimizer", "sgd", "--learning-rate", "0.01", "--output-dir", str(output_dir),
-            "--run-name", run_name]
+    return [
+        "--dataset",
+        "frey_face",
+        "--limit",
+        "400",
+        "--batch-size",
+        "50",
+        "--hidden-units",
+        "16",
+        "--epochs",
+        str(epochs),
+        "--checkpoint-every",
+        "1",
+        "--optimizer",
+        "sgd",
+        "--learning-rate",
+        "0.01",
+        "--output-dir",
+        str(output_dir),
+        "--run-name",
+        run_name,
+    ]
 
 
 def train_cli(flags: list[str], env: dict | None = None) -> subprocess.Popen:
     """scripts/train.py with `flags`, started (see `finish`)."""
-    return subprocess.Popen([sys.executable, str(TRAIN), *flags], cwd=ROOT, text=True,
-                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, str(TRAIN), *flags],
+        cwd=ROOT,
+        text=True,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def finish(process) -> str:
@@ -134,8 +160,12 @@ def free_ports(count: int) -> list[int]:
 def mirrored_run(tmp_path_factory, data_dir):
     """A 3-epoch run on 2 logical CPU devices, straight through."""
     out = tmp_path_factory.mktemp("mirrored")
-    finish(train_cli(cli_flags(out, 3) + ["--strategy", "mirrored", "--cpu-devices", "2"],
-                     {"TFVAE_DATA_DIR": data_dir}))
+    finish(
+        train_cli(
+            cli_flags(out, 3) + ["--strategy", "mirrored", "--cpu-devices", "2"],
+            {"TFVAE_DATA_DIR": data_dir},
+        )
+    )
     return out / "run"
 
 
@@ -146,8 +176,7 @@ def test_mirrored_run_resumes_to_the_same_weights(mirrored_run, tmp_path, data_d
     finish(train_cli(cli_flags(tmp_path, 2) + flags, env))
     finish(train_cli(cli_flags(tmp_path, 3) + flags, env))  # Resumes at epoch 2.
     resumed = tmp_path / "run"
-    np.testing.assert_allclose(history(resumed)["loss"], history(mirrored_run)["loss"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(history(resumed)["loss"], history(mirrored_run)["loss"], rtol=1e-6)
     for a, b in zip(final_weights(resumed), final_weights(mirrored_run)):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -155,18 +184,26 @@ def test_mirrored_run_resumes_to_the_same_weights(mirrored_run, tmp_path, data_d
 def train_two_workers(output_dir: Path, epochs: int, data_dir: str) -> None:
     """The CLI as a cluster of two workers on 127.0.0.1, each in its own process."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
-    workers = [train_cli(cli_flags(output_dir, epochs) + ["--strategy", "multi_worker"],
-                         {"TFVAE_DATA_DIR": data_dir,
-                          "TF_CONFIG": json.dumps({"cluster": cluster,
-                                                   "task": {"type": "worker", "index": i}})})
-               for i in range(2)]
+    workers = [
+        train_cli(
+            cli_flags(output_dir, epochs) + ["--strategy", "multi_worker"],
+            {
+                "TFVAE_DATA_DIR": data_dir,
+                "TF_CONFIG": json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": i}}
+                ),
+            },
+        )
+        for i in range(2)
+    ]
     for worker in workers:
         finish(worker)
 
 
 @pytest.mark.slow
 def test_two_workers_write_one_run_folder_resume_and_match_two_local_replicas(
-        mirrored_run, tmp_path, data_dir):
+    mirrored_run, tmp_path, data_dir
+):
     train_two_workers(tmp_path, 2, data_dir)
     train_two_workers(tmp_path, 3, data_dir)  # Both resume from the chief's checkpoint.
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # Only the chief wrote.
@@ -177,8 +214,7 @@ def test_two_workers_write_one_run_folder_resume_and_match_two_local_replicas(
     # the curves agree to float rounding (1e-5 covers the all-reduce's order of
     # summation over 3 epochs), where a change of noise alone moved the epoch-3
     # loss of these small runs by 0.1 nat (test below).
-    np.testing.assert_allclose(history(run_dir)["loss"], history(mirrored_run)["loss"],
-                               rtol=1e-5)
+    np.testing.assert_allclose(history(run_dir)["loss"], history(mirrored_run)["loss"], rtol=1e-5)
     with open(run_dir / "history.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 3
     # The model loads and exports like any other (the export checks its own parity).
@@ -209,15 +245,28 @@ def test_batch_that_does_not_split_across_replicas_is_refused():
     training._check_replicas(config, 1)
 
 
-@pytest.mark.parametrize("tf_config, chief", [
-    ({}, True),
-    ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}, True),
-    ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}, False),
-    ({"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}},
-     False),
-    ({"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}},
-     True),
-])
+@pytest.mark.parametrize(
+    "tf_config, chief",
+    [
+        ({}, True),
+        ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}, True),
+        ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}, False),
+        (
+            {
+                "cluster": {"chief": ["c:0"], "worker": ["a:1"]},
+                "task": {"type": "worker", "index": 0},
+            },
+            False,
+        ),
+        (
+            {
+                "cluster": {"chief": ["c:0"], "worker": ["a:1"]},
+                "task": {"type": "chief", "index": 0},
+            },
+            True,
+        ),
+    ],
+)
 def test_chief_is_the_chief_task_or_worker_0(tf_config, chief):
     assert distribute.is_chief_task(tf_config) is chief
 
@@ -233,6 +282,7 @@ def test_unknown_strategy_and_bad_device_counts_are_refused():
 
 def test_logical_devices_after_tensorflow_started_say_what_to_do():
     import tensorflow as tf
+
     tf.constant(1.0)  # The runtime has started, with one CPU device.
     with pytest.raises(ValueError, match="fresh process"):
         distribute.make_strategy("mirrored", cpu_devices=8)
@@ -240,6 +290,7 @@ def test_logical_devices_after_tensorflow_started_say_what_to_do():
 
 def test_one_device_keeps_its_seeds_and_share():
     import tensorflow as tf
+
     seed = tf.constant([3, 4], tf.int32)
     assert distribute.replica_seed(seed).numpy().tolist() == [3, 4]
     assert float(distribute.replica_share(tf.constant(6.0))) == 6.0

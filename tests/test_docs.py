@@ -10,8 +10,11 @@ REFERENCE = re.compile(r"`(tests/test_\w+\.py)::(test_\w+)(?:\[[^\]`]*\])?`")
 
 def test_every_row_of_the_reliability_table_names_existing_tests():
     text = (ROOT / "docs" / "reliability.md").read_text()
-    rows = [line for line in text.splitlines()
-            if line.startswith("| ") and not line.startswith("| bad input") and "---" not in line]
+    rows = [
+        line
+        for line in text.splitlines()
+        if line.startswith("| ") and not line.startswith("| bad input") and "---" not in line
+    ]
     assert len(rows) >= 30
     for row in rows:
         references = REFERENCE.findall(row)

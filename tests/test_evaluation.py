@@ -23,8 +23,12 @@ from tfvae import ppca as ppca_lib
 
 tfd = tfp.distributions
 
-DATA_DIM, NOISE, LOADINGS, LATENT_DIM = ppca_lib.DATA_DIM, ppca_lib.NOISE, \
-    ppca_lib.LOADINGS, ppca_lib.LATENT_DIM
+DATA_DIM, NOISE, LOADINGS, LATENT_DIM = (
+    ppca_lib.DATA_DIM,
+    ppca_lib.NOISE,
+    ppca_lib.LOADINGS,
+    ppca_lib.LATENT_DIM,
+)
 PPCA = ppca_lib.PPCA
 
 
@@ -36,13 +40,13 @@ def ppca():
 def test_log_mean_weight_streams_exact_log_sum_exp():
     rng = np.random.default_rng(0)
     log_weights = -1000 + 30 * rng.normal(size=(37, 3))  # exp() would underflow.
-    chunks = np.array_split(log_weights, [5, 6, 20])      # uneven chunk sizes
+    chunks = np.array_split(log_weights, [5, 6, 20])  # uneven chunk sizes
     estimate, stderr = evaluation.log_mean_weight(iter(chunks))
-    np.testing.assert_allclose(estimate, logsumexp(log_weights, axis=0) - math.log(37),
-                               rtol=1e-12)
+    np.testing.assert_allclose(estimate, logsumexp(log_weights, axis=0) - math.log(37), rtol=1e-12)
     w = np.exp(log_weights - log_weights.max(axis=0))
-    np.testing.assert_allclose(stderr, w.std(axis=0, ddof=1) / (math.sqrt(37) * w.mean(axis=0)),
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        stderr, w.std(axis=0, ddof=1) / (math.sqrt(37) * w.mean(axis=0)), rtol=1e-9
+    )
     _, equal_weights_stderr = evaluation.log_mean_weight([np.full((9, 2), -3.0)])
     np.testing.assert_array_equal(equal_weights_stderr, 0.0)
 
@@ -55,8 +59,9 @@ def test_exact_posterior_gives_log_px_with_zero_variance(ppca):
     np.testing.assert_allclose(result.per_example, ppca.log_evidence(x), atol=2e-4)
     assert np.all(result.per_example_stderr < 1e-3)
     assert result.mean == pytest.approx(np.mean(ppca.log_evidence(x)), abs=2e-4)
-    assert result.stderr == pytest.approx(np.std(ppca.log_evidence(x), ddof=1) / math.sqrt(7),
-                                          rel=1e-3)
+    assert result.stderr == pytest.approx(
+        np.std(ppca.log_evidence(x), ddof=1) / math.sqrt(7), rel=1e-3
+    )
 
 
 def test_log_likelihood_works_for_a_full_covariance_posterior():
@@ -98,8 +103,9 @@ def test_same_seed_same_result_and_batching_is_consistent(ppca):
     first = evaluation.log_likelihood(model, x, 200, batch_size=8, sample_chunk=64, seed=5)
     again = evaluation.log_likelihood(model, x, 200, batch_size=8, sample_chunk=64, seed=5)
     np.testing.assert_array_equal(first.per_example, again.per_example)
-    assert_consistent(first, evaluation.log_likelihood(model, x, 200, batch_size=30,
-                                                       sample_chunk=200, seed=5))
+    assert_consistent(
+        first, evaluation.log_likelihood(model, x, 200, batch_size=30, sample_chunk=200, seed=5)
+    )
 
 
 @pytest.mark.slow
@@ -107,14 +113,15 @@ def test_xla_step_is_consistent_with_the_graph_step(ppca):
     # XLA's stateless sampler draws other z from the same seed.
     x = ppca.sample(30)
     model = ppca.vae(loc_shift=0.4, scale_factor=1.5)
-    assert_consistent(evaluation.log_likelihood(model, x, 200, seed=5),
-                      evaluation.log_likelihood(model, x, 200, seed=5, jit_compile=True))
+    assert_consistent(
+        evaluation.log_likelihood(model, x, 200, seed=5),
+        evaluation.log_likelihood(model, x, 200, seed=5, jit_compile=True),
+    )
 
 
 def test_active_units_match_closed_form(ppca):
     units = evaluation.active_units(ppca.vae(), ppca.sample(4000), batch_size=1500)
-    np.testing.assert_allclose(units.activities, LOADINGS**2 / (LOADINGS**2 + NOISE**2),
-                               atol=0.04)
+    np.testing.assert_allclose(units.activities, LOADINGS**2 / (LOADINGS**2 + NOISE**2), atol=0.04)
     assert units.count == 2 and units.threshold == 0.01
     strict = evaluation.active_units(ppca.vae(), ppca.sample(100), threshold=0.8)
     assert strict.count == 1
@@ -134,25 +141,30 @@ def test_decomposition_of_the_exact_posterior_is_all_mutual_information(ppca):
 
 def test_decomposition_needs_a_factorized_prior(ppca):
     exact = ppca.vae()
-    model = tfvae.VAE(exact.encoder, exact.decoder,
-                      priors.MixtureOfGaussians(3, num_components=2, seed=0))
+    model = tfvae.VAE(
+        exact.encoder, exact.decoder, priors.MixtureOfGaussians(3, num_components=2, seed=0)
+    )
     with pytest.raises(evaluation.UnsupportedDistribution, match="factorized prior"):
         evaluation.kl_decomposition(model, ppca.sample(10))
 
 
 def test_data_entropy_counts_distinct_datapoints():
     x = np.array([[0, 1], [0, 1], [1, 1], [0, 0]], np.float32)
-    assert evaluation.data_entropy(x) == pytest.approx(-(0.5 * math.log(0.5)
-                                                         + 2 * 0.25 * math.log(0.25)))
+    assert evaluation.data_entropy(x) == pytest.approx(
+        -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25))
+    )
     assert evaluation.data_entropy(np.eye(5)) == pytest.approx(math.log(5))
 
 
 def test_mutual_information_lower_bound_only_for_probability_mass_functions(
-        ppca, small_bernoulli_vae):
+    ppca, small_bernoulli_vae
+):
     binary = (np.random.default_rng(0).uniform(size=(40, 3, 5)) > 0.5).astype(np.float32)
     assert evaluation.has_discrete_likelihood(small_bernoulli_vae(), binary)
     assert not evaluation.has_discrete_likelihood(small_bernoulli_vae(), binary * 0.9)
     assert not evaluation.has_discrete_likelihood(ppca.vae(), ppca.sample(3))
     assert evaluation.mutual_information_bounds(2.0, 90.0, None) == (None, 2.0)
     assert evaluation.mutual_information_bounds(2.0, 90.0, math.log(40)) == (
-        pytest.approx(math.log(40) - 90.0), 2.0)
+        pytest.approx(math.log(40) - 90.0),
+        2.0,
+    )

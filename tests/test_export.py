@@ -32,16 +32,22 @@ B = 6
 
 
 def run_python(code: str, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_layout_and_export_json(exported):
     likelihood, _, folder, description = exported
     names = {p.name for p in folder.iterdir()}
-    assert names == {"saved_model", "export.json", "decoder_float32.tflite",
-                     "decoder_dynamic_int8.tflite", "decoder_float16.tflite",
-                     "decoder_int8.tflite"}
+    assert names == {
+        "saved_model",
+        "export.json",
+        "decoder_float32.tflite",
+        "decoder_dynamic_int8.tflite",
+        "decoder_float16.tflite",
+        "decoder_int8.tflite",
+    }
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
     on_disk = json.loads((folder / "export.json").read_text())
     assert on_disk == json.loads(json.dumps(description))
@@ -54,19 +60,22 @@ def test_layout_and_export_json(exported):
     noise = PIXEL_NOISE[likelihood]
     assert on_disk["noise"]["sample_from_noise"] == {
         "eps": {"kind": "normal", "shape": ["B", LATENT]},
-        noise: {"kind": "uniform" if likelihood == "bernoulli" else "normal",
-                "shape": ["B", H, W]}}
+        noise: {"kind": "uniform" if likelihood == "bernoulli" else "normal", "shape": ["B", H, W]},
+    }
     signatures = on_disk["signatures"]
     assert signatures["sample_from_noise"]["inputs"]["eps"]["shape"] == [-1, LATENT]
     assert signatures["sample_from_noise"]["inputs"][noise]["shape"] == [-1, H, W]
     assert signatures["sample"]["inputs"]["num_samples"] == {
-        "shape": [], "dtype": "int32", "description": export.DESCRIPTIONS["num_samples"]}
-    parameters = {"bernoulli": {"logits", "mean"},
-                  "gaussian": {"loc", "scale", "mean"}}[likelihood]
+        "shape": [],
+        "dtype": "int32",
+        "description": export.DESCRIPTIONS["num_samples"],
+    }
+    parameters = {"bernoulli": {"logits", "mean"}, "gaussian": {"loc", "scale", "mean"}}[likelihood]
     assert set(signatures["decode"]["outputs"]) == parameters
     assert all(report["passed"] for report in on_disk["parity"].values())
-    dtypes = {spec["dtype"] for signature in signatures.values()
-              for spec in signature["outputs"].values()}
+    dtypes = {
+        spec["dtype"] for signature in signatures.values() for spec in signature["outputs"].values()
+    }
     assert dtypes == {"float32"}  # Bernoulli draws too: apps read float arrays.
 
 
@@ -103,13 +112,18 @@ def test_saved_model_reloads_without_tfp(exported, images, tmp_path):
     likelihood, model, folder, _ = exported
     rng = np.random.default_rng(5)
     x = images(B)
-    inputs = {"x": x, "z": rng.standard_normal((B, LATENT), np.float32),
-              "eps": rng.standard_normal((B, LATENT), np.float32),
-              "noise": (rng.random if likelihood == "bernoulli" else rng.standard_normal)(
-                  (B, H, W), np.float32)}
+    inputs = {
+        "x": x,
+        "z": rng.standard_normal((B, LATENT), np.float32),
+        "eps": rng.standard_normal((B, LATENT), np.float32),
+        "noise": (rng.random if likelihood == "bernoulli" else rng.standard_normal)(
+            (B, H, W), np.float32
+        ),
+    }
     np.savez(tmp_path / "in.npz", **inputs)
-    result = run_python(SAVED_MODEL_CLIENT, folder / "saved_model", tmp_path / "in.npz",
-                        tmp_path / "out.npz")
+    result = run_python(
+        SAVED_MODEL_CLIENT, folder / "saved_model", tmp_path / "in.npz", tmp_path / "out.npz"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     got = dict(np.load(tmp_path / "out.npz"))
 
@@ -138,8 +152,12 @@ def test_saved_model_reloads_without_tfp(exported, images, tmp_path):
 def test_sample_signature_draws_fresh_noise_per_interpreter(exported):
     likelihood, _, folder, _ = exported
     model_path = str(folder / "decoder_float32.tflite")
-    draws = [Interpreter(model_path=model_path).get_signature_runner("sample")(
-        num_samples=np.array(5, np.int32)) for _ in range(2)]
+    draws = [
+        Interpreter(model_path=model_path).get_signature_runner("sample")(
+            num_samples=np.array(5, np.int32)
+        )
+        for _ in range(2)
+    ]
     assert draws[0]["mean"].shape == (5, H, W)
     assert not np.array_equal(draws[0]["mean"], draws[1]["mean"])
 
@@ -196,9 +214,19 @@ def test_sample_tflite_script_runs_without_tensorflow(exported, tmp_path):
     _, _, folder, _ = exported
     outputs = [tmp_path / f"samples{i}.png" for i in range(2)]
     for out in outputs:
-        result = run_python(DEVICE_CLIENT, ROOT / "scripts" / "sample_tflite.py",
-                            folder / "decoder_dynamic_int8.tflite", "--num-samples", 6,
-                            "--seed", 1, "--zoom", 2, "--out", out)
+        result = run_python(
+            DEVICE_CLIENT,
+            ROOT / "scripts" / "sample_tflite.py",
+            folder / "decoder_dynamic_int8.tflite",
+            "--num-samples",
+            6,
+            "--seed",
+            1,
+            "--zoom",
+            2,
+            "--out",
+            out,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
     png = outputs[0].read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
@@ -209,17 +237,22 @@ def test_sample_tflite_script_runs_without_tensorflow(exported, tmp_path):
 
 
 def test_export_script_reports_missing_run_dir(tmp_path):
-    result = subprocess.run([sys.executable, ROOT / "scripts" / "export.py",
-                             tmp_path / "no_such_run"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, ROOT / "scripts" / "export.py", tmp_path / "no_such_run"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert "error:" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_export_script_exports_a_run_folder(tmp_path, data_dir):
     config = tfvae.RunConfig(
-        model=tfvae.ModelConfig(latent_dim=LATENT, hidden_units=(32,), likelihood="gaussian",
-                                event_shape=(28, 20)),
-        data=tfvae.DataConfig(dataset="frey_face", data_dir=data_dir))
+        model=tfvae.ModelConfig(
+            latent_dim=LATENT, hidden_units=(32,), likelihood="gaussian", event_shape=(28, 20)
+        ),
+        data=tfvae.DataConfig(dataset="frey_face", data_dir=data_dir),
+    )
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.json").write_text(config.to_json())
@@ -241,11 +274,29 @@ def test_a_two_epoch_frey_face_model_exports(tmp_path, data_dir):
     """The user's path that failed in tfvae 0.1: the paper's Frey Face model after
     2 epochs (per-image distortions near 0) through both CLIs."""
     env = {**os.environ, "TFVAE_DATA_DIR": data_dir, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    subprocess.run([sys.executable, ROOT / "scripts" / "train.py", "--dataset", "frey_face",
-                    "--epochs", "2", "--output-dir", tmp_path, "--run-name", "short"],
-                   check=True, capture_output=True, env=env)
-    result = subprocess.run([sys.executable, ROOT / "scripts" / "export.py", tmp_path / "short"],
-                            capture_output=True, text=True, env=env)
+    subprocess.run(
+        [
+            sys.executable,
+            ROOT / "scripts" / "train.py",
+            "--dataset",
+            "frey_face",
+            "--epochs",
+            "2",
+            "--output-dir",
+            tmp_path,
+            "--run-name",
+            "short",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    result = subprocess.run(
+        [sys.executable, ROOT / "scripts" / "export.py", tmp_path / "short"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     description = json.loads((tmp_path / "short" / "export" / "export.json").read_text())
     assert all(report["passed"] for report in description["parity"].values())
@@ -254,14 +305,40 @@ def test_a_two_epoch_frey_face_model_exports(tmp_path, data_dir):
 def test_export_and_evaluate_refuse_an_autoencoder_run(tmp_path, data_dir):
     sys.path.insert(0, str(ROOT / "scripts"))
     import train as train_script
-    assert train_script.main([
-        "--dataset", "frey_face", "--data-dir", data_dir, "--limit", "300", "--batch-size", "50",
-        "--hidden-units", "8", "--epochs", "1", "--posterior", "point_mass",
-        "--output-dir", str(tmp_path), "--run-name", "ae"]) == 0
+
+    assert (
+        train_script.main(
+            [
+                "--dataset",
+                "frey_face",
+                "--data-dir",
+                data_dir,
+                "--limit",
+                "300",
+                "--batch-size",
+                "50",
+                "--hidden-units",
+                "8",
+                "--epochs",
+                "1",
+                "--posterior",
+                "point_mass",
+                "--output-dir",
+                str(tmp_path),
+                "--run-name",
+                "ae",
+            ]
+        )
+        == 0
+    )
     env = {**os.environ, "TFVAE_DATA_DIR": data_dir, "TF_CPP_MIN_LOG_LEVEL": "3"}
     for script in ("export.py", "evaluate.py"):
-        result = subprocess.run([sys.executable, ROOT / "scripts" / script, tmp_path / "ae"],
-                                capture_output=True, text=True, env=env)
+        result = subprocess.run(
+            [sys.executable, ROOT / "scripts" / script, tmp_path / "ae"],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         assert result.returncode == 1, result.stderr[-2000:]
         assert "plain autoencoder" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "ae" / "export").exists()
@@ -270,9 +347,19 @@ def test_export_and_evaluate_refuse_an_autoencoder_run(tmp_path, data_dir):
 @pytest.mark.parametrize("flag", ["--num-samples", "--zoom"])
 def test_sample_script_refuses_sizes_below_one(exported, tmp_path, flag):
     _, _, folder, _ = exported
-    result = subprocess.run([sys.executable, ROOT / "scripts" / "sample_tflite.py",
-                             folder / "decoder_float32.tflite", flag, "0",
-                             "--out", tmp_path / "x.png"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            ROOT / "scripts" / "sample_tflite.py",
+            folder / "decoder_float32.tflite",
+            flag,
+            "0",
+            "--out",
+            tmp_path / "x.png",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "must be at least 1" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "x.png").exists()
 

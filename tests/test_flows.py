@@ -12,18 +12,30 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 import tensorflow_probability as tfp
+from test_posteriors import (
+    B,
+    F,
+    S,
+    assert_identical_after_round_trip,
+    assert_litert_matches,
+    assert_runs_under_xla,
+    assert_same_distribution,
+    assert_within_standard_errors,
+    grid_moments,
+    midpoint_grid,
+    numpy_noise,
+    random_parameters,
+)
 
 from tfvae import flows, made, objectives
 from tfvae.networks import MLP, ProbabilisticNetwork
-from test_posteriors import (B, F, S, assert_identical_after_round_trip, assert_litert_matches,
-                             assert_runs_under_xla, assert_same_distribution,
-                             assert_within_standard_errors, grid_moments, midpoint_grid,
-                             numpy_noise, random_parameters)
 
 tfd = tfp.distributions
 
-FLOWS = {"InverseAutoregressiveFlow": flows.InverseAutoregressiveFlow,
-         "AffineCoupling": flows.AffineCoupling}
+FLOWS = {
+    "InverseAutoregressiveFlow": flows.InverseAutoregressiveFlow,
+    "AffineCoupling": flows.AffineCoupling,
+}
 HIDDEN = (8,)
 WEIGHT_SCALE = 0.7
 
@@ -49,6 +61,7 @@ def flow_weights(head):
 
 # Construction.
 
+
 def test_flow_weights_are_the_heads_trainable_weights():
     head = flows.InverseAutoregressiveFlow(3, num_flows=3, hidden_units=(6, 4), seed=0)
     head.build((None, F))
@@ -72,24 +85,43 @@ def test_coupling_needs_two_dimensions_and_flows_need_a_vector_event():
         flows.InverseAutoregressiveFlow(3, num_mean_samples=7)
 
 
-@pytest.mark.parametrize("layer", [
-    made.MaskedDense(4, activation="tanh", input_degrees=[1, 2, 3], output_degrees=[1, 2, 2, 1],
-                      exclusive=True),
-    made.ShiftAndLogScaleNetwork(2, 3, (5,), max_log_scale=2.0, weight_decay=0.1, seed=4),
-    made.MADE(3, (5, 4), activation="relu", seed=2),
-    flows.InverseAutoregressiveFlow(3, num_flows=3, hidden_units=(5,), activation="relu",
-                                    max_log_scale=2.0, min_scale=0.01, num_mean_samples=64,
-                                    init_stddev=0.1, weight_decay=0.2, seed=9),
-    flows.AffineCoupling(4, num_flows=1, hidden_units=(), seed=1)],
-    ids=lambda layer: type(layer).__name__)
+@pytest.mark.parametrize(
+    "layer",
+    [
+        made.MaskedDense(
+            4,
+            activation="tanh",
+            input_degrees=[1, 2, 3],
+            output_degrees=[1, 2, 2, 1],
+            exclusive=True,
+        ),
+        made.ShiftAndLogScaleNetwork(2, 3, (5,), max_log_scale=2.0, weight_decay=0.1, seed=4),
+        made.MADE(3, (5, 4), activation="relu", seed=2),
+        flows.InverseAutoregressiveFlow(
+            3,
+            num_flows=3,
+            hidden_units=(5,),
+            activation="relu",
+            max_log_scale=2.0,
+            min_scale=0.01,
+            num_mean_samples=64,
+            init_stddev=0.1,
+            weight_decay=0.2,
+            seed=9,
+        ),
+        flows.AffineCoupling(4, num_flows=1, hidden_units=(), seed=1),
+    ],
+    ids=lambda layer: type(layer).__name__,
+)
 def test_config_rebuilds_the_same_layer(layer):
     config = layer.get_config()
     assert type(layer).from_config(config).get_config() == config
 
 
 def test_masked_dense_applies_its_mask_in_the_input_dtype():
-    layer = made.MaskedDense(4, input_degrees=[1, 2, 3], output_degrees=[1, 2, 3, 3],
-                              exclusive=True)
+    layer = made.MaskedDense(
+        4, input_degrees=[1, 2, 3], output_degrees=[1, 2, 3, 3], exclusive=True
+    )
     layer.build((None, 3))
     rng = np.random.default_rng(0)
     kernel, bias = rng.normal(size=(3, 4)), rng.normal(size=4)
@@ -117,8 +149,7 @@ def test_made_outputs_depend_only_on_earlier_coordinates():
     for output in (shift, log_scale):
         jacobian = tape.batch_jacobian(output, z).numpy()  # [B, i, j]
         np.testing.assert_array_equal(np.triu(jacobian), 0.0)
-        assert np.all(np.abs(jacobian[:, np.tril_indices(4, -1)[0], np.tril_indices(4, -1)[1]])
-                      > 0)
+        assert np.all(np.abs(jacobian[:, np.tril_indices(4, -1)[0], np.tril_indices(4, -1)[1]]) > 0)
 
 
 def test_log_scales_stay_within_their_bound():
@@ -132,6 +163,7 @@ def test_log_scales_stay_within_their_bound():
 
 # The identity at initialisation.
 
+
 @pytest.mark.parametrize("name", FLOWS)
 def test_a_fresh_flow_is_its_base_gaussian(name):
     head = flow_head(name)
@@ -141,13 +173,17 @@ def test_a_fresh_flow_is_its_base_gaussian(name):
     z = head.draw(parameters, noise)
     np.testing.assert_allclose(z, head.base.draw(parameters, noise), rtol=1e-12)
     z_copy = tf.constant(z.numpy())
-    np.testing.assert_allclose(head.distribution(parameters).log_prob(z_copy),
-                               head.base.distribution(parameters).log_prob(z_copy), rtol=1e-12)
+    np.testing.assert_allclose(
+        head.distribution(parameters).log_prob(z_copy),
+        head.base.distribution(parameters).log_prob(z_copy),
+        rtol=1e-12,
+    )
     # Antithetic pairs average to loc exactly, up to rounding.
     np.testing.assert_allclose(head.mean(parameters), parameters["loc"], atol=1e-14)
 
 
 # The change of variables.
+
 
 @pytest.mark.parametrize("name", FLOWS)
 def test_log_density_is_base_density_minus_log_det_jacobian(name):
@@ -182,8 +218,11 @@ def test_rate_has_no_closed_form(name):
 
 # Normalisation and moments on a grid.
 
-GRID_CASES = [("InverseAutoregressiveFlow", 1), ("InverseAutoregressiveFlow", 2),
-              ("AffineCoupling", 2)]
+GRID_CASES = [
+    ("InverseAutoregressiveFlow", 1),
+    ("InverseAutoregressiveFlow", 2),
+    ("AffineCoupling", 2),
+]
 
 
 @pytest.mark.parametrize("name,size", GRID_CASES)
@@ -234,6 +273,7 @@ def test_draw_from_numpy_noise_follows_the_sampled_distribution(name):
 
 # Training: gradients, caching, XLA.
 
+
 @pytest.mark.parametrize("name", FLOWS)
 def test_gradients_reach_every_flow_weight_through_log_prob_of_samples(name):
     rng = np.random.default_rng(6)
@@ -243,14 +283,23 @@ def test_gradients_reach_every_flow_weight_through_log_prob_of_samples(name):
             posterior = head(features)
             z = posterior.sample(S, seed=[5, 6])
             loss = tf.reduce_mean(posterior.log_prob(z)) + tf.reduce_mean(tf.square(z))
-        gradients = dict(zip([w.path for w in head.trainable_weights],
-                             tape.gradient(loss, head.trainable_weights)))
+        gradients = dict(
+            zip(
+                [w.path for w in head.trainable_weights],
+                tape.gradient(loss, head.trainable_weights),
+            )
+        )
         assert all(g is not None and np.all(np.isfinite(g)) for g in gradients.values())
         # Random weights: all get a gradient. Fresh (zero last layers): the last
         # layers do, so training leaves the identity.
-        checked = [w.path for w in (flow_weights(head) if weights is None else
-                                    [n.last.kernel for n in head.networks]
-                                    + [n.last.bias for n in head.networks])]
+        checked = [
+            w.path
+            for w in (
+                flow_weights(head)
+                if weights is None
+                else [n.last.kernel for n in head.networks] + [n.last.bias for n in head.networks]
+            )
+        ]
         checked += [w.path for w in head.base.trainable_weights]
         assert all(np.any(gradients[path] != 0) for path in checked)
 
@@ -265,8 +314,9 @@ def test_log_prob_of_a_sample_reuses_its_inverse_and_never_a_stale_one(monkeypat
     head = randomized(flow_head("InverseAutoregressiveFlow", num_flows=3))
     calls = []
     for network in head.networks:
-        monkeypatch.setattr(network, "call", lambda z, call=network.call: (
-            calls.append(1), call(z))[1])
+        monkeypatch.setattr(
+            network, "call", lambda z, call=network.call: (calls.append(1), call(z))[1]
+        )
     features = tf.constant(np.random.default_rng(7).normal(size=(B, F)), tf.float32)
     posterior = head(features)
     z = posterior.sample(seed=[7, 8])
@@ -279,9 +329,12 @@ def test_log_prob_of_a_sample_reuses_its_inverse_and_never_a_stale_one(monkeypat
     drawn = head.draw(head.parameters(features), numpy_noise(head, np.random.default_rng(8), B))
     network = head.networks[-1]
     network.last.bias.assign(network.last.bias + 0.5)
-    for z in (z, drawn):
-        np.testing.assert_allclose(head(features).log_prob(z),
-                                   head(features).log_prob(tf.constant(z.numpy())), rtol=1e-5)
+    for point in (z, drawn):
+        np.testing.assert_allclose(
+            head(features).log_prob(point),
+            head(features).log_prob(tf.constant(point.numpy())),
+            rtol=1e-5,
+        )
 
 
 @pytest.mark.parametrize("name", FLOWS)
@@ -296,12 +349,17 @@ def test_float64_parameters_give_float64_results(name):
     rng = np.random.default_rng(8)
     parameters = random_parameters(head, rng)
     z = head.distribution(parameters).sample(seed=[0, 1])
-    outputs = [head.mean(parameters), head.draw(parameters, numpy_noise(head, rng, B)), z,
-               head.distribution(parameters).log_prob(z)]
+    outputs = [
+        head.mean(parameters),
+        head.draw(parameters, numpy_noise(head, rng, B)),
+        z,
+        head.distribution(parameters).log_prob(z),
+    ]
     assert all(output.dtype == tf.float64 for output in outputs)
 
 
 # Saving and running elsewhere.
+
 
 @pytest.mark.parametrize("name", FLOWS)
 def test_keras_round_trip_keeps_log_prob_and_draws(name, tmp_path):

@@ -16,8 +16,11 @@ REPEATS = 50
 @pytest.fixture(scope="module")
 def model_and_x():
     x = (np.random.default_rng(0).uniform(size=(16, 4, 3)) < 0.5).astype(np.float32)
-    model = tfvae.VAE(tfvae.gaussian_mlp_encoder(3, (8,), seed=1),
-                      tfvae.bernoulli_mlp_decoder((4, 3), (8,), seed=2), seed=3)
+    model = tfvae.VAE(
+        tfvae.gaussian_mlp_encoder(3, (8,), seed=1),
+        tfvae.bernoulli_mlp_decoder((4, 3), (8,), seed=2),
+        seed=3,
+    )
     model(x)
     return model, x
 
@@ -25,10 +28,11 @@ def model_and_x():
 @pytest.fixture(scope="module")
 def rows(model_and_x):
     model, x = model_and_x
-    estimators = {"rp": objectives.ELBO(),
-                  "sf": objectives.ELBO(gradient_estimator="score_function")}
-    return {row["group"]: row for row in gradient_variance.compare(model, x, estimators,
-                                                                   REPEATS)}
+    estimators = {
+        "rp": objectives.ELBO(),
+        "sf": objectives.ELBO(gradient_estimator="score_function"),
+    }
+    return {row["group"]: row for row in gradient_variance.compare(model, x, estimators, REPEATS)}
 
 
 def test_groups_cover_every_trainable_variable_once(model_and_x):
@@ -88,10 +92,12 @@ def test_moments_are_the_mean_and_variance_of_the_seeded_gradients(model_and_x):
             loss = tf.reduce_mean(objective.loss(model, x, tf.constant([r, 0]), 0)[0])
         draws.append(np.concatenate([np.ravel(g) for g in tape.gradient(loss, head)]))
     moments = gradient_variance.gradient_moments(model, x, objective, repeats=3)
-    np.testing.assert_allclose(moments["decoder_head"].mean, np.mean(draws, axis=0),
-                               rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(moments["decoder_head"].variance,
-                               np.var(draws, axis=0, ddof=1), rtol=1e-4, atol=1e-10)
+    np.testing.assert_allclose(
+        moments["decoder_head"].mean, np.mean(draws, axis=0), rtol=1e-5, atol=1e-7
+    )
+    np.testing.assert_allclose(
+        moments["decoder_head"].variance, np.var(draws, axis=0, ddof=1), rtol=1e-4, atol=1e-10
+    )
 
 
 def _benchmark():
@@ -102,12 +108,16 @@ def _benchmark():
     return module
 
 
-@pytest.mark.parametrize("argv", [["--model", "no/such/model.keras"],
-                                  ["--dataset", "no_such_dataset"]])
+@pytest.mark.parametrize(
+    "argv", [["--model", "no/such/model.keras"], ["--dataset", "no_such_dataset"]]
+)
 def test_the_benchmark_answers_bad_input_in_one_line(argv, capsys, tmp_path):
     if argv[0] == "--dataset":  # A real model, so that the dataset is what fails.
-        model = tfvae.VAE(tfvae.gaussian_mlp_encoder(2, (4,), seed=1),
-                          tfvae.bernoulli_mlp_decoder((3, 2), (4,), seed=2), seed=3)
+        model = tfvae.VAE(
+            tfvae.gaussian_mlp_encoder(2, (4,), seed=1),
+            tfvae.bernoulli_mlp_decoder((3, 2), (4,), seed=2),
+            seed=3,
+        )
         model(np.zeros((1, 3, 2), np.float32))
         model.save(tmp_path / "model.keras")
         argv = argv + ["--model", str(tmp_path / "model.keras")]

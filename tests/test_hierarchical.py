@@ -18,11 +18,17 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 import tensorflow_probability as tfp
+from test_posteriors import (
+    B,
+    F,
+    S,
+    assert_litert_matches,
+    assert_runs_under_xla,
+    assert_within_standard_errors,
+)
 
 from tfvae import builders, export, hierarchical, objectives, priors
 from tfvae.networks import MLP, ProbabilisticNetwork
-from test_posteriors import (B, F, S, assert_litert_matches, assert_runs_under_xla,
-                             assert_within_standard_errors)
 
 tfd = tfp.distributions
 
@@ -34,10 +40,12 @@ PARTS = ("posterior", "prior")
 
 # Helpers.
 
+
 def posterior_head(activation="tanh", weight_scale=0.7, seed=0):
     """A `TwoLayerPosterior` built for `[B, F]` features, q(z2|z1)'s weights ~ N(0, s^2)."""
-    head = hierarchical.TwoLayerPosterior(J, top_latent_dim=J2, hidden_units=(H,),
-                                          activation=activation, seed=seed)
+    head = hierarchical.TwoLayerPosterior(
+        J, top_latent_dim=J2, hidden_units=(H,), activation=activation, seed=seed
+    )
     head.build((None, F))
     randomize(head.top, weight_scale, seed)
     return head
@@ -45,8 +53,9 @@ def posterior_head(activation="tanh", weight_scale=0.7, seed=0):
 
 def two_layer_prior(activation="tanh", weight_scale=0.7, seed=0, dtype="float64"):
     """A `TwoLayerPrior` (float64 by default), p(z1|z2)'s weights ~ N(0, s^2)."""
-    prior = hierarchical.TwoLayerPrior(J, top_latent_dim=J2, hidden_units=(H,),
-                                       activation=activation, seed=seed, dtype=dtype)
+    prior = hierarchical.TwoLayerPrior(
+        J, top_latent_dim=J2, hidden_units=(H,), activation=activation, seed=seed, dtype=dtype
+    )
     randomize(prior.bottom, weight_scale, seed)
     return prior
 
@@ -59,8 +68,10 @@ def randomize(network, scale, seed):
 
 def random_parameters(rng, batch=B):
     """q(z1|x)'s parameters, float64: locs around 0, scales in [0.5, 1.2]."""
-    return {"loc": tf.constant(rng.normal(scale=0.5, size=(batch, J1))),
-            "scale": tf.constant(rng.uniform(0.5, 1.2, size=(batch, J1)))}
+    return {
+        "loc": tf.constant(rng.normal(scale=0.5, size=(batch, J1))),
+        "scale": tf.constant(rng.uniform(0.5, 1.2, size=(batch, J1))),
+    }
 
 
 def make_linear(network):
@@ -89,9 +100,9 @@ def linear_posterior(rng):
     mean = np.concatenate([m, m @ matrix + offset], axis=-1)
     s1 = np.einsum("bi,ij->bij", s**2, np.eye(J1))
     cross = s1 @ matrix
-    covariance = np.block([[s1, cross],
-                           [np.swapaxes(cross, 1, 2),
-                            matrix.T @ s1 @ matrix + np.diag(scale**2)]])
+    covariance = np.block(
+        [[s1, cross], [np.swapaxes(cross, 1, 2), matrix.T @ s1 @ matrix + np.diag(scale**2)]]
+    )
     return head, parameters, mean, covariance
 
 
@@ -104,8 +115,7 @@ def linear_prior():
     prior = two_layer_prior(activation=None)
     matrix, offset, scale = make_linear(prior.bottom)
     mean = np.concatenate([offset, np.zeros(J2)])
-    covariance = np.block([[matrix.T @ matrix + np.diag(scale**2), matrix.T],
-                           [matrix, np.eye(J2)]])
+    covariance = np.block([[matrix.T @ matrix + np.diag(scale**2), matrix.T], [matrix, np.eye(J2)]])
     return prior, mean, covariance
 
 
@@ -118,6 +128,7 @@ def normal_noise(rng, *shape):
 
 
 # Closed forms in the linear case.
+
 
 def test_linear_posterior_log_prob_and_mean_are_the_joint_gaussians():
     rng = np.random.default_rng(0)
@@ -160,14 +171,16 @@ def test_linear_draws_have_the_joint_gaussian_moments(part):
 
 # The nonlinear parts: two factors, draws, gradients.
 
+
 def test_posterior_log_prob_is_log_q_z1_plus_log_q_z2_given_z1():
     rng = np.random.default_rng(3)
     head, parameters = posterior_head(), random_parameters(rng)
     z = rng.normal(size=(S, B, J)) * 1.5
     z1, z2 = z[..., :J1], z[..., J1:]
     top_loc, top_scale = (value.numpy() for value in head.top(tf.constant(z1)))
-    want = (scipy.stats.norm.logpdf(z1, parameters["loc"], parameters["scale"]).sum(-1)
-            + scipy.stats.norm.logpdf(z2, top_loc, top_scale).sum(-1))
+    want = scipy.stats.norm.logpdf(z1, parameters["loc"], parameters["scale"]).sum(
+        -1
+    ) + scipy.stats.norm.logpdf(z2, top_loc, top_scale).sum(-1)
     np.testing.assert_allclose(head.distribution(parameters).log_prob(z), want, rtol=1e-10)
 
 
@@ -177,8 +190,9 @@ def test_prior_log_prob_is_log_p_z2_plus_log_p_z1_given_z2():
     z = rng.normal(size=(S, B, J)) * 1.5
     z1, z2 = z[..., :J1], z[..., J1:]
     bottom_loc, bottom_scale = (value.numpy() for value in prior.bottom(tf.constant(z2)))
-    want = (scipy.stats.norm.logpdf(z2).sum(-1)
-            + scipy.stats.norm.logpdf(z1, bottom_loc, bottom_scale).sum(-1))
+    want = scipy.stats.norm.logpdf(z2).sum(-1) + scipy.stats.norm.logpdf(
+        z1, bottom_loc, bottom_scale
+    ).sum(-1)
     np.testing.assert_allclose(prior.distribution().log_prob(z), want, rtol=1e-10)
 
 
@@ -213,8 +227,10 @@ def test_extreme_inputs_give_finite_log_prob_and_gradients():
         posterior = head.distribution(parameters)
         z = head.draw(parameters, noise)
         # A fresh copy of z too: log_prob must not rely on the bijector's cache.
-        log_weights = [posterior.log_prob(copy) - prior.distribution().log_prob(copy)
-                       for copy in (z, tf.identity(z) + 0.0)]
+        log_weights = [
+            posterior.log_prob(copy) - prior.distribution().log_prob(copy)
+            for copy in (z, tf.identity(z) + 0.0)
+        ]
         loss = tf.reduce_sum(log_weights)
     assert np.isclose(np.min(parameters["scale"]), MIN_SCALE, rtol=1e-3)
     assert np.all(np.isfinite(log_weights))
@@ -224,16 +240,19 @@ def test_extreme_inputs_give_finite_log_prob_and_gradients():
 def test_posterior_samples_compile_with_xla_and_run_on_litert(tmp_path):
     def head():
         return hierarchical.TwoLayerPosterior(J, top_latent_dim=J2, hidden_units=(H,), seed=0)
+
     assert_runs_under_xla(head())
     assert_litert_matches(head(), tmp_path)  # Builds its own encoder: a fresh head.
 
 
 # The interface.
 
+
 def test_neither_part_factorizes_nor_has_a_closed_form_kl():
     head, prior = posterior_head(), two_layer_prior(dtype="float32")
-    parameters = {k: tf.cast(v, tf.float32)
-                  for k, v in random_parameters(np.random.default_rng(8)).items()}
+    parameters = {
+        k: tf.cast(v, tf.float32) for k, v in random_parameters(np.random.default_rng(8)).items()
+    }
     posterior = head.distribution(parameters)
     for p_z in (prior.distribution(), priors.StandardNormal(J).distribution()):
         assert objectives.analytic_rate(posterior, p_z) is None
@@ -244,27 +263,59 @@ def test_neither_part_factorizes_nor_has_a_closed_form_kl():
     assert head.noise_spec() == prior.noise_spec() == {"eps": ("normal", (J,))}
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: hierarchical.TwoLayerPosterior(J, top_latent_dim=J), "top_latent_dim"),
-    (lambda: hierarchical.TwoLayerPrior(J, top_latent_dim=0), "top_latent_dim"),
-    (lambda: hierarchical.TwoLayerPrior([J, 2], top_latent_dim=1), "vector"),
-    (lambda: hierarchical.TwoLayerPosterior(J, top_latent_dim=J2, num_mean_samples=5),
-     "even"),
-    (lambda: hierarchical.ConditionalGaussian(J1, J2, min_scale=0.0), "positive")])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: hierarchical.TwoLayerPosterior(J, top_latent_dim=J), "top_latent_dim"),
+        (lambda: hierarchical.TwoLayerPrior(J, top_latent_dim=0), "top_latent_dim"),
+        (lambda: hierarchical.TwoLayerPrior([J, 2], top_latent_dim=1), "vector"),
+        (lambda: hierarchical.TwoLayerPosterior(J, top_latent_dim=J2, num_mean_samples=5), "even"),
+        (lambda: hierarchical.ConditionalGaussian(J1, J2, min_scale=0.0), "positive"),
+    ],
+)
 def test_bad_arguments_are_refused_with_reasons(make, message):
     with pytest.raises(ValueError, match=message):
         make()
 
 
-@pytest.mark.parametrize("layer", [
-    hierarchical.ConditionalGaussian(J1, J2, (H, 5), activation="relu", min_scale=1e-3,
-                                     init_stddev=0.1, weight_decay=0.2, seed=3),
-    hierarchical.TwoLayerPosterior(J, top_latent_dim=J2, hidden_units=(H,), activation=None,
-                                   min_scale=1e-3, num_mean_samples=64, init_stddev=0.1,
-                                   weight_decay=0.2, seed=4),
-    hierarchical.TwoLayerPrior(J, top_latent_dim=J2, hidden_units=(), min_scale=1e-3,
-                               num_mean_samples=32, init_stddev=0.1, weight_decay=0.2, seed=5),
-    hierarchical.FirstLatents(J1, MLP((H,), seed=6))], ids=lambda layer: type(layer).__name__)
+@pytest.mark.parametrize(
+    "layer",
+    [
+        hierarchical.ConditionalGaussian(
+            J1,
+            J2,
+            (H, 5),
+            activation="relu",
+            min_scale=1e-3,
+            init_stddev=0.1,
+            weight_decay=0.2,
+            seed=3,
+        ),
+        hierarchical.TwoLayerPosterior(
+            J,
+            top_latent_dim=J2,
+            hidden_units=(H,),
+            activation=None,
+            min_scale=1e-3,
+            num_mean_samples=64,
+            init_stddev=0.1,
+            weight_decay=0.2,
+            seed=4,
+        ),
+        hierarchical.TwoLayerPrior(
+            J,
+            top_latent_dim=J2,
+            hidden_units=(),
+            min_scale=1e-3,
+            num_mean_samples=32,
+            init_stddev=0.1,
+            weight_decay=0.2,
+            seed=5,
+        ),
+        hierarchical.FirstLatents(J1, MLP((H,), seed=6)),
+    ],
+    ids=lambda layer: type(layer).__name__,
+)
 def test_config_rebuilds_the_same_layer(layer):
     config = layer.get_config()
     assert type(layer).from_config(config).get_config() == config
@@ -300,8 +351,9 @@ def test_vamp_prior_over_a_two_layer_posterior_is_its_explicit_mixture():
     """The posterior composes with the parts that take any head: here p(z) =
     (1/K) sum_k q(z | u_k) with batch [K] couplings inside a mixture."""
     k = 3
-    encoder = ProbabilisticNetwork(MLP((F,), init_stddev=0.5, seed=0),
-                                   posterior_head(activation="tanh", seed=1))
+    encoder = ProbabilisticNetwork(
+        MLP((F,), init_stddev=0.5, seed=0), posterior_head(activation="tanh", seed=1)
+    )
     encoder.build((None, F))
     prior = priors.VampPrior(J, k, seed=2)
     prior.build((None, F))
@@ -313,6 +365,7 @@ def test_vamp_prior_over_a_two_layer_posterior_is_its_explicit_mixture():
 
 # The whole model.
 
+
 def binary_images(n, seed=0):
     return (np.random.default_rng(seed).uniform(size=(n, 8, 6)) > 0.5).astype(np.float32)
 
@@ -320,8 +373,9 @@ def binary_images(n, seed=0):
 @pytest.fixture(scope="module")
 def trained():
     """(model, x, weights before fit): latent (4, 2), binary 8 x 6 images, a few IWAE steps."""
-    model = builders.two_layer_vae((8, 6), (J1, J2), ((16,), (H,)), init_stddev=0.1,
-                                       seed=0, objective="iwae", num_samples=5)
+    model = builders.two_layer_vae(
+        (8, 6), (J1, J2), ((16,), (H,)), init_stddev=0.1, seed=0, objective="iwae", num_samples=5
+    )
     x = binary_images(48)
     before = {id(w): w.numpy().copy() for w in model.trainable_weights}
     model.compile(keras.optimizers.Adam(0.01), jit_compile=True)
@@ -341,18 +395,24 @@ def test_two_layer_vae_has_burdas_shapes():
     assert model.decoder.trunk.latent_dim == 100
     assert [layer.units for layer in model.decoder.trunk.trunk.hidden] == [100, 100]
     with pytest.raises(ValueError, match="closed-form KL"):
-        builders.two_layer_vae((8, 6), (J1, J2), ((16,), (H,)), kl_estimator="analytic",
-                                   objective="elbo", seed=0).elbo(binary_images(2))
+        builders.two_layer_vae(
+            (8, 6), (J1, J2), ((16,), (H,)), kl_estimator="analytic", objective="elbo", seed=0
+        ).elbo(binary_images(2))
 
 
 def test_training_moves_every_part(trained):
     model, _, before = trained
-    parts = {"q(z1|x)": model.posterior_head().bottom, "q(z2|z1)": model.posterior_head().top,
-             "p(z1|z2)": model.prior_part().bottom, "p(x|z1)": model.likelihood_head()}
+    parts = {
+        "q(z1|x)": model.posterior_head().bottom,
+        "q(z2|z1)": model.posterior_head().top,
+        "p(z1|z2)": model.prior_part().bottom,
+        "p(x|z1)": model.likelihood_head(),
+    }
     for name, part in parts.items():
         assert part.trainable_weights, name
-        assert any(not np.array_equal(before[id(w)], w.numpy())
-                   for w in part.trainable_weights), name
+        assert any(not np.array_equal(before[id(w)], w.numpy()) for w in part.trainable_weights), (
+            name
+        )
 
 
 def test_iwae_bound_is_not_below_the_elbo(trained):
@@ -380,9 +440,7 @@ def test_keras_round_trip_gives_identical_bounds(trained, tmp_path):
 
 def test_export_passes_parity(trained, tmp_path):
     model, x, _ = trained
-    description = export.export_model(model, tmp_path / "export", x,
-                                       quantizations=("float32",))
+    description = export.export_model(model, tmp_path / "export", x, quantizations=("float32",))
     assert all(report["passed"] for report in description["parity"].values())
     assert description["latent_dim"] == J
-    assert description["noise"]["sample_from_noise"]["eps"] == {"kind": "normal",
-                                                                "shape": ["B", J]}
+    assert description["noise"]["sample_from_noise"]["eps"] == {"kind": "normal", "shape": ["B", J]}

@@ -24,7 +24,8 @@ import scipy.integrate
 import scipy.special
 import scipy.stats
 import tensorflow as tf
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tfvae import likelihoods, networks, parts
@@ -39,15 +40,17 @@ MIN_SCALE = 1e-4
 LEVELS = 256
 # References whose float64 form would cancel or underflow use numpy's longdouble.
 needs_longdouble = pytest.mark.skipif(
-    np.finfo(np.longdouble).eps > 1e-18, reason="longdouble is float64 on this platform")
+    np.finfo(np.longdouble).eps > 1e-18, reason="longdouble is float64 on this platform"
+)
 
 HEADS = {
     "bernoulli": lambda **kw: likelihoods.Bernoulli(EVENT, **kw),
     "gaussian": lambda **kw: likelihoods.Gaussian(EVENT, **kw),
     "gaussian_per_pixel": lambda **kw: likelihoods.Gaussian(EVENT, scale="per_pixel", **kw),
     "gaussian_global": lambda **kw: likelihoods.Gaussian(EVENT, scale="global", **kw),
-    "gaussian_fixed": lambda **kw: likelihoods.Gaussian(EVENT, scale="fixed", fixed_scale=0.3,
-                                                         **kw),
+    "gaussian_fixed": lambda **kw: likelihoods.Gaussian(
+        EVENT, scale="fixed", fixed_scale=0.3, **kw
+    ),
     "continuous_bernoulli": lambda **kw: likelihoods.ContinuousBernoulli(EVENT, **kw),
     "discretized_logistic": lambda **kw: likelihoods.DiscretizedLogistic(EVENT, **kw),
 }
@@ -57,9 +60,12 @@ FAMILIES = ("bernoulli", "gaussian", "continuous_bernoulli", "discretized_logist
 def data_for(head, rng, shape=(B, H, W), dtype=np.float32):
     """x in the head's support, of `shape`."""
     u = rng.uniform(size=shape)
-    x = {"binary": np.round(u), "real": rng.normal(0.5, 0.3, size=shape),
-         "unit_interval": u,
-         "grey_levels": np.round(u * (LEVELS - 1)) / (LEVELS - 1)}[head.support]
+    x = {
+        "binary": np.round(u),
+        "real": rng.normal(0.5, 0.3, size=shape),
+        "unit_interval": u,
+        "grey_levels": np.round(u * (LEVELS - 1)) / (LEVELS - 1),
+    }[head.support]
     return x.astype(dtype)
 
 
@@ -69,15 +75,19 @@ def parameters_for(head, rng, dtype=np.float64):
     if "logits" in head.parameter_names:
         values = {"logits": rng.normal(0, 3, size=shape)}
     else:
-        values = {"loc": rng.uniform(-0.2, 1.2, size=shape),
-                  "scale": np.exp(rng.uniform(np.log(0.01), np.log(2.0), size=shape))}
+        values = {
+            "loc": rng.uniform(-0.2, 1.2, size=shape),
+            "scale": np.exp(rng.uniform(np.log(0.01), np.log(2.0), size=shape)),
+        }
     return {name: tf.constant(value, dtype) for name, value in values.items()}
 
 
 def noise_for(head, rng, batch=B, dtype=np.float32):
     draw = {"normal": rng.standard_normal, "uniform": rng.uniform}
-    return {name: tf.constant(draw[kind](size=(batch, *shape)), dtype)
-            for name, (kind, shape) in head.noise_spec().items()}
+    return {
+        name: tf.constant(draw[kind](size=(batch, *shape)), dtype)
+        for name, (kind, shape) in head.noise_spec().items()
+    }
 
 
 def transparent(head):
@@ -86,15 +96,14 @@ def transparent(head):
     head.build((None, width))
     for i, layer in enumerate(head.parameter_layers):
         kernel = np.zeros((width, SIZE), np.float32)
-        kernel[i * SIZE:(i + 1) * SIZE] = np.eye(SIZE)
+        kernel[i * SIZE : (i + 1) * SIZE] = np.eye(SIZE)
         layer.set_weights([kernel, np.zeros(SIZE, np.float32)])
     return head
 
 
 def features_of(*raw):
     """`[B, H, W]` arrays -> `[B, len(raw) * SIZE]` float32 features."""
-    return tf.constant(np.concatenate([np.reshape(r, (B, SIZE)) for r in raw], axis=1),
-                       tf.float32)
+    return tf.constant(np.concatenate([np.reshape(r, (B, SIZE)) for r in raw], axis=1), tf.float32)
 
 
 def log_prob_and_gradients(head, features, x):
@@ -172,16 +181,22 @@ def test_float64_parameters_give_float64_results_and_elementwise_sums_to_log_pro
     x = tf.constant(data_for(head, rng, dtype=np.float64))
     noise = noise_for(head, rng, dtype=np.float64)
     distribution = head.distribution(parameters)
-    outputs = {"mean": head.mean(parameters), "draw": head.draw(parameters, noise),
-               "elementwise": head.elementwise_log_prob(parameters, x),
-               "log_prob": distribution.log_prob(x), "distribution_mean": distribution.mean()}
-    assert {key: value.dtype for key, value in outputs.items()} == dict.fromkeys(outputs,
-                                                                                 tf.float64)
+    outputs = {
+        "mean": head.mean(parameters),
+        "draw": head.draw(parameters, noise),
+        "elementwise": head.elementwise_log_prob(parameters, x),
+        "log_prob": distribution.log_prob(x),
+        "distribution_mean": distribution.mean(),
+    }
+    assert {key: value.dtype for key, value in outputs.items()} == dict.fromkeys(
+        outputs, tf.float64
+    )
     # Two orders of summing SIZE terms of one float64 computation.
     summed = tf.reduce_sum(outputs["elementwise"], axis=[1, 2]).numpy()
     magnitude = tf.reduce_sum(tf.abs(outputs["elementwise"]), axis=[1, 2]).numpy()
-    np.testing.assert_array_less(np.abs(summed - outputs["log_prob"].numpy()),
-                                 SIZE * EPS64 * magnitude + 1e-300)
+    np.testing.assert_array_less(
+        np.abs(summed - outputs["log_prob"].numpy()), SIZE * EPS64 * magnitude + 1e-300
+    )
     # TFP's continuous-Bernoulli mean and the head's (exact to 1e-13, tested
     # below) switch to their series at different logits.
     np.testing.assert_allclose(outputs["distribution_mean"], outputs["mean"], atol=1e-13)
@@ -218,8 +233,10 @@ class MaximumLikelihood(networks.ProbabilisticNetwork):
         return {"loss": loss}
 
 
-@pytest.mark.parametrize("name", ["bernoulli", "gaussian", "gaussian_per_pixel",
-                                  "continuous_bernoulli", "discretized_logistic"])
+@pytest.mark.parametrize(
+    "name",
+    ["bernoulli", "gaussian", "gaussian_per_pixel", "continuous_bernoulli", "discretized_logistic"],
+)
 def test_one_xla_fit_step_trains_every_weight(name):
     model = MaximumLikelihood(networks.MLP((8,), seed=0), HEADS[name](seed=1))
     rng = np.random.default_rng(3)
@@ -239,17 +256,23 @@ def test_mean_and_draw_convert_to_litert_builtins_and_agree(name):
     from ai_edge_litert.interpreter import Interpreter
 
     head = transparent(HEADS[name](**({"mean_activation": None} if name == "gaussian" else {})))
-    (noise_name, (_, shape)), = head.noise_spec().items()
+    ((noise_name, (_, shape)),) = head.noise_spec().items()
     width = SIZE * len(head.parameter_layers)
 
     def mean_and_draw(features, noise):
         parameters = head.parameters(features)
         return head.mean(parameters), head.draw(parameters, {noise_name: noise})
 
-    function = tf.function(mean_and_draw, input_signature=[
-        tf.TensorSpec([B, width], tf.float32), tf.TensorSpec([B, *shape], tf.float32)])
+    function = tf.function(
+        mean_and_draw,
+        input_signature=[
+            tf.TensorSpec([B, width], tf.float32),
+            tf.TensorSpec([B, *shape], tf.float32),
+        ],
+    )
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [function.get_concrete_function()], function)
+        [function.get_concrete_function()], function
+    )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     interpreter = Interpreter(model_content=converter.convert())  # Raises on any Flex op.
     interpreter.allocate_tensors()
@@ -273,6 +296,7 @@ def test_mean_and_draw_convert_to_litert_builtins_and_agree(name):
 
 # Bernoulli.
 
+
 @functools.cache
 def transparent_bernoulli():
     return transparent(likelihoods.Bernoulli(EVENT))
@@ -295,8 +319,9 @@ def test_bernoulli_mean_is_p_and_draws_have_frequency_p():
     np.testing.assert_allclose(head.mean(parameters)[:, 0, 0], p, rtol=2 * EPS64)
     n = 20_000
     u = np.random.default_rng(5).uniform(size=(len(logits), n))
-    draws = head.draw(pixel(np.float32, logits=logits),
-                      {"uniform_noise": tf.constant(u[:, :, None], tf.float32)}).numpy()
+    draws = head.draw(
+        pixel(np.float32, logits=logits), {"uniform_noise": tf.constant(u[:, :, None], tf.float32)}
+    ).numpy()
     assert draws.dtype == np.float32 and set(np.unique(draws)) <= {0.0, 1.0}
     frequency = draws.mean(axis=(1, 2))
     # 5 binomial standard deviations (plus one draw of rounding in p).
@@ -307,8 +332,10 @@ def test_bernoulli_mean_is_p_and_draws_have_frequency_p():
 
 
 @settings(max_examples=40, deadline=None)
-@given(logits=hnp.arrays(np.float32, (B, H, W), elements=st.floats(-50, 50, width=32)),
-       x=hnp.arrays(np.bool_, (B, H, W)))
+@given(
+    logits=hnp.arrays(np.float32, (B, H, W), elements=st.floats(-50, 50, width=32)),
+    x=hnp.arrays(np.bool_, (B, H, W)),
+)
 def test_bernoulli_log_prob_is_exact_and_finite_from_logits(logits, x):
     head = transparent_bernoulli()
     features = features_of(logits)
@@ -317,8 +344,9 @@ def test_bernoulli_log_prob_is_exact_and_finite_from_logits(logits, x):
     assert_finite(log_prob, *gradients)
     # Every term is <= 0, so the sum has no cancellation: its relative error is
     # (SIZE - 1) EPS of summing plus a few EPS of each softplus.
-    np.testing.assert_allclose(log_prob.numpy(), bernoulli_log_prob(x, logits),
-                               rtol=(SIZE + 4) * EPS, atol=1e-30)
+    np.testing.assert_allclose(
+        log_prob.numpy(), bernoulli_log_prob(x, logits), rtol=(SIZE + 4) * EPS, atol=1e-30
+    )
 
 
 @pytest.mark.parametrize("magnitude", [50.0, 1e4, 1e30])
@@ -338,6 +366,7 @@ def test_bernoulli_saturated_logits_give_exact_log_probs_and_gradients(magnitude
 
 # Gaussian.
 
+
 @functools.cache
 def transparent_gaussian(min_scale=MIN_SCALE):
     return transparent(likelihoods.Gaussian(EVENT, mean_activation=None, min_scale=min_scale))
@@ -352,8 +381,7 @@ def normal_log_prob_tolerance(x, loc, scale):
     """
     x, loc, scale = (np.asarray(a, np.float64) for a in (x, loc, scale))
     z = (x - loc) / scale
-    size = (0.5 * z**2 + np.abs(z) * (np.abs(x) + np.abs(loc)) / scale
-            + np.abs(np.log(scale)) + 1.0)
+    size = 0.5 * z**2 + np.abs(z) * (np.abs(x) + np.abs(loc)) / scale + np.abs(np.log(scale)) + 1.0
     return (SIZE + 4) * EPS * size.sum(axis=(1, 2))
 
 
@@ -404,8 +432,7 @@ def test_gaussian_draws_follow_the_normal_and_a_wrong_scale_would_not():
 
 @pytest.mark.parametrize("min_scale", [MIN_SCALE, 0.05])
 def test_gaussian_scale_has_a_floor_is_one_at_zero_and_grows_linearly(min_scale):
-    raw = np.resize(np.array([-1e30, -1e4, -100.0, 0.0, 200.0, 1e6, 1e30], np.float32),
-                    (B, H, W))
+    raw = np.resize(np.array([-1e30, -1e4, -100.0, 0.0, 200.0, 1e6, 1e30], np.float32), (B, H, W))
     head = transparent_gaussian(min_scale)
     features = features_of(np.zeros_like(raw), raw)
     scale = head.parameters(features)["scale"].numpy()
@@ -416,17 +443,21 @@ def test_gaussian_scale_has_a_floor_is_one_at_zero_and_grows_linearly(min_scale)
     np.testing.assert_allclose(scale[raw == 0], 1 + min_scale, rtol=2 * EPS)
     # softplus(r) = r + log1p(exp(-r)): linear, where exp(r / 2) overflowed at 178.
     large = raw >= 200
-    np.testing.assert_allclose(scale[large], raw[large] + math.log(math.e - 1) + min_scale,
-                               rtol=2 * EPS)
-    log_prob, gradients = log_prob_and_gradients(head, features,
-                                                 np.full((B, H, W), 0.5, np.float32))
+    np.testing.assert_allclose(
+        scale[large], raw[large] + math.log(math.e - 1) + min_scale, rtol=2 * EPS
+    )
+    log_prob, gradients = log_prob_and_gradients(
+        head, features, np.full((B, H, W), 0.5, np.float32)
+    )
     assert_finite(log_prob, *gradients)
 
 
 @settings(max_examples=30, deadline=None)
-@given(loc=hnp.arrays(np.float32, (B, H, W), elements=st.floats(-1e3, 1e3, width=32)),
-       raw=hnp.arrays(np.float32, (B, H, W), elements=st.floats(-1e4, 1e4, width=32)),
-       x=hnp.arrays(np.float32, (B, H, W), elements=st.floats(-1e3, 1e3, width=32)))
+@given(
+    loc=hnp.arrays(np.float32, (B, H, W), elements=st.floats(-1e3, 1e3, width=32)),
+    raw=hnp.arrays(np.float32, (B, H, W), elements=st.floats(-1e4, 1e4, width=32)),
+    x=hnp.arrays(np.float32, (B, H, W), elements=st.floats(-1e3, 1e3, width=32)),
+)
 def test_gaussian_head_is_exact_and_finite_over_wide_ranges(loc, raw, x):
     head = transparent_gaussian()
     features = features_of(loc, raw)
@@ -438,8 +469,10 @@ def test_gaussian_head_is_exact_and_finite_over_wide_ranges(loc, raw, x):
     assert np.all(np.abs(log_prob.numpy() - expected) <= normal_log_prob_tolerance(x, loc, scale))
 
 
-@pytest.mark.parametrize("scale, dense_layers, extra_parameters", [
-    ("network", 2, 0), ("per_pixel", 1, SIZE), ("global", 1, 1), ("fixed", 1, 0)])
+@pytest.mark.parametrize(
+    "scale, dense_layers, extra_parameters",
+    [("network", 2, 0), ("per_pixel", 1, SIZE), ("global", 1, 1), ("fixed", 1, 0)],
+)
 def test_gaussian_scale_modes_own_exactly_their_weights(scale, dense_layers, extra_parameters):
     head = likelihoods.Gaussian(EVENT, scale=scale)
     head.build((None, F))
@@ -471,24 +504,31 @@ def test_gaussian_shared_scales_start_at_one_ignore_z_and_learn(scale):
 def test_gaussian_fixed_scale_is_exactly_the_constant():
     head = likelihoods.Gaussian(EVENT, scale="fixed", fixed_scale=0.3)
     features = tf.constant(np.random.default_rng(9).normal(size=(B, F)), tf.float32)
-    np.testing.assert_array_equal(head.parameters(features)["scale"],
-                                  np.full((B, H, W), 0.3, np.float32))
-    np.testing.assert_array_equal(head.constrain({"loc": tf.zeros([B, H, W], tf.float64)})
-                                  ["scale"], np.full((B, H, W), 0.3))
+    np.testing.assert_array_equal(
+        head.parameters(features)["scale"], np.full((B, H, W), 0.3, np.float32)
+    )
+    np.testing.assert_array_equal(
+        head.constrain({"loc": tf.zeros([B, H, W], tf.float64)})["scale"], np.full((B, H, W), 0.3)
+    )
 
 
-@pytest.mark.parametrize("arguments, message", [
-    ({"scale": "learned"}, "scale must be one of"),
-    ({"mean_activation": "relu"}, "mean_activation must be 'sigmoid'"),
-    ({"min_scale": 0.0}, "min_scale must be positive"),
-    ({"scale": "fixed", "fixed_scale": -1.0}, "fixed_scale must be positive"),
-    ({"scale": "fixed", "fixed_scale": math.inf}, "fixed_scale must be positive and finite")])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"scale": "learned"}, "scale must be one of"),
+        ({"mean_activation": "relu"}, "mean_activation must be 'sigmoid'"),
+        ({"min_scale": 0.0}, "min_scale must be positive"),
+        ({"scale": "fixed", "fixed_scale": -1.0}, "fixed_scale must be positive"),
+        ({"scale": "fixed", "fixed_scale": math.inf}, "fixed_scale must be positive and finite"),
+    ],
+)
 def test_gaussian_refuses_invalid_arguments_saying_what_is_allowed(arguments, message):
     with pytest.raises(ValueError, match=message):
         likelihoods.Gaussian(EVENT, **arguments)
 
 
 # Continuous Bernoulli.
+
 
 def log_normaliser(lam):
     """log C(lambda) = log(2 atanh(1 - 2 lambda) / (1 - 2 lambda)) in float64, C(1/2) = 2."""
@@ -513,8 +553,9 @@ def continuous_bernoulli_quantile(u, logits):
 
 
 # lambda = 1/2, 1e-4 either side of it, and near 0 and 1.
-NORMALISER_LOGITS = np.concatenate([[0.0], scipy.special.logit([0.5 - 1e-4, 0.5 + 1e-4]),
-                                    [-15.0, 15.0]])
+NORMALISER_LOGITS = np.concatenate(
+    [[0.0], scipy.special.logit([0.5 - 1e-4, 0.5 + 1e-4]), [-15.0, 15.0]]
+)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -522,12 +563,12 @@ def test_continuous_bernoulli_normaliser_is_the_closed_form(dtype):
     head = likelihoods.ContinuousBernoulli(EVENT)
     logits = NORMALISER_LOGITS.astype(dtype)
     x = np.array([0.0, 0.3, 1.0])
-    log_density = head.elementwise_log_prob(pixel(dtype, logits=logits),
-                                            tf.constant(x.reshape(1, 1, 3), dtype))
+    log_density = head.elementwise_log_prob(
+        pixel(dtype, logits=logits), tf.constant(x.reshape(1, 1, 3), dtype)
+    )
     # The density's log-normaliser: log p(x) - x log lambda - (1 - x) log(1 - lambda).
     exact = logits.astype(np.float64)[:, None, None]
-    bernoulli_part = (x * scipy.special.log_expit(exact)
-                      + (1 - x) * scipy.special.log_expit(-exact))
+    bernoulli_part = x * scipy.special.log_expit(exact) + (1 - x) * scipy.special.log_expit(-exact)
     normaliser = log_density.numpy().astype(np.float64) - bernoulli_part
     expected = log_normaliser(scipy.special.expit(exact))
     assert expected[0, 0, 0] == math.log(2.0)
@@ -535,8 +576,9 @@ def test_continuous_bernoulli_normaliser_is_the_closed_form(dtype):
     # absolute, which at lambda near 1 - 3e-7 is 3e-10 relative in 1 - |1 - 2 lambda|
     # and 1e-11 in log C. float32: a few EPS of log p's terms (each at most 15).
     tolerance = 1e-10 if dtype == np.float64 else 8 * EPS * 15
-    np.testing.assert_allclose(normaliser, np.broadcast_to(expected, normaliser.shape),
-                               atol=tolerance)
+    np.testing.assert_allclose(
+        normaliser, np.broadcast_to(expected, normaliser.shape), atol=tolerance
+    )
 
 
 CB_LOGITS = [-15.0, -3.0, -1e-3, 0.0, 1e-4, 0.7, 2.0, 15.0]
@@ -571,8 +613,11 @@ def test_continuous_bernoulli_mean_is_exact_on_a_dense_grid_of_logits():
         logits = logits.astype(dtype)
         mean = likelihoods.continuous_bernoulli_mean(tf.constant(logits)).numpy()
         exact = logits.astype(np.longdouble)
-        expected = np.where(np.abs(exact) < 1e-3, 0.5 + exact / 12 - exact**3 / 720,
-                            1 / -np.expm1(-exact) - 1 / exact)
+        expected = np.where(
+            np.abs(exact) < 1e-3,
+            0.5 + exact / 12 - exact**3 / 720,
+            1 / -np.expm1(-exact) - 1 / exact,
+        )
         np.testing.assert_allclose(mean, expected.astype(np.float64), atol=tolerance, rtol=0)
 
 
@@ -589,8 +634,9 @@ def test_continuous_bernoulli_draws_follow_its_cdf(logit):
     if abs(logit) >= 0.7:
         # The test could fail: the quantile of -l (a sign error) is rejected.
         wrong = np.log1p(u.ravel() * np.expm1(-logit)) / -logit
-        assert scipy.stats.kstest(wrong, lambda x: continuous_bernoulli_cdf(x, logit)
-                                  ).statistic > ks_bound(n)
+        assert scipy.stats.kstest(
+            wrong, lambda x: continuous_bernoulli_cdf(x, logit)
+        ).statistic > ks_bound(n)
 
 
 @needs_longdouble
@@ -602,8 +648,9 @@ def test_continuous_bernoulli_float32_draws_are_within_1e_6_of_the_exact_quantil
     rng = np.random.default_rng(11)
     logits = np.concatenate([np.geomspace(1e-7, 60, 2000), -np.geomspace(1e-7, 60, 2000)])
     ends = np.geomspace(1e-7, 0.5, logits.size)
-    u = np.concatenate([rng.uniform(size=logits.size), rng.permutation(ends),
-                        1 - rng.permutation(ends)]).astype(np.float32)
+    u = np.concatenate(
+        [rng.uniform(size=logits.size), rng.permutation(ends), 1 - rng.permutation(ends)]
+    ).astype(np.float32)
     logits = np.tile(logits, 3).astype(np.float32)
     draws = likelihoods.continuous_bernoulli_draw(tf.constant(logits), tf.constant(u)).numpy()
     expected = continuous_bernoulli_quantile(u.astype(np.float64), logits.astype(np.float64))
@@ -613,8 +660,9 @@ def test_continuous_bernoulli_float32_draws_are_within_1e_6_of_the_exact_quantil
 def test_continuous_bernoulli_draws_at_extreme_logits_and_noise():
     logits = np.array([-1e30, -1e4, -100.0, 100.0, 1e4, 1e30], np.float32)
     for u, expected in [(0.0, 0.0), (1.0, 1.0)]:  # F^-1(0) = 0, F^-1(1) = 1.
-        draws = likelihoods.continuous_bernoulli_draw(tf.constant(logits),
-                                                      tf.fill(logits.shape, u)).numpy()
+        draws = likelihoods.continuous_bernoulli_draw(
+            tf.constant(logits), tf.fill(logits.shape, u)
+        ).numpy()
         np.testing.assert_array_equal(draws, expected)
     u = np.full(logits.shape, 0.5, np.float32)
     draws = likelihoods.continuous_bernoulli_draw(tf.constant(logits), tf.constant(u)).numpy()
@@ -633,8 +681,9 @@ def test_continuous_bernoulli_extreme_logits_give_finite_values_and_gradients(ma
     log_prob, gradients = log_prob_and_gradients(head, features, x)
     assert_finite(log_prob, *gradients)
     # The head's own mean and draw are finite however large the logits.
-    features = features_of(np.where(np.abs(logits) == magnitude, np.sign(logits) * 1e30,
-                                    logits).astype(np.float32))
+    features = features_of(
+        np.where(np.abs(logits) == magnitude, np.sign(logits) * 1e30, logits).astype(np.float32)
+    )
     with tf.GradientTape() as tape:
         tape.watch(features)
         parameters = head.parameters(features)
@@ -645,6 +694,7 @@ def test_continuous_bernoulli_extreme_logits_give_finite_values_and_gradients(ma
 
 
 # Discretized logistic.
+
 
 def logistic_masses(loc, scale, num_bins=LEVELS):
     """The n level masses in float64 from scipy's logistic CDF: `[n]`."""
@@ -665,16 +715,28 @@ def logistic_log_masses_longdouble(x, loc, scale, num_bins=LEVELS):
     b = np.where(x < h, -np.longdouble(np.inf), b)
 
     def cdf(t):  # sigmoid, from the side where exp does not overflow
-        return np.where(t < 0, np.exp(np.minimum(t, 0)) / (1 + np.exp(np.minimum(t, 0))),
-                        1 / (1 + np.exp(-np.maximum(t, 0))))
+        return np.where(
+            t < 0,
+            np.exp(np.minimum(t, 0)) / (1 + np.exp(np.minimum(t, 0))),
+            1 / (1 + np.exp(-np.maximum(t, 0))),
+        )
 
     below = (a + b) < 0
     mass = np.where(below, cdf(a) - cdf(b), cdf(-b) - cdf(-a))
     return np.log(mass)
 
 
-DL_CASES = [(0.5, 0.3), (0.0, 0.01), (1.0, 0.01), (-0.3, 0.2), (1.4, 0.5), (0.37, 1e-4),
-            (0.5, 10.0), (0.123, 1e-4), (1.0 + 1e-3, 1e-4)]
+DL_CASES = [
+    (0.5, 0.3),
+    (0.0, 0.01),
+    (1.0, 0.01),
+    (-0.3, 0.2),
+    (1.4, 0.5),
+    (0.37, 1e-4),
+    (0.5, 10.0),
+    (0.123, 1e-4),
+    (1.0 + 1e-3, 1e-4),
+]
 
 
 @pytest.mark.parametrize("num_bins", [2, 5, LEVELS])
@@ -683,10 +745,10 @@ def test_discretized_logistic_masses_sum_to_one(num_bins):
     levels = np.arange(num_bins) / (num_bins - 1)
     loc, scale = np.array(DL_CASES).T
     for dtype, tolerance in [(np.float64, 4 * num_bins * EPS64), (np.float32, 4 * num_bins * EPS)]:
-        parameters = {"loc": tf.constant(np.broadcast_to(loc[:, None], (len(loc), num_bins)),
-                                         dtype),
-                      "scale": tf.constant(np.broadcast_to(scale[:, None], (len(loc), num_bins)),
-                                           dtype)}
+        parameters = {
+            "loc": tf.constant(np.broadcast_to(loc[:, None], (len(loc), num_bins)), dtype),
+            "scale": tf.constant(np.broadcast_to(scale[:, None], (len(loc), num_bins)), dtype),
+        }
         # Rank-2 parameters: the tensor functions are shape-generic.
         log_masses = head.elementwise_log_prob(parameters, tf.constant(levels, dtype)).numpy()
         assert np.all(np.isfinite(log_masses))
@@ -702,8 +764,11 @@ def test_discretized_logistic_log_probs_are_logistic_cdf_differences():
     for loc, scale in DL_CASES:
         masses = logistic_masses(loc, scale)
         parameters = pixel(loc=[loc], scale=[scale])
-        log_masses = head.elementwise_log_prob(
-            parameters, tf.constant(levels.reshape(1, 1, -1))).numpy().ravel()
+        log_masses = (
+            head.elementwise_log_prob(parameters, tf.constant(levels.reshape(1, 1, -1)))
+            .numpy()
+            .ravel()
+        )
         # Where scipy's float64 difference is at least 1e-6, it is accurate to
         # 1e-16 / 1e-6 = 1e-10 relative.
         large = masses >= 1e-6
@@ -736,8 +801,9 @@ def test_discretized_logistic_float32_log_probs_never_round_to_minus_infinity():
     h = 0.5 / (LEVELS - 1)
     a = np.abs((x - parameters["loc"] + h) / parameters["scale"])
     b = np.abs((x - parameters["loc"] - h) / parameters["scale"])
-    tolerance = (SIZE + 3) * EPS * np.abs(expected).sum(axis=(1, 2)) \
-        + 4 * EPS * (a + b).sum(axis=(1, 2))
+    tolerance = (SIZE + 3) * EPS * np.abs(expected).sum(axis=(1, 2)) + 4 * EPS * (a + b).sum(
+        axis=(1, 2)
+    )
     assert np.all(np.abs(log_prob.numpy() - expected.sum(axis=(1, 2))) <= tolerance)
 
 
@@ -745,8 +811,7 @@ def test_discretized_logistic_float32_log_probs_never_round_to_minus_infinity():
 def test_discretized_logistic_extreme_parameters_give_finite_values_and_gradients(magnitude):
     head = transparent(likelihoods.DiscretizedLogistic(EVENT))
     raw_loc = np.resize(np.array([magnitude, -magnitude, 0.0], np.float32), (B, H, W))
-    raw_scale = np.resize(np.array([-magnitude, magnitude, 0.0, -magnitude], np.float32),
-                          (B, H, W))
+    raw_scale = np.resize(np.array([-magnitude, magnitude, 0.0, -magnitude], np.float32), (B, H, W))
     x = np.resize(np.array([0.0, 1 / 255, 0.5, 254 / 255, 1.0], np.float32), (B, H, W))
     features = features_of(raw_loc, raw_scale)
     log_prob, gradients = log_prob_and_gradients(head, features, x)
@@ -762,8 +827,9 @@ def test_discretized_logistic_mean_is_the_sum_over_levels():
     levels = np.arange(LEVELS) / (LEVELS - 1)
     loc, scale = np.array(DL_CASES).T
     expected = np.array([levels @ logistic_masses(m, s) for m, s in DL_CASES])
-    np.testing.assert_allclose(head.mean(pixel(loc=loc, scale=scale)).numpy().ravel(),
-                               expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        head.mean(pixel(loc=loc, scale=scale)).numpy().ravel(), expected, rtol=1e-12, atol=1e-14
+    )
     # float32: a sum of n - 1 terms, each in [0, 1], divided by n - 1: at most
     # (n - 1) EPS of the mean, plus each sigmoid's EPS.
     mean32 = head.mean(pixel(np.float32, loc=loc, scale=scale)).numpy().ravel()
@@ -779,14 +845,19 @@ def floor_masses(loc, scale, num_bins=LEVELS):
 
 # Levels spread wide, on a few levels (a floor would shift them half a level),
 # and piled into the top level.
-@pytest.mark.parametrize("loc, scale, floor_detectable", [
-    (0.5, 3.0, False), (0.4, 0.02, False), (0.4, 2e-3, True), (0.99, 0.01, True)])
+@pytest.mark.parametrize(
+    "loc, scale, floor_detectable",
+    [(0.5, 3.0, False), (0.4, 0.02, False), (0.4, 2e-3, True), (0.99, 0.01, True)],
+)
 def test_discretized_logistic_draws_have_the_level_masses(loc, scale, floor_detectable):
     head = likelihoods.DiscretizedLogistic(EVENT)
     n = 20_000
     u = np.random.default_rng(13).uniform(size=(1, n, 1)).astype(np.float32)
-    draws = head.draw(pixel(np.float32, loc=[loc], scale=[scale]),
-                      {"uniform_noise": tf.constant(u)}).numpy().ravel()
+    draws = (
+        head.draw(pixel(np.float32, loc=[loc], scale=[scale]), {"uniform_noise": tf.constant(u)})
+        .numpy()
+        .ravel()
+    )
     levels = np.arange(LEVELS) / (LEVELS - 1)
     k = np.round(draws * (LEVELS - 1)).astype(int)
     np.testing.assert_array_equal(draws, levels[k].astype(np.float32))  # Exactly on levels.
@@ -818,15 +889,18 @@ def test_discretized_logistic_draws_at_the_floor_scale_are_the_nearest_level():
     head = likelihoods.DiscretizedLogistic(EVENT)
     loc = np.array([0.2, 0.51, 0.0, 1.0, -0.5, 1.5])
     u = np.random.default_rng(14).uniform(0.01, 0.99, size=(len(loc), 50, 1))
-    draws = head.draw(pixel(loc=loc, scale=[MIN_SCALE] * len(loc)),
-                      {"uniform_noise": tf.constant(u)}).numpy()
+    draws = head.draw(
+        pixel(loc=loc, scale=[MIN_SCALE] * len(loc)), {"uniform_noise": tf.constant(u)}
+    ).numpy()
     # scale 1e-4 moves a draw by at most 5e-4 for u in [0.01, 0.99]: within
     # a level of half-width 2e-3 when loc is at least 3e-3 from a boundary.
     nearest = np.clip(np.round(loc * (LEVELS - 1)), 0, LEVELS - 1) / (LEVELS - 1)
     np.testing.assert_array_equal(draws, np.broadcast_to(nearest[:, None, None], draws.shape))
     # Noise of exactly 0 or 1 (a U[0, 1) generator's end points) stays finite.
-    ends = head.draw(pixel(loc=[0.5, 0.5], scale=[0.1, 0.1]),
-                     {"uniform_noise": tf.constant([[[0.0]], [[1.0]]], tf.float64)}).numpy()
+    ends = head.draw(
+        pixel(loc=[0.5, 0.5], scale=[0.1, 0.1]),
+        {"uniform_noise": tf.constant([[[0.0]], [[1.0]]], tf.float64)},
+    ).numpy()
     np.testing.assert_array_equal(ends.ravel(), [0.0, 1.0])
 
 
@@ -834,12 +908,14 @@ def test_discretized_logistic_distribution_crosses_an_xla_function_boundary():
     # A composite tensor: returned from a compiled function with its num_bins.
     head = likelihoods.DiscretizedLogistic(EVENT, num_bins=17)
     distribution = tf.function(head.distribution, jit_compile=True)(
-        {"loc": tf.fill([B, H, W], 0.5), "scale": tf.fill([B, H, W], 0.1)})
+        {"loc": tf.fill([B, H, W], 0.5), "scale": tf.fill([B, H, W], 0.1)}
+    )
     assert distribution.distribution.num_bins == 17
     # Every pixel at level 0: log sigmoid((1/32 - 1/2) / 0.1) each.
     expected = SIZE * scipy.special.log_expit((1 / 32 - 0.5) / 0.1)
-    np.testing.assert_allclose(distribution.log_prob(tf.zeros([B, H, W])), expected,
-                               rtol=SIZE * EPS)
+    np.testing.assert_allclose(
+        distribution.log_prob(tf.zeros([B, H, W])), expected, rtol=SIZE * EPS
+    )
 
 
 def test_discretized_logistic_refuses_invalid_arguments():
@@ -853,12 +929,14 @@ def test_discretized_logistic_refuses_invalid_arguments():
 def test_bits_per_dimension_is_minus_log2_probability_per_dimension():
     dimensions = 560
     # A uniform distribution over 256 levels costs exactly 8 bits per pixel.
-    assert likelihoods.bits_per_dimension(-dimensions * math.log(256), dimensions) \
-        == pytest.approx(8.0, rel=EPS64)
+    assert likelihoods.bits_per_dimension(-dimensions * math.log(256), dimensions) == pytest.approx(
+        8.0, rel=EPS64
+    )
     log_prob = np.array([-1234.5, -0.0, -3e4])
     expected = -log_prob / dimensions / math.log(2)
-    np.testing.assert_allclose(likelihoods.bits_per_dimension(log_prob, dimensions), expected,
-                               rtol=2 * EPS64)
+    np.testing.assert_allclose(
+        likelihoods.bits_per_dimension(log_prob, dimensions), expected, rtol=2 * EPS64
+    )
     bits = likelihoods.bits_per_dimension(tf.constant(log_prob), dimensions)
     assert bits.dtype == tf.float64
     np.testing.assert_allclose(bits, expected, rtol=2 * EPS64)

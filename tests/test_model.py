@@ -10,9 +10,9 @@ quadrature per pixel.
 
 import math
 
+import keras
 import numpy as np
 import pytest
-import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 from numpy.polynomial.hermite_e import hermegauss
@@ -32,8 +32,12 @@ def binary_data(n=60, seed=0):
 
 
 def small_vae(**kwargs):
-    return tfvae.VAE(tfvae.gaussian_mlp_encoder(LATENT, (16,), seed=1),
-                     tfvae.bernoulli_mlp_decoder((H, W), (16,), seed=2), seed=3, **kwargs)
+    return tfvae.VAE(
+        tfvae.gaussian_mlp_encoder(LATENT, (16,), seed=1),
+        tfvae.bernoulli_mlp_decoder((H, W), (16,), seed=2),
+        seed=3,
+        **kwargs,
+    )
 
 
 @pytest.fixture
@@ -44,6 +48,7 @@ def vae():
 
 
 # numpy replicas of the documented networks, and models with hand-set weights.
+
 
 def softplus(a):
     return np.logaddexp(0.0, a)
@@ -83,8 +88,12 @@ def hand_set_vae(decoder_kernel_scale=0.5, seed=0, **kwargs):
     example; `decoder_kernel_scale=0` makes p(x|z) independent of z, so that the
     distortion is exact whatever the noise.
     """
-    model = tfvae.VAE(tfvae.gaussian_mlp_encoder(LATENT, (8,), seed=1),
-                      tfvae.bernoulli_mlp_decoder((H, W), (), seed=2), seed=3, **kwargs)
+    model = tfvae.VAE(
+        tfvae.gaussian_mlp_encoder(LATENT, (8,), seed=1),
+        tfvae.bernoulli_mlp_decoder((H, W), (), seed=2),
+        seed=3,
+        **kwargs,
+    )
     model.build((None, H, W))
     rng = np.random.default_rng(seed)
     for w in model.weights:
@@ -114,11 +123,14 @@ def monte_carlo_stderr(model, x, num_samples, num_draws=4000):
     x = np.reshape(x, (len(x), -1))
     distortion = np.sum(softplus(logits) - x * logits, axis=-1)
     log_ratio = np.sum(-0.5 * ((z - mu) / sigma) ** 2 - np.log(sigma) + 0.5 * z**2, axis=-1)
-    return (distortion.std(axis=0) / math.sqrt(num_samples),
-            log_ratio.std(axis=0) / math.sqrt(num_samples))
+    return (
+        distortion.std(axis=0) / math.sqrt(num_samples),
+        log_ratio.std(axis=0) / math.sqrt(num_samples),
+    )
 
 
 # Shapes, and the bounds against closed forms.
+
 
 def test_shapes(vae):
     x = binary_data(B)
@@ -186,15 +198,22 @@ def test_the_gradient_of_the_bound_is_the_closed_form_gradient_of_the_kl(kl_esti
     loc_gradient, scale_gradient = tape.gradient(loss, [loc.bias, scale.bias])
     # The reparameterized estimates average z and z * epsilon - 1 / sigma over the draws.
     loc_stderr = np.sqrt(np.sum(sigma**2, axis=0) / num_samples) / B
-    scale_stderr = np.sqrt(np.sum(dsigma_draw**2 * (mu**2 + 2 * sigma**2), axis=0)
-                           / num_samples) / B
+    scale_stderr = (
+        np.sqrt(np.sum(dsigma_draw**2 * (mu**2 + 2 * sigma**2), axis=0) / num_samples) / B
+    )
     if kl_estimator == "analytic":
         loc_stderr = scale_stderr = 1e-6
     expected_scale = np.mean((sigma - 1 / sigma) * dsigma_draw, axis=0)
     assert np.all(np.abs(loc_gradient - mu.mean(axis=0)) < 4 * loc_stderr), (
-        loc_gradient, mu.mean(axis=0), loc_stderr)
+        loc_gradient,
+        mu.mean(axis=0),
+        loc_stderr,
+    )
     assert np.all(np.abs(scale_gradient - expected_scale) < 4 * scale_stderr), (
-        scale_gradient, expected_scale, scale_stderr)
+        scale_gradient,
+        expected_scale,
+        scale_stderr,
+    )
 
 
 def clustered_data(n=200, seed=0):
@@ -221,9 +240,11 @@ def test_iwae_bound_is_above_the_elbo_and_grows_with_k(vae):
     assert mean_10 > 4 * stderr_10 and mean_and_stderr(iwae[100] - elbo)[0] > mean_10
 
 
-@pytest.mark.parametrize("options", [{"objective": "iwae", "num_samples": 5},
-                                     {"kl_estimator": "monte_carlo", "num_samples": 2}],
-                         ids=["iwae", "monte_carlo_kl"])
+@pytest.mark.parametrize(
+    "options",
+    [{"objective": "iwae", "num_samples": 5}, {"kl_estimator": "monte_carlo", "num_samples": 2}],
+    ids=["iwae", "monte_carlo_kl"],
+)
 def test_fit_on_the_other_bounds_improves_the_elbo(options):
     x = clustered_data()
     model = small_vae(**options)
@@ -235,7 +256,8 @@ def test_fit_on_the_other_bounds_improves_the_elbo(options):
     assert gain > 2.0 and gain > 4 * gain_stderr
     # The ELBO from 500 draws is all but exact; IWAE with k = 100 must clear its error.
     iwae_gain, iwae_stderr = mean_and_stderr(
-        model.iwae_bound(x, 100, seed=2).numpy() - model.elbo(x, 500, seed=3).numpy())
+        model.iwae_bound(x, 100, seed=2).numpy() - model.elbo(x, 500, seed=3).numpy()
+    )
     assert iwae_gain > 4 * iwae_stderr
     if options.get("objective") == "iwae":
         # On the very draws of a step, log mean exp(w) >= mean(w) (Jensen): the trained
@@ -253,10 +275,21 @@ def test_one_train_step_logs_the_exact_terms_of_the_weights_before_it():
     before = [w.numpy().copy() for w in model.trainable_weights]
     model.compile(keras.optimizers.Adagrad(0.05))
     logs = model.train_on_batch(x, return_dict=True)
-    assert set(logs) == {"loss", "elbo", "rate", "distortion", "kl_weight", "skipped_steps",
-                         "skipped_in_a_row"}
-    expected = {"rate": rate.mean(), "distortion": distortion.mean(),
-                "elbo": -(rate + distortion).mean(), "loss": (rate + distortion).mean()}
+    assert set(logs) == {
+        "loss",
+        "elbo",
+        "rate",
+        "distortion",
+        "kl_weight",
+        "skipped_steps",
+        "skipped_in_a_row",
+    }
+    expected = {
+        "rate": rate.mean(),
+        "distortion": distortion.mean(),
+        "elbo": -(rate + distortion).mean(),
+        "loss": (rate + distortion).mean(),
+    }
     for name, value in expected.items():
         assert logs[name] == pytest.approx(value, rel=1e-5), name
     assert logs["skipped_steps"] == 0 and logs["skipped_in_a_row"] == 0
@@ -268,8 +301,9 @@ def test_fit_with_validation_evaluate_and_predict():
     vae = small_vae()
     vae.compile(keras.optimizers.Adam(0.01), jit_compile=False)
     x, x_val = binary_data(100), binary_data(30, 1)
-    history = vae.fit(x, batch_size=10, epochs=4, validation_data=(x_val,), shuffle=False,
-                      verbose=0).history
+    history = vae.fit(
+        x, batch_size=10, epochs=4, validation_data=(x_val,), shuffle=False, verbose=0
+    ).history
     assert {"val_loss", "val_elbo", "val_rate", "val_distortion"} <= set(history)
     assert history["elbo"][-1] > history["elbo"][0]
     results = vae.evaluate(x_val, batch_size=10, return_dict=True, verbose=0)
@@ -282,8 +316,9 @@ def test_fit_with_validation_evaluate_and_predict():
     np.testing.assert_allclose(predictions["z_mean"], mu, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(predictions["posterior_scale"], sigma, rtol=1e-5, atol=1e-6)
     mean_image = 1 / (1 + np.exp(-numpy_logits(vae, mu)))
-    np.testing.assert_allclose(predictions["reconstruction"].reshape(30, -1), mean_image,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        predictions["reconstruction"].reshape(30, -1), mean_image, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_evaluate_averages_over_examples_also_with_a_partial_last_batch():
@@ -298,7 +333,7 @@ def test_evaluate_averages_over_examples_also_with_a_partial_last_batch():
     assert results["distortion"] == pytest.approx(distortion.mean(), rel=1e-5)
     assert results["loss"] == pytest.approx((rate + distortion).mean(), rel=1e-5)
     # The mean of the three batch means is far off: the test tells the two apart.
-    batch_means = np.mean([(rate + distortion)[i:i + 10].mean() for i in (0, 10, 20)])
+    batch_means = np.mean([(rate + distortion)[i : i + 10].mean() for i in (0, 10, 20)])
     assert abs(batch_means - (rate + distortion).mean()) > 0.1 * (rate + distortion).mean()
 
 
@@ -388,8 +423,9 @@ class LinearGaussianDecoder(keras.Model):
         self.log_scale = self.add_weight(shape=(), initializer="zeros")
 
     def call(self, z):
-        return tfd.MultivariateNormalDiag(self.loc(z), tf.exp(self.log_scale) * tf.ones(
-            [tf.shape(z)[0], self.loc.units]))
+        return tfd.MultivariateNormalDiag(
+            self.loc(z), tf.exp(self.log_scale) * tf.ones([tf.shape(z)[0], self.loc.units])
+        )
 
 
 def ppca_maximum_log_likelihood(x, latent_dim):
@@ -397,8 +433,12 @@ def ppca_maximum_log_likelihood(x, latent_dim):
     n, d = x.shape
     eigenvalues = np.sort(np.linalg.eigvalsh(np.cov(x.T, bias=True)))[::-1]
     noise = eigenvalues[latent_dim:].mean()
-    return -0.5 * (d * math.log(2 * math.pi) + np.sum(np.log(eigenvalues[:latent_dim]))
-                   + (d - latent_dim) * math.log(noise) + d)
+    return -0.5 * (
+        d * math.log(2 * math.pi)
+        + np.sum(np.log(eigenvalues[:latent_dim]))
+        + (d - latent_dim) * math.log(noise)
+        + d
+    )
 
 
 def test_user_defined_linear_gaussian_networks_train_unchanged():
@@ -440,10 +480,18 @@ def test_the_reconstruction_objective_points_to_the_point_mass_posterior():
 
 def test_a_model_saved_by_tfvae_0_2_is_refused_with_what_to_do():
     # What a 0.2 .keras file's config holds for its networks.
-    old = {"encoder": {"module": "tfvae.networks", "class_name": "ProbabilisticMLP",
-                       "config": {"name": "encoder"}},
-           "decoder": {"module": "tfvae.networks", "class_name": "ProbabilisticMLP",
-                       "config": {"name": "decoder"}}}
+    old = {
+        "encoder": {
+            "module": "tfvae.networks",
+            "class_name": "ProbabilisticMLP",
+            "config": {"name": "encoder"},
+        },
+        "decoder": {
+            "module": "tfvae.networks",
+            "class_name": "ProbabilisticMLP",
+            "config": {"name": "decoder"},
+        },
+    }
     with pytest.raises(ValueError, match="saved by tfvae 0.2 or older.*retrain"):
         tfvae.VAE.from_config(old)
 

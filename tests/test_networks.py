@@ -15,8 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tfvae import likelihoods, posteriors
-from tfvae.networks import (MLP, ConvolutionalDecoder, ConvolutionalEncoder,
-                            ProbabilisticNetwork)
+from tfvae.networks import MLP, ConvolutionalDecoder, ConvolutionalEncoder, ProbabilisticNetwork
 
 B, J, K = 3, 5, 4
 FILTERS, HIDDEN = (4, 6), (7,)
@@ -40,6 +39,7 @@ def randomize(model, seed=1):
 
 
 # Shapes.
+
 
 @pytest.mark.parametrize("image", IMAGES)
 def test_encoder_features_for_any_image_size(image):
@@ -67,8 +67,10 @@ def test_decoder_crops_the_centre_of_its_map():
     # Same seed, filters and 4 x 3 base map: the same weights, so the 28 x 20
     # output is the centre of the 32 x 24 one.
     z = rng().normal(size=(B, J)).astype(np.float32)
-    cropped, full = (ConvolutionalDecoder(image, (6, 5, 4), HIDDEN, seed=0)(z).numpy()
-                     for image in [(28, 20), (32, 24)])
+    cropped, full = (
+        ConvolutionalDecoder(image, (6, 5, 4), HIDDEN, seed=0)(z).numpy()
+        for image in [(28, 20), (32, 24)]
+    )
     np.testing.assert_array_equal(cropped, full[:, 2:30, 2:22])
 
 
@@ -89,6 +91,7 @@ def test_trunks_refuse_shapes_they_cannot_make():
 
 # Initialisers.
 
+
 def test_conv_kernels_are_seeded_and_variance_preserving():
     def kernels(seed):
         encoder = ConvolutionalEncoder((16, 16), (32,), seed=seed)
@@ -105,18 +108,20 @@ def test_conv_kernels_are_seeded_and_variance_preserving():
     encoder = ConvolutionalEncoder((16,), (512,), init_stddev=0.01, seed=3)
     encoder.build((None, 12, 10, 8))
     assert np.std(encoder.hidden[0].kernel.numpy()) == pytest.approx(0.01, rel=0.05)
-    assert np.std(encoder.convolutions[0].kernel.numpy()) == pytest.approx(np.sqrt(2 / 128),
-                                                                           rel=0.1)
+    assert np.std(encoder.convolutions[0].kernel.numpy()) == pytest.approx(
+        np.sqrt(2 / 128), rel=0.1
+    )
 
 
 # Conditions.
 
 TRUNKS = {
     "mlp": (lambda k: MLP(HIDDEN, condition_size=k, seed=0), (6, 5)),
-    "encoder": (lambda k: ConvolutionalEncoder(FILTERS, HIDDEN, condition_size=k, seed=0),
-                (8, 6)),
-    "decoder": (lambda k: ConvolutionalDecoder((8, 6), FILTERS, HIDDEN, condition_size=k,
-                                               seed=0), (J,)),
+    "encoder": (lambda k: ConvolutionalEncoder(FILTERS, HIDDEN, condition_size=k, seed=0), (8, 6)),
+    "decoder": (
+        lambda k: ConvolutionalDecoder((8, 6), FILTERS, HIDDEN, condition_size=k, seed=0),
+        (J,),
+    ),
 }
 
 
@@ -136,8 +141,9 @@ def test_the_condition_is_appended_where_the_trunk_is_flat():
     x = rng().uniform(size=(B, 6, 5)).astype(np.float32)
     y = one_hot([2, 0, 3])
     # No hidden layer: the features are the flattened input, then the condition.
-    np.testing.assert_array_equal(MLP((), condition_size=K)(x, condition=y),
-                                  np.concatenate([x.reshape(B, -1), y], axis=1))
+    np.testing.assert_array_equal(
+        MLP((), condition_size=K)(x, condition=y), np.concatenate([x.reshape(B, -1), y], axis=1)
+    )
     encoder = ConvolutionalEncoder(FILTERS, (), condition_size=K, seed=0)
     np.testing.assert_array_equal(encoder(x, condition=y)[:, -K:], y)
     decoder = ConvolutionalDecoder((8, 6), FILTERS, HIDDEN, condition_size=K, seed=0)
@@ -158,8 +164,9 @@ def test_a_missing_or_unexpected_condition_is_refused(name):
 
 
 def test_a_network_passes_its_condition_to_the_trunk():
-    network = ProbabilisticNetwork(MLP(HIDDEN, condition_size=K, seed=0),
-                                   posteriors.DiagonalGaussian(J, seed=1))
+    network = ProbabilisticNetwork(
+        MLP(HIDDEN, condition_size=K, seed=0), posteriors.DiagonalGaussian(J, seed=1)
+    )
     x = rng().uniform(size=(B, 6, 5)).astype(np.float32)
     y = one_hot([1, 3, 0])
     parameters = network.parameters(x, condition=y)
@@ -170,6 +177,7 @@ def test_a_network_passes_its_condition_to_the_trunk():
 
 
 # Saving.
+
 
 def assert_reloads_identically(network, inputs, condition, path):
     network(inputs, condition=condition)
@@ -185,15 +193,18 @@ def assert_reloads_identically(network, inputs, condition, path):
 
 
 def test_a_conv_decoder_with_a_spatial_head_reloads_identically(tmp_path):
-    network = ProbabilisticNetwork(ConvolutionalDecoder((28, 20), FILTERS, HIDDEN, seed=0),
-                                   likelihoods.Bernoulli((28, 20), spatial=True, seed=1))
+    network = ProbabilisticNetwork(
+        ConvolutionalDecoder((28, 20), FILTERS, HIDDEN, seed=0),
+        likelihoods.Bernoulli((28, 20), spatial=True, seed=1),
+    )
     z = rng().normal(size=(B, J)).astype(np.float32)
     assert_reloads_identically(network, z, None, tmp_path / "decoder.keras")
 
 
 def test_a_conditional_mlp_network_reloads_identically(tmp_path):
-    network = ProbabilisticNetwork(MLP(HIDDEN, condition_size=K, seed=0),
-                                   posteriors.DiagonalGaussian(J, seed=1))
+    network = ProbabilisticNetwork(
+        MLP(HIDDEN, condition_size=K, seed=0), posteriors.DiagonalGaussian(J, seed=1)
+    )
     x = rng().uniform(size=(B, 6, 5)).astype(np.float32)
     assert_reloads_identically(network, x, one_hot([2, 2, 1]), tmp_path / "encoder.keras")
 
@@ -201,12 +212,27 @@ def test_a_conditional_mlp_network_reloads_identically(tmp_path):
 # Every argument away from its default.
 NON_DEFAULT_TRUNKS = {
     "mlp": lambda: MLP(HIDDEN, "relu", 0.2, 1e-3, 4, condition_size=K),
-    "encoder": lambda: ConvolutionalEncoder((3,), (), kernel_size=3, activation="tanh",
-                                            init_stddev=0.1, weight_decay=1e-3, seed=4,
-                                            condition_size=K),
-    "decoder": lambda: ConvolutionalDecoder((9, 7, 2), (3,), (), kernel_size=2,
-                                            activation="elu", init_stddev=0.1,
-                                            weight_decay=1e-3, seed=4, condition_size=K),
+    "encoder": lambda: ConvolutionalEncoder(
+        (3,),
+        (),
+        kernel_size=3,
+        activation="tanh",
+        init_stddev=0.1,
+        weight_decay=1e-3,
+        seed=4,
+        condition_size=K,
+    ),
+    "decoder": lambda: ConvolutionalDecoder(
+        (9, 7, 2),
+        (3,),
+        (),
+        kernel_size=2,
+        activation="elu",
+        init_stddev=0.1,
+        weight_decay=1e-3,
+        seed=4,
+        condition_size=K,
+    ),
 }
 
 
@@ -214,7 +240,7 @@ NON_DEFAULT_TRUNKS = {
 def test_config_covers_every_constructor_argument(name):
     trunk = NON_DEFAULT_TRUNKS[name]()
     config = trunk.get_config()
-    for cls in type(trunk).__mro__[:type(trunk).__mro__.index(keras.layers.Layer)]:
+    for cls in type(trunk).__mro__[: type(trunk).__mro__.index(keras.layers.Layer)]:
         arguments = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
         assert arguments <= set(config), arguments - set(config)
     assert type(trunk).from_config(config).get_config() == config
@@ -224,12 +250,20 @@ def test_config_covers_every_constructor_argument(name):
 
 SPATIAL_HEADS = {
     "bernoulli": lambda event: likelihoods.Bernoulli(event, spatial=True, seed=1),
-    **{f"gaussian_{scale}": (lambda event, scale=scale: likelihoods.Gaussian(
-        event, scale=scale, spatial=True, seed=1)) for scale in likelihoods.SCALE_MODES},
-    "continuous_bernoulli": lambda event: likelihoods.ContinuousBernoulli(event, spatial=True,
-                                                                          seed=1),
-    "discretized_logistic": lambda event: likelihoods.DiscretizedLogistic(event, spatial=True,
-                                                                          seed=1),
+    **{
+        f"gaussian_{scale}": (
+            lambda event, scale=scale: likelihoods.Gaussian(
+                event, scale=scale, spatial=True, seed=1
+            )
+        )
+        for scale in likelihoods.SCALE_MODES
+    },
+    "continuous_bernoulli": lambda event: likelihoods.ContinuousBernoulli(
+        event, spatial=True, seed=1
+    ),
+    "discretized_logistic": lambda event: likelihoods.DiscretizedLogistic(
+        event, spatial=True, seed=1
+    ),
 }
 
 
@@ -241,8 +275,12 @@ def feature_map(event, width=6, seed=2):
 
 def data_in_support(head, shape, seed=3):
     u = np.random.default_rng(seed).uniform(size=shape)
-    x = {"binary": np.round(u), "real": u, "unit_interval": u,
-         "grey_levels": np.round(u * 255) / 255}[head.support]
+    x = {
+        "binary": np.round(u),
+        "real": u,
+        "unit_interval": u,
+        "grey_levels": np.round(u * 255) / 255,
+    }[head.support]
     return x.astype(np.float32)
 
 
@@ -305,17 +343,20 @@ def test_a_spatial_head_needs_event_shaped_parameters_and_a_matching_map():
 
 # LiteRT.
 
+
 def test_conv_networks_convert_to_litert_builtins_and_agree(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     from tfvae.parity import tflite_op_names
 
     image = (12, 10)
-    encoder = ProbabilisticNetwork(ConvolutionalEncoder(FILTERS, HIDDEN, seed=0),
-                                   posteriors.DiagonalGaussian(J, seed=1))
+    encoder = ProbabilisticNetwork(
+        ConvolutionalEncoder(FILTERS, HIDDEN, seed=0), posteriors.DiagonalGaussian(J, seed=1)
+    )
     decoder = ProbabilisticNetwork(
         ConvolutionalDecoder(image, (4, 6, 3), HIDDEN, condition_size=K, seed=2),
-        likelihoods.Bernoulli(image, spatial=True, seed=3))
+        likelihoods.Bernoulli(image, spatial=True, seed=3),
+    )
     generator = np.random.default_rng(5)
     x = generator.uniform(size=(B, *image)).astype(np.float32)
     z = generator.normal(size=(B, J)).astype(np.float32)
@@ -326,21 +367,33 @@ def test_conv_networks_convert_to_litert_builtins_and_agree(tmp_path):
     archive = keras.export.ExportArchive()
     archive.track(encoder)
     archive.track(decoder)
-    archive.add_endpoint("encode", lambda x: {"loc": encoder.parameters(x)["loc"]},
-                         input_signature=[tf.TensorSpec([None, *image], tf.float32, name="x")])
     archive.add_endpoint(
-        "decode", lambda z, y: {"logits": decoder.parameters(z, condition=y)["logits"]},
-        input_signature=[tf.TensorSpec([None, J], tf.float32, name="z"),
-                         tf.TensorSpec([None, K], tf.float32, name="y")])
+        "encode",
+        lambda x: {"loc": encoder.parameters(x)["loc"]},
+        input_signature=[tf.TensorSpec([None, *image], tf.float32, name="x")],
+    )
+    archive.add_endpoint(
+        "decode",
+        lambda z, y: {"logits": decoder.parameters(z, condition=y)["logits"]},
+        input_signature=[
+            tf.TensorSpec([None, J], tf.float32, name="z"),
+            tf.TensorSpec([None, K], tf.float32, name="y"),
+        ],
+    )
     archive.write_out(str(tmp_path / "saved_model"), verbose=False)
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved_model"),
-                                                         signature_keys=["encode", "decode"])
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        str(tmp_path / "saved_model"), signature_keys=["encode", "decode"]
+    )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     flatbuffer = converter.convert()  # Raises on any op without a builtin.
 
     assert {"CONV_2D", "TRANSPOSE_CONV", "CONCATENATION"} <= tflite_op_names(flatbuffer)
     runner = Interpreter(model_content=flatbuffer).get_signature_runner
-    np.testing.assert_allclose(runner("encode")(x=x)["loc"], encoder.parameters(x)["loc"],
-                               atol=1e-5)
-    np.testing.assert_allclose(runner("decode")(z=z, y=y)["logits"],
-                               decoder.parameters(z, condition=y)["logits"], atol=1e-5)
+    np.testing.assert_allclose(
+        runner("encode")(x=x)["loc"], encoder.parameters(x)["loc"], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        runner("decode")(z=z, y=y)["logits"],
+        decoder.parameters(z, condition=y)["logits"],
+        atol=1e-5,
+    )

@@ -12,7 +12,8 @@ import pytest
 import scipy.special
 import tensorflow as tf
 import tensorflow_probability as tfp
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tfvae import objectives, priors
@@ -54,10 +55,12 @@ def test_monte_carlo_rate_agrees_with_the_analytic_rate(posterior):
 def test_has_analytic_kl():
     prior = priors.standard_normal([2])
     assert objectives.has_analytic_kl(diagonal_normal(tf.zeros([1, 2]), tf.ones([1, 2])), prior)
-    mixture = tfd.MixtureSameFamily(tfd.Categorical(logits=[0.0, 0.0]),
-                                    diagonal_normal(tf.zeros([2, 2]), tf.ones([2, 2])))
-    assert not objectives.has_analytic_kl(diagonal_normal(tf.zeros([1, 2]), tf.ones([1, 2])),
-                                          mixture)
+    mixture = tfd.MixtureSameFamily(
+        tfd.Categorical(logits=[0.0, 0.0]), diagonal_normal(tf.zeros([2, 2]), tf.ones([2, 2]))
+    )
+    assert not objectives.has_analytic_kl(
+        diagonal_normal(tf.zeros([1, 2]), tf.ones([1, 2])), mixture
+    )
 
 
 def test_elbo_splits_into_rate_and_distortion():
@@ -74,15 +77,16 @@ def test_iwae_bound_is_log_mean_exp_and_above_the_elbo():
     expected = np.log(np.mean(np.exp(log_weights), axis=0))
     np.testing.assert_allclose(bound, expected, rtol=1e-6)
     assert np.all(bound >= log_weights.mean(axis=0))
-    np.testing.assert_allclose(objectives.iwae_bound(tf.constant(log_weights[:1])),
-                               log_weights[0])
+    np.testing.assert_allclose(objectives.iwae_bound(tf.constant(log_weights[:1])), log_weights[0])
 
 
 def linear_gaussian(x):
     """log p(x, z) of the exactly solvable model, for z [S, B, 1]."""
+
     def log_joint(z):
         z = z[..., 0]
         return tfd.Normal(z, 1.0).log_prob(x) + tfd.Normal(0.0, 1.0).log_prob(z)
+
     return log_joint
 
 
@@ -93,8 +97,13 @@ LOG_EVIDENCE = tfd.Normal(0.0, math.sqrt(2.0)).log_prob(X).numpy()
 @pytest.mark.parametrize("importance_weighted", [False, True])
 def test_bounds_are_exact_when_q_is_the_true_posterior(importance_weighted):
     exact_posterior = diagonal_normal(X[:, None] / 2, tf.fill([3, 1], math.sqrt(0.5)))
-    bound = objectives.monte_carlo_bound(linear_gaussian(X), exact_posterior, num_samples=5,
-                                         importance_weighted=importance_weighted, seed=(3, 4))
+    bound = objectives.monte_carlo_bound(
+        linear_gaussian(X),
+        exact_posterior,
+        num_samples=5,
+        importance_weighted=importance_weighted,
+        seed=(3, 4),
+    )
     np.testing.assert_allclose(bound.numpy(), LOG_EVIDENCE, rtol=1e-5)
 
 
@@ -102,8 +111,11 @@ def test_monte_carlo_elbo_matches_its_closed_form():
     m, s = np.float32(0.4), np.float32(0.8)
     q = diagonal_normal(tf.fill([3, 1], m), tf.fill([3, 1], s))
     # E_q log N(x; z, 1) - KL(N(m, s^2) || N(0, 1)).
-    expected = (-0.5 * np.log(2 * np.pi) - 0.5 * ((X.numpy() - m) ** 2 + s**2)
-                - 0.5 * (m**2 + s**2 - 1 - np.log(s**2)))
+    expected = (
+        -0.5 * np.log(2 * np.pi)
+        - 0.5 * ((X.numpy() - m) ** 2 + s**2)
+        - 0.5 * (m**2 + s**2 - 1 - np.log(s**2))
+    )
     bound = objectives.monte_carlo_bound(linear_gaussian(X), q, num_samples=100_000, seed=(5, 6))
     np.testing.assert_allclose(bound.numpy(), expected, atol=0.02)
     assert np.all(bound.numpy() < LOG_EVIDENCE)
@@ -113,10 +125,13 @@ def test_iwae_bound_tightens_with_k_towards_the_evidence():
     # 4000 copies of each datapoint: the mean over copies is the expected bound.
     x = tf.repeat(X, 4000)
     q = diagonal_normal(tf.fill([12000, 1], 0.4), tf.fill([12000, 1], 0.8))
+
     def expected_bound(k):
-        bound = objectives.monte_carlo_bound(linear_gaussian(x), q, num_samples=k,
-                                             importance_weighted=True, seed=(7, k))
+        bound = objectives.monte_carlo_bound(
+            linear_gaussian(x), q, num_samples=k, importance_weighted=True, seed=(7, k)
+        )
         return tf.reduce_mean(tf.reshape(bound, [3, 4000]), axis=1).numpy()
+
     bounds = [expected_bound(k) for k in (1, 10, 100)]
     assert np.all(bounds[0] < bounds[1]) and np.all(bounds[1] < bounds[2])
     assert np.all(bounds[2] < LOG_EVIDENCE)
@@ -140,8 +155,9 @@ def rate_and_gradients(loc, scale):
     loc, scale = tf.constant(loc), tf.constant(scale)
     with tf.GradientTape() as tape:
         tape.watch([loc, scale])
-        rate = objectives.analytic_rate(diagonal_normal(loc, scale),
-                                        priors.standard_normal([D_WIDE]))
+        rate = objectives.analytic_rate(
+            diagonal_normal(loc, scale), priors.standard_normal([D_WIDE])
+        )
     return rate, tape.gradient(rate, [loc, scale])
 
 
@@ -185,8 +201,9 @@ def test_monte_carlo_rate_is_finite_for_extreme_posteriors(loc, log10_scale):
 
 
 @settings(max_examples=100, deadline=None)
-@given(log_weights=hnp.arrays(np.float32, (K_WIDE, B_WIDE),
-                              elements=st.floats(-1e4, 1e4, width=32)))
+@given(
+    log_weights=hnp.arrays(np.float32, (K_WIDE, B_WIDE), elements=st.floats(-1e4, 1e4, width=32))
+)
 def test_iwae_bound_lies_between_the_largest_weight_and_it_over_k(log_weights):
     log_weights = tf.constant(log_weights)
     with tf.GradientTape() as tape:

@@ -16,12 +16,16 @@ from tfvae import endpoints, export, parity
 
 def test_op_names_see_flex_ops():
     # A stateless sampler converts only with SELECT_TF_OPS: the check must see it.
-    function = tf.function(lambda: {"z": tf.random.stateless_normal([2], seed=[1, 2])},
-                           input_signature=[])
+    function = tf.function(
+        lambda: {"z": tf.random.stateless_normal([2], seed=[1, 2])}, input_signature=[]
+    )
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [function.get_concrete_function()], function)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
-                                           tf.lite.OpsSet.SELECT_TF_OPS]
+        [function.get_concrete_function()], function
+    )
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+        tf.lite.OpsSet.SELECT_TF_OPS,
+    ]
     ops = parity.tflite_op_names(converter.convert())
     assert any(op.startswith("Flex") for op in ops)
 
@@ -50,21 +54,28 @@ def test_one_perturbed_weight_in_the_export_fails_parity(exported, images, tmp_p
     moved by 1e-3, about 2.5e-4 in one pixel's mean: both checks must see it."""
     _, model, folder, _ = exported
     loaded = tf.saved_model.load(str(folder / endpoints.SAVED_MODEL_DIR))
-    (bias,) = [v for v in loaded.variables
-               if any(f"decoder/likelihood/{layer}/bias" in v.name for layer in ("loc", "logits"))]
+    (bias,) = [
+        v
+        for v in loaded.variables
+        if any(f"decoder/likelihood/{layer}/bias" in v.name for layer in ("loc", "logits"))
+    ]
     bias.assign(bias + tf.one_hot(17, bias.shape[0]) * 1e-3)
     perturbed = tmp_path / "export"
     perturbed.mkdir()
-    tf.saved_model.save(loaded, str(perturbed / endpoints.SAVED_MODEL_DIR),
-                        signatures=dict(loaded.signatures))
+    tf.saved_model.save(
+        loaded, str(perturbed / endpoints.SAVED_MODEL_DIR), signatures=dict(loaded.signatures)
+    )
     (perturbed / "decoder_float32.tflite").write_bytes(
-        export.convert_decoder(perturbed / endpoints.SAVED_MODEL_DIR, "float32"))
+        export.convert_decoder(perturbed / endpoints.SAVED_MODEL_DIR, "float32")
+    )
     with pytest.raises(parity.ParityError) as error:
         parity.check_export(model, perturbed, images(seed=1), quantizations=["float32"])
     report = error.value.report
     assert not report["saved_model"]["passed"] and not report["decoder_float32.tflite"]["passed"]
-    assert any("decode/mean" in failure and "index (" in failure and "tolerance" in failure
-               for failure in report["saved_model"]["failures"])
+    assert any(
+        "decode/mean" in failure and "index (" in failure and "tolerance" in failure
+        for failure in report["saved_model"]["failures"]
+    )
     # The unperturbed export of the same model still passes.
     shutil.rmtree(perturbed / endpoints.SAVED_MODEL_DIR)
     shutil.copytree(folder / endpoints.SAVED_MODEL_DIR, perturbed / endpoints.SAVED_MODEL_DIR)
@@ -82,8 +93,9 @@ BROAD_RESIDUAL = np.sqrt(2 * (-np.log(SHARP) - np.log(2 * np.pi) - 0.5))
 def straddling_decoder_vae() -> tfvae.VAE:
     """A Gaussian VAE over 28 x 20 images whose decoder scale is SHARP on even
     pixels and BROAD on odd ones, whatever z."""
-    config = tfvae.ModelConfig(latent_dim=2, hidden_units=(32,), likelihood="gaussian",
-                               event_shape=(28, 20))
+    config = tfvae.ModelConfig(
+        latent_dim=2, hidden_units=(32,), likelihood="gaussian", event_shape=(28, 20)
+    )
     model = tfvae.build_vae(config, seed=0)
     head = model.decoder.head
     scale_layer = head.parameter_layers[head.parameter_names.index("scale")]
@@ -100,8 +112,11 @@ def straddling_images(model: tfvae.VAE, n: int = 64, seed: int = 0) -> np.ndarra
     rng = np.random.default_rng(seed)
     likelihood = model.decode(rng.standard_normal((n, 2)).astype(np.float32))
     loc, scale = likelihood.mean().numpy(), likelihood.distribution.scale.numpy()
-    residual = np.where(scale < 0.5, scale * rng.standard_normal(loc.shape),
-                        BROAD_RESIDUAL * rng.choice([-1, 1], loc.shape))
+    residual = np.where(
+        scale < 0.5,
+        scale * rng.standard_normal(loc.shape),
+        BROAD_RESIDUAL * rng.choice([-1, 1], loc.shape),
+    )
     return (loc + residual).astype(np.float32)
 
 

@@ -7,7 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
-from matplotlib import colormaps, colors, image as mpimg
+from matplotlib import colormaps, colors
+from matplotlib import image as mpimg
 from matplotlib.figure import Figure
 from scipy import stats
 
@@ -50,7 +51,7 @@ def canvas_from_png(pixels, canvas_shape, ink):
 
 def tile_of(canvas, k, ncols, height, width, gap=1):
     top, left = (k // ncols) * (height + gap), (k % ncols) * (width + gap)
-    return canvas[top:top + height, left:left + width]
+    return canvas[top : top + height, left : left + width]
 
 
 def colour_mask(pixels, colour, tol=0.06):
@@ -72,8 +73,9 @@ QUANTUM = 1.5 / 255
 
 def marked_tiles(levels, height, width, channels=()):
     """Constant tiles of `levels` `[N, *channels]`, each with a black top-left 3 x 3 block."""
-    tiles = np.broadcast_to(np.asarray(levels)[:, None, None],
-                            (len(levels), height, width, *channels)).copy()
+    tiles = np.broadcast_to(
+        np.asarray(levels)[:, None, None], (len(levels), height, width, *channels)
+    ).copy()
     tiles[:, :3, :3] = 0.0
     return tiles
 
@@ -81,15 +83,15 @@ def marked_tiles(levels, height, width, channels=()):
 def test_image_grid_shows_each_image_in_its_place(tmp_path):
     # 5 images in 3 columns: 2 rows, the last slot blank; grey levels below white.
     levels, ncols, height, width = np.linspace(0.1, 0.8, 5), 3, 9, 6
-    path = plots.image_grid(marked_tiles(levels, height, width), tmp_path / "grid.png",
-                            ncols=ncols)
+    path = plots.image_grid(marked_tiles(levels, height, width), tmp_path / "grid.png", ncols=ncols)
     pixels = read_png(path)
     canvas_shape = (2 * (height + 1) - 1, ncols * (width + 1) - 1)
     ink = np.any(pixels[..., :3] < 0.95, axis=-1)
     canvas = canvas_from_png(pixels, canvas_shape, ink)[..., 0]  # Grey: R = G = B.
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     assert (rows[-1] - rows[0]) / (cols[-1] - cols[0]) == pytest.approx(
-        canvas_shape[0] / canvas_shape[1], rel=0.02)
+        canvas_shape[0] / canvas_shape[1], rel=0.02
+    )
     for k, level in enumerate(levels):
         tile = tile_of(canvas, k, ncols, height, width)
         np.testing.assert_allclose(tile[:3, :3], 0.0, atol=QUANTUM)
@@ -104,12 +106,14 @@ def test_image_grid_rgb_shows_each_colour_in_its_place(tmp_path):
     height, width = 5, 8
     path = plots.image_grid(marked_tiles(colours, height, width, (3,)), tmp_path / "rgb.png")
     pixels = read_png(path)
-    canvas = canvas_from_png(pixels, (2 * height + 1, 2 * width + 1),
-                             np.any(pixels[..., :3] < 0.95, axis=-1))
+    canvas = canvas_from_png(
+        pixels, (2 * height + 1, 2 * width + 1), np.any(pixels[..., :3] < 0.95, axis=-1)
+    )
     for k, colour in enumerate(colours):  # ncols defaults to ceil(sqrt(4)) = 2.
         tile = tile_of(canvas, k, 2, height, width)
-        np.testing.assert_allclose(tile[3:, 3:], np.broadcast_to(colour, tile[3:, 3:].shape),
-                                   atol=QUANTUM)
+        np.testing.assert_allclose(
+            tile[3:, 3:], np.broadcast_to(colour, tile[3:, 3:].shape), atol=QUANTUM
+        )
         np.testing.assert_allclose(tile[:3, :3], 0.0, atol=QUANTUM)
     np.testing.assert_allclose(canvas[height], 1.0)  # The gap, transparent on white.
 
@@ -145,9 +149,11 @@ def test_reconstructions_put_each_reconstruction_under_its_input(tmp_path):
     shade = np.linspace(0.1, 0.6, n)
     inputs = np.stack([np.full(n, 0.9), shade, np.full(n, 0.1)], axis=-1)  # reds
     outputs = np.stack([np.full(n, 0.1), shade, np.full(n, 0.9)], axis=-1)  # blues
-    path = plots.reconstructions(marked_tiles(inputs, height, width, (3,)),
-                                 marked_tiles(outputs, height, width, (3,)),
-                                 tmp_path / "pairs.png")
+    path = plots.reconstructions(
+        marked_tiles(inputs, height, width, (3,)),
+        marked_tiles(outputs, height, width, (3,)),
+        tmp_path / "pairs.png",
+    )
     pixels = read_png(path)
     saturated = np.ptp(pixels[..., :3], axis=-1) > 0.5
     ncols = plots.RECONSTRUCTIONS_PER_ROW
@@ -156,8 +162,9 @@ def test_reconstructions_put_each_reconstruction_under_its_input(tmp_path):
         pair, column = divmod(k, ncols)
         for row, colours in ((2 * pair, inputs), (2 * pair + 1, outputs)):
             tile = tile_of(canvas, row * ncols + column, ncols, height, width)
-            np.testing.assert_allclose(tile[3:, 3:], np.broadcast_to(colours[k], (3, 2, 3)),
-                                       atol=QUANTUM)
+            np.testing.assert_allclose(
+                tile[3:, 3:], np.broadcast_to(colours[k], (3, 2, 3)), atol=QUANTUM
+            )
             np.testing.assert_allclose(tile[:3, :3], 0.0, atol=QUANTUM)
     blank = tile_of(canvas, 3 * ncols + 2, ncols, height, width)  # After the 12th output.
     np.testing.assert_allclose(blank, 1.0)
@@ -168,7 +175,8 @@ def test_reconstructions_put_each_reconstruction_under_its_input(tmp_path):
 def test_reconstructions_reject_mismatched_shapes(tmp_path):
     with pytest.raises(ValueError, match="differ"):
         plots.reconstructions(
-            np.zeros((3, HEIGHT, WIDTH)), np.zeros((3, WIDTH, HEIGHT)), tmp_path / "bad.png")
+            np.zeros((3, HEIGHT, WIDTH)), np.zeros((3, WIDTH, HEIGHT)), tmp_path / "bad.png"
+        )
 
 
 def test_manifold_decodes_the_quantile_grid_once(tmp_path):
@@ -182,7 +190,8 @@ def test_manifold_decodes_the_quantile_grid_once(tmp_path):
         return np.broadcast_to(brightness[:, None, None], (len(z), *image_shape))
 
     path = plots.manifold(
-        decode_fn, tmp_path / "manifold.png", grid_size=grid_size, image_shape=image_shape)
+        decode_fn, tmp_path / "manifold.png", grid_size=grid_size, image_shape=image_shape
+    )
 
     assert len(calls) == 1
     z = calls[0]
@@ -213,12 +222,17 @@ def test_manifold_rejects_wrong_decoded_shape(tmp_path):
 
 def test_training_curves_second_panel_for_rate_and_distortion(tmp_path):
     epochs = 7
+
     def curve(start):
         return np.linspace(start, start / 2, epochs).tolist()
 
     elbo = {"elbo": curve(-200.0), "val_elbo": curve(-210.0)}
-    terms = {"rate": curve(30.0), "distortion": curve(150.0),
-             "val_rate": curve(31.0), "val_distortion": curve(155.0)}
+    terms = {
+        "rate": curve(30.0),
+        "distortion": curve(150.0),
+        "val_rate": curve(31.0),
+        "val_distortion": curve(155.0),
+    }
     one = plots.training_curves(elbo, tmp_path / "one.png")
     two = plots.training_curves({**elbo, **terms}, tmp_path / "two.png", title="MNIST")
     assert aspect(two) < 0.75 * aspect(one)
@@ -239,8 +253,9 @@ def test_training_curves_log_x_against_samples(tmp_path):
     # linear one.
     samples = np.logspace(5, 8, 30)
     history = {"elbo": list(-150 + 10 * np.log10(samples))}
-    log_x = plots.training_curves(history, tmp_path / "log.png", x=samples, xlabel="samples",
-                                  log_x=True)
+    log_x = plots.training_curves(
+        history, tmp_path / "log.png", x=samples, xlabel="samples", log_x=True
+    )
     linear = plots.training_curves(history, tmp_path / "linear.png", x=samples)
     assert straight_fraction(read_png(log_x), "C0") > 0.85
     assert straight_fraction(read_png(linear), "C0") < 0.6
@@ -267,8 +282,9 @@ def test_latent_scatter(tmp_path, rng):
     labels = np.repeat([0, 3], 150)
     pixels = read_png(plots.latent_scatter(z, labels, tmp_path / "z.png", title="VAE"))
     palette = colormaps["tab10"]
-    (rows_0, cols_0), (rows_3, cols_3) = (np.nonzero(colour_mask(pixels, palette(k)))
-                                          for k in (0, 3))
+    (rows_0, cols_0), (rows_3, cols_3) = (
+        np.nonzero(colour_mask(pixels, palette(k))) for k in (0, 3)
+    )
     assert len(rows_0) > 200 and len(rows_3) > 200
     assert np.median(cols_0) < np.median(cols_3) and np.median(rows_0) < np.median(rows_3)
     assert colour_mask(pixels, palette(1)).sum() == 0  # No class 1 in the data.
@@ -305,13 +321,18 @@ def test_crash_while_writing_keeps_the_old_file(tmp_path, rng, monkeypatch):
 
 def test_bound_curves_draws_two_lines_per_run(tmp_path):
     def history(offset):
-        return {"samples": [1e3, 1e4, 1e5],
-                "elbo": [offset - 300.0, offset - 150.0, offset - 120.0],
-                "val_elbo": [offset - 310.0, offset - 160.0, offset - 125.0]}
+        return {
+            "samples": [1e3, 1e4, 1e5],
+            "elbo": [offset - 300.0, offset - 150.0, offset - 120.0],
+            "val_elbo": [offset - 310.0, offset - 160.0, offset - 125.0],
+        }
 
     # Run C0 lies 100 nats above run C1; a third colour would be a stray line.
-    path = plots.bound_curves({"latent 10": history(0.0), "latent 2": history(-100.0)},
-                              tmp_path / "figure2.png", title="Figure 2")
+    path = plots.bound_curves(
+        {"latent 10": history(0.0), "latent 2": history(-100.0)},
+        tmp_path / "figure2.png",
+        title="Figure 2",
+    )
     pixels = read_png(path)
     rows_0, rows_1 = (np.nonzero(colour_mask(pixels, f"C{k}"))[0] for k in (0, 1))
     assert len(rows_0) > 300 and len(rows_1) > 300

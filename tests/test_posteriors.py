@@ -32,17 +32,22 @@ FACTORIZED = {
     "DiagonalGaussian": (posteriors.DiagonalGaussian, scipy.stats.norm),
     "Laplace": (posteriors.Laplace, scipy.stats.laplace),
     "Logistic": (posteriors.Logistic, scipy.stats.logistic),
-    "StudentT": (lambda shape, **kw: posteriors.StudentT(shape, degrees_of_freedom=NU, **kw),
-                 scipy.stats.t(NU)),
+    "StudentT": (
+        lambda shape, **kw: posteriors.StudentT(shape, degrees_of_freedom=NU, **kw),
+        scipy.stats.t(NU),
+    ),
 }
-MAKERS = {**{name: maker for name, (maker, _) in FACTORIZED.items()},
-          "FullCovarianceGaussian": posteriors.FullCovarianceGaussian,
-          "PointMass": posteriors.PointMass}
+MAKERS = {
+    **{name: maker for name, (maker, _) in FACTORIZED.items()},
+    "FullCovarianceGaussian": posteriors.FullCovarianceGaussian,
+    "PointMass": posteriors.PointMass,
+}
 WITH_DENSITY = [name for name in MAKERS if name != "PointMass"]
 NO_CLOSED_FORM_KL = ["Laplace", "Logistic", "StudentT"]
 
 
 # Helpers (test_flows.py imports them).
+
 
 def random_parameters(head, rng, batch=B):
     """Parameters of `head` (float64 tensors): locs around 0, scales in [0.5, 1.2]."""
@@ -52,16 +57,19 @@ def random_parameters(head, rng, batch=B):
         values["scale"] = rng.uniform(0.5, 1.2, size=shape)
     if "scale_tril" in head.parameter_names:
         size = shape[-1]
-        values["scale_tril"] = (np.tril(rng.normal(scale=0.5, size=(batch, size, size)), -1)
-                                + np.eye(size) * rng.uniform(0.5, 1.2, size=(batch, 1, size)))
+        values["scale_tril"] = np.tril(
+            rng.normal(scale=0.5, size=(batch, size, size)), -1
+        ) + np.eye(size) * rng.uniform(0.5, 1.2, size=(batch, 1, size))
     return {name: tf.constant(value, tf.float64) for name, value in values.items()}
 
 
 def numpy_noise(head, rng, batch, dtype=np.float64):
     """Noise of `head.noise_spec()` from numpy: {name: `[batch, *shape]`}."""
     draw = {"normal": rng.standard_normal, "uniform": rng.uniform}
-    return {name: draw[kind](size=(batch, *shape)).astype(dtype)
-            for name, (kind, shape) in head.noise_spec().items()}
+    return {
+        name: draw[kind](size=(batch, *shape)).astype(dtype)
+        for name, (kind, shape) in head.noise_spec().items()
+    }
 
 
 def built(head, features=F, seed=0, weight_scale=None):
@@ -134,38 +142,55 @@ def assert_identical_after_round_trip(head, tmp_path):
     np.testing.assert_array_equal(head.mean(parameters), reloaded.head.mean(reloaded_parameters))
     if head.has_density:
         # Fresh copies of z: neither log_prob may reuse a cached inverse of the draw.
-        np.testing.assert_array_equal(network(x).log_prob(tf.constant(z)),
-                                      reloaded(x).log_prob(tf.constant(z)))
+        np.testing.assert_array_equal(
+            network(x).log_prob(tf.constant(z)), reloaded(x).log_prob(tf.constant(z))
+        )
 
 
 def assert_litert_matches(head, tmp_path):
     """`draw` and `mean` of the encoder convert to builtin-only LiteRT and agree with Keras."""
     from ai_edge_litert.interpreter import Interpreter
+
     rng = np.random.default_rng(2)
     network = random_network(head, rng)
     names = list(head.noise_spec())
     x_spec = tf.TensorSpec((None, F), tf.float32, name="x")
-    noise_specs = [tf.TensorSpec((None, *shape), tf.float32, name=name)
-                   for name, (_, shape) in head.noise_spec().items()]
+    noise_specs = [
+        tf.TensorSpec((None, *shape), tf.float32, name=name)
+        for name, (_, shape) in head.noise_spec().items()
+    ]
     archive = keras.export.ExportArchive()
     archive.track(network)
-    archive.add_endpoint("draw", lambda x, *noise: {"z": head.draw(
-        network.parameters(x), dict(zip(names, noise)))}, input_signature=[x_spec, *noise_specs])
-    archive.add_endpoint("mean", lambda x: {"z": head.mean(network.parameters(x))},
-                         input_signature=[x_spec])
+    archive.add_endpoint(
+        "draw",
+        lambda x, *noise: {"z": head.draw(network.parameters(x), dict(zip(names, noise)))},
+        input_signature=[x_spec, *noise_specs],
+    )
+    archive.add_endpoint(
+        "mean", lambda x: {"z": head.mean(network.parameters(x))}, input_signature=[x_spec]
+    )
     archive.write_out(str(tmp_path / "saved_model"), verbose=False)
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved_model"),
-                                                         signature_keys=["draw", "mean"])
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        str(tmp_path / "saved_model"), signature_keys=["draw", "mean"]
+    )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     interpreter = Interpreter(model_content=converter.convert())
     x = rng.normal(size=(B, F)).astype(np.float32)
     noise = numpy_noise(head, rng, B, np.float32)
     parameters = network.parameters(x)
     # float32 kernels of different fusion: a few float32 roundings of |z| ~ 1.
-    np.testing.assert_allclose(interpreter.get_signature_runner("draw")(x=x, **noise)["z"],
-                               head.draw(parameters, noise), atol=1e-5, rtol=1e-5)
-    np.testing.assert_allclose(interpreter.get_signature_runner("mean")(x=x)["z"],
-                               head.mean(parameters), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(
+        interpreter.get_signature_runner("draw")(x=x, **noise)["z"],
+        head.draw(parameters, noise),
+        atol=1e-5,
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        interpreter.get_signature_runner("mean")(x=x)["z"],
+        head.mean(parameters),
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 def assert_runs_under_xla(head):
@@ -221,6 +246,7 @@ def head_for(name, shape=(3,)):
 
 # Interface and shapes.
 
+
 @pytest.mark.parametrize("name", MAKERS)
 def test_shapes_of_every_tensor_method(name):
     shape = (3,) if name == "FullCovarianceGaussian" else (4, 2)
@@ -239,8 +265,9 @@ def test_shapes_of_every_tensor_method(name):
     if name in FACTORIZED:
         elementwise = head.elementwise_log_prob(parameters, z)
         assert elementwise.shape == (S, B, *shape)
-        np.testing.assert_allclose(tf.reduce_sum(elementwise, [-2, -1]), posterior.log_prob(z),
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            tf.reduce_sum(elementwise, [-2, -1]), posterior.log_prob(z), rtol=1e-5, atol=1e-5
+        )
     else:
         with pytest.raises(NotImplementedError, match="does not factorize"):
             head.elementwise_log_prob(parameters, z)
@@ -251,8 +278,11 @@ def test_float64_parameters_give_float64_results(name):
     head = head_for(name)
     rng = np.random.default_rng(0)
     parameters = random_parameters(head, rng)
-    outputs = [head.mean(parameters), head.draw(parameters, numpy_noise(head, rng, B)),
-               head.distribution(parameters).sample(seed=[0, 1])]
+    outputs = [
+        head.mean(parameters),
+        head.draw(parameters, numpy_noise(head, rng, B)),
+        head.distribution(parameters).sample(seed=[0, 1]),
+    ]
     if head.has_density:
         outputs.append(head.distribution(parameters).log_prob(outputs[-1]))
     assert all(output.dtype == tf.float64 for output in outputs)
@@ -262,21 +292,40 @@ def test_float64_parameters_give_float64_results(name):
 def test_config_holds_every_constructor_argument(name):
     head = built(head_for(name))
     config = head.get_config()
-    arguments = {parameter for cls in type(head).__mro__ if cls is not object
-                 and "__init__" in vars(cls)
-                 for parameter in inspect.signature(cls.__init__).parameters}
-    arguments -= {"self", "kwargs", "args", "trainable", "dtype", "autocast",
-                  "activity_regularizer", "input_shape", "input_dim"}
+    arguments = {
+        parameter
+        for cls in type(head).__mro__
+        if cls is not object and "__init__" in vars(cls)
+        for parameter in inspect.signature(cls.__init__).parameters
+    }
+    arguments -= {
+        "self",
+        "kwargs",
+        "args",
+        "trainable",
+        "dtype",
+        "autocast",
+        "activity_regularizer",
+        "input_shape",
+        "input_dim",
+    }
     assert arguments <= set(config), arguments - set(config)
     assert type(head).from_config(config).get_config() == config
 
 
 def test_non_default_arguments_survive_the_config():
-    head = posteriors.StudentT([4, 2], degrees_of_freedom=9, min_scale=0.01, init_stddev=0.1,
-                               weight_decay=0.5, seed=3)
+    head = posteriors.StudentT(
+        [4, 2], degrees_of_freedom=9, min_scale=0.01, init_stddev=0.1, weight_decay=0.5, seed=3
+    )
     copy = posteriors.StudentT.from_config(head.get_config())
-    assert (copy.event_shape, copy.degrees_of_freedom, copy.min_scale, copy.init_stddev,
-            copy.weight_decay, copy.seed) == ((4, 2), 9, 0.01, 0.1, 0.5, 3)
+    assert (
+        copy.event_shape,
+        copy.degrees_of_freedom,
+        copy.min_scale,
+        copy.init_stddev,
+        copy.weight_decay,
+        copy.seed,
+    ) == ((4, 2), 9, 0.01, 0.1, 0.5, 3)
 
 
 def test_bad_arguments_are_refused_with_reasons():
@@ -292,6 +341,7 @@ def test_bad_arguments_are_refused_with_reasons():
 
 
 # Normalisation and moments on a grid.
+
 
 def grid_box(parameters, half_width):
     """A common box [lo, hi]^d around every example: loc +- half_width marginal scales."""
@@ -320,8 +370,11 @@ def box_moments(name, parameters, lows, highs):
     scale = parameters["scale"].numpy()
     a, b = (lows - loc) / scale, (highs - loc) / scale
     masses = family.cdf(b) - family.cdf(a)
-    first = np.vectorize(lambda lo, hi: scipy.integrate.quad(
-        lambda e: e * family.pdf(e), lo, hi, points=[0.0], limit=200)[0])(a, b)
+    first = np.vectorize(
+        lambda lo, hi: scipy.integrate.quad(
+            lambda e: e * family.pdf(e), lo, hi, points=[0.0], limit=200
+        )[0]
+    )(a, b)
     return np.prod(masses, axis=-1), loc + scale * first / masses
 
 
@@ -379,13 +432,17 @@ def test_sample_mean_and_draws_follow_the_density(name):
 
 # Draws from explicit noise.
 
+
 @pytest.mark.parametrize("name", ["Laplace", "Logistic"])
 def test_uniform_noise_draw_is_the_inverse_cdf(name):
     head = head_for(name, (4,))
-    u = np.array([[1e-6, 0.1, 0.5, 0.999999], [0.25, 0.5 + 1e-9, 0.75, 0.9],
-                  [0.01, 0.3, 0.6, 0.99]])
-    parameters = {"loc": tf.fill((3, 4), tf.constant(0.3, tf.float64)),
-                  "scale": tf.fill((3, 4), tf.constant(2.0, tf.float64))}
+    u = np.array(
+        [[1e-6, 0.1, 0.5, 0.999999], [0.25, 0.5 + 1e-9, 0.75, 0.9], [0.01, 0.3, 0.6, 0.99]]
+    )
+    parameters = {
+        "loc": tf.fill((3, 4), tf.constant(0.3, tf.float64)),
+        "scale": tf.fill((3, 4), tf.constant(2.0, tf.float64)),
+    }
     expected = 0.3 + 2.0 * FACTORIZED[name][1].ppf(u)
     np.testing.assert_allclose(head.draw(parameters, {"eps": u}), expected, rtol=1e-9, atol=1e-9)
 
@@ -413,6 +470,7 @@ def test_student_t_draw_from_normal_noise_is_student_t():
 
 # Reparameterization gradients.
 
+
 @pytest.mark.parametrize("name", MAKERS)
 def test_reparameterized_gradients_match_their_expectations(name):
     """d/dloc E[sum z] = 1 exactly; d/dscale E[(z - loc)^2] = 2 scale Var(e) (scipy's
@@ -434,16 +492,16 @@ def test_reparameterized_gradients_match_their_expectations(name):
     assert gradient is not None and np.all(np.isfinite(gradient))
     value = parameters[key].numpy()
     if name == "FullCovarianceGaussian":
-        eps = tf.linalg.triangular_solve(parameters[key], tf.transpose(centred[:, 0])[None],
-                                         lower=True).numpy()[0]  # [J, num]
+        eps = tf.linalg.triangular_solve(
+            parameters[key], tf.transpose(centred[:, 0])[None], lower=True
+        ).numpy()[0]  # [J, num]
         per_sample = 2 * np.einsum("ij,jn,kn->nik", value[0], eps, eps)  # 2 L eps eps^T
         assert_within_standard_errors(np.tril(per_sample), np.tril(2 * value[0]))
         np.testing.assert_allclose(np.tril(per_sample.mean(0)), np.tril(gradient[0]), rtol=1e-6)
     else:
         e = (centred.numpy() / value)[:, 0]
-        np.testing.assert_allclose(2 * value[0] * np.mean(e ** 2, 0), gradient[0], rtol=1e-6)
-        assert_within_standard_errors(2 * value[0] * e ** 2,
-                                      2 * value[0] * FACTORIZED[name][1].var())
+        np.testing.assert_allclose(2 * value[0] * np.mean(e**2, 0), gradient[0], rtol=1e-6)
+        assert_within_standard_errors(2 * value[0] * e**2, 2 * value[0] * FACTORIZED[name][1].var())
 
 
 @pytest.mark.parametrize("name", WITH_DENSITY)
@@ -462,6 +520,7 @@ def test_extreme_raw_parameters_give_finite_log_prob_and_gradients(name):
 
 # The KL term.
 
+
 @pytest.mark.parametrize("name", NO_CLOSED_FORM_KL)
 def test_rate_has_no_closed_form_and_its_monte_carlo_estimate_matches_quadrature(name):
     """KL(q || N(0, 1)) in 1-D by scipy.integrate.quad (split at loc, Laplace's kink)."""
@@ -478,10 +537,15 @@ def test_rate_has_no_closed_form_and_its_monte_carlo_estimate_matches_quadrature
     for b in range(3):
         loc, scale = parameters["loc"].numpy()[b, 0], parameters["scale"].numpy()[b, 0]
         q = lambda t: family.pdf((t - loc) / scale) / scale
-        integrand = lambda t: q(t) * (family.logpdf((t - loc) / scale) - math.log(scale)
-                                      - scipy.stats.norm.logpdf(t)) if q(t) > 0 else 0.0
-        kl = sum(scipy.integrate.quad(integrand, a, c, limit=200)[0]
-                 for a, c in ((-np.inf, loc), (loc, np.inf)))
+        integrand = lambda t: (
+            q(t) * (family.logpdf((t - loc) / scale) - math.log(scale) - scipy.stats.norm.logpdf(t))
+            if q(t) > 0
+            else 0.0
+        )
+        kl = sum(
+            scipy.integrate.quad(integrand, a, c, limit=200)[0]
+            for a, c in ((-np.inf, loc), (loc, np.inf))
+        )
         assert abs(rate[b] - kl) < 4 * log_ratios[:, b].std() / math.sqrt(num)
         assert rate[b] > 0
 
@@ -493,12 +557,17 @@ def test_full_covariance_rate_is_the_gaussian_closed_form():
     rate = objectives.analytic_rate(head.distribution(parameters), prior).numpy()
     loc, tril = parameters["loc"].numpy(), parameters["scale_tril"].numpy()
     covariance = tril @ np.swapaxes(tril, -1, -2)
-    expected = 0.5 * (np.trace(covariance, axis1=-2, axis2=-1) + np.sum(loc ** 2, -1) - 3
-                      - np.linalg.slogdet(covariance)[1])
+    expected = 0.5 * (
+        np.trace(covariance, axis1=-2, axis2=-1)
+        + np.sum(loc**2, -1)
+        - 3
+        - np.linalg.slogdet(covariance)[1]
+    )
     np.testing.assert_allclose(rate, expected, rtol=1e-10)
 
 
 # The full-covariance parameterisation.
+
 
 def test_full_covariance_constrains_raw_outputs_row_by_row():
     head = built(head_for("FullCovarianceGaussian", (3,)), features=6)
@@ -516,17 +585,18 @@ def test_full_covariance_constrains_raw_outputs_row_by_row():
 
 # Point mass.
 
+
 def test_point_mass_is_its_location():
     head = built(head_for("PointMass", (3,)), weight_scale=0.3)
     features = tf.constant(np.random.default_rng(8).normal(size=(B, F)), tf.float32)
     parameters = head.parameters(features)
     assert head.has_density is False and head.noise_spec() == {}
-    for z in (head.mean(parameters), head.draw(parameters, {}),
-              head(features).sample(seed=[0, 1])):
+    for z in (head.mean(parameters), head.draw(parameters, {}), head(features).sample(seed=[0, 1])):
         np.testing.assert_array_equal(z, parameters["loc"])
 
 
 # The exactly solvable model: probabilistic PCA with non-orthogonal loadings.
+
 
 class LinearGaussianModel:
     """p(z) = N(0, I_J), p(x|z) = N(W z + mu, s^2 I_D) with random (non-orthogonal) W.
@@ -541,14 +611,17 @@ class LinearGaussianModel:
         rng = np.random.default_rng(seed)
         self.weights = rng.normal(size=(self.D, self.J))
         self.mean = rng.normal(size=self.D)
-        self.m = self.weights.T @ self.weights + self.NOISE ** 2 * np.eye(self.J)
-        self.precision = self.m / self.NOISE ** 2  # Lambda, of p(z|x)
+        self.m = self.weights.T @ self.weights + self.NOISE**2 * np.eye(self.J)
+        self.precision = self.m / self.NOISE**2  # Lambda, of p(z|x)
         self.gain = self.weights @ np.linalg.inv(self.m)  # [D, J]: loc = (x - mu) @ gain
-        self.x = (rng.normal(size=(B, self.J)) @ self.weights.T + self.mean
-                  + self.NOISE * rng.normal(size=(B, self.D)))
+        self.x = (
+            rng.normal(size=(B, self.J)) @ self.weights.T
+            + self.mean
+            + self.NOISE * rng.normal(size=(B, self.D))
+        )
 
     def log_evidence(self):
-        covariance = self.weights @ self.weights.T + self.NOISE ** 2 * np.eye(self.D)
+        covariance = self.weights @ self.weights.T + self.NOISE**2 * np.eye(self.D)
         return scipy.stats.multivariate_normal(self.mean, covariance).logpdf(self.x)
 
     def encoder(self, head):
@@ -557,13 +630,12 @@ class LinearGaussianModel:
         network.build((None, self.D))
         loc_layer, scale_layer = head.parameter_layers
         set_dense(loc_layer, self.gain, -self.mean @ self.gain)
-        set_dense(scale_layer, np.zeros((self.D, scale_layer.units)),
-                  self.raw_scale(head))
+        set_dense(scale_layer, np.zeros((self.D, scale_layer.units)), self.raw_scale(head))
         return network
 
     def raw_scale(self, head):
         if isinstance(head, posteriors.FullCovarianceGaussian):
-            tril = np.linalg.cholesky(self.NOISE ** 2 * np.linalg.inv(self.m))
+            tril = np.linalg.cholesky(self.NOISE**2 * np.linalg.inv(self.m))
             rows, columns = np.tril_indices(self.J)
             entries = tril[rows, columns]
             diagonal = rows == columns
@@ -580,8 +652,9 @@ class LinearGaussianModel:
         parameters = {k: tf.cast(v, tf.float64) for k, v in encoder.parameters(x).items()}
         posterior = head.distribution(parameters)
         z = posterior.sample(num, seed=seed)
-        likelihood = tfd.Independent(tfd.Normal(
-            tf.linalg.matvec(tf.constant(self.weights), z) + self.mean, self.NOISE), 1)
+        likelihood = tfd.Independent(
+            tfd.Normal(tf.linalg.matvec(tf.constant(self.weights), z) + self.mean, self.NOISE), 1
+        )
         log_likelihood = likelihood.log_prob(self.x)
         prior = tfd.MultivariateNormalDiag(tf.zeros((self.J,), tf.float64))
         bound = objectives.elbo(log_likelihood, objectives.monte_carlo_rate(posterior, prior, z))
@@ -599,8 +672,9 @@ def test_ppca_full_covariance_posterior_attains_log_evidence():
     model = LinearGaussianModel()
     assert abs(model.weights[:, 0] @ model.weights[:, 1]) > 0.5  # not orthogonal
     log_weights, elbo = model.log_weights(posteriors.FullCovarianceGaussian(model.J), 64, [1, 2])
-    np.testing.assert_allclose(log_weights, np.broadcast_to(model.log_evidence(), (64, B)),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        log_weights, np.broadcast_to(model.log_evidence(), (64, B)), atol=1e-4
+    )
     np.testing.assert_allclose(elbo, model.log_evidence(), atol=1e-4)
 
 
@@ -612,8 +686,7 @@ def test_ppca_mean_field_gaussian_falls_short_by_the_closed_form_gap():
     check can tell a correlated posterior from a diagonal one).
     """
     model = LinearGaussianModel()
-    gap = 0.5 * (np.sum(np.log(np.diag(model.precision)))
-                 - np.linalg.slogdet(model.precision)[1])
+    gap = 0.5 * (np.sum(np.log(np.diag(model.precision))) - np.linalg.slogdet(model.precision)[1])
     num = 4000
     log_weights, elbo = model.log_weights(posteriors.DiagonalGaussian(model.J), num, [3, 4])
     estimated_gap = model.log_evidence() - elbo
@@ -623,6 +696,7 @@ def test_ppca_mean_field_gaussian_falls_short_by_the_closed_form_gap():
 
 
 # Saving and running elsewhere.
+
 
 @pytest.mark.parametrize("name", MAKERS)
 def test_keras_round_trip_keeps_every_output(name, tmp_path):

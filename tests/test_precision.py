@@ -30,8 +30,9 @@ def test_mixed_model_computes_its_trunk_in_bfloat16_and_its_distributions_in_flo
     assert posterior.dtype == tf.float32
     assert model.decode(posterior.mean()).dtype == tf.float32
     assert model.elbo(x).dtype == tf.float32
-    trunk = [layer for layer in model.encoder._flatten_layers()
-             if isinstance(layer, keras.layers.Dense)]
+    trunk = [
+        layer for layer in model.encoder._flatten_layers() if isinstance(layer, keras.layers.Dense)
+    ]
     compute = {layer.compute_dtype for layer in trunk}
     assert compute == {"bfloat16", "float32"}  # Hidden layers, then the head's.
     assert all(w.dtype == "float32" for w in model.weights if "seed" not in w.path)
@@ -39,9 +40,19 @@ def test_mixed_model_computes_its_trunk_in_bfloat16_and_its_distributions_in_flo
 
 def tiny_run(tmp_path, data_dir, precision_name: str) -> RunConfig:
     return RunConfig.for_dataset(
-        "frey_face", latent_dim=2, hidden_units=(16,), data_dir=data_dir, batch_size=50,
-        limit=200, epochs=2, optimizer="adam", learning_rate=1e-3, output_dir=str(tmp_path),
-        run_name="run", precision=precision_name)
+        "frey_face",
+        latent_dim=2,
+        hidden_units=(16,),
+        data_dir=data_dir,
+        batch_size=50,
+        limit=200,
+        epochs=2,
+        optimizer="adam",
+        learning_rate=1e-3,
+        output_dir=str(tmp_path),
+        run_name="run",
+        precision=precision_name,
+    )
 
 
 @pytest.mark.slow

@@ -46,7 +46,8 @@ def encoder_of(latent_dim: int, *, init_stddev: float = 0.5, seed: int = 0):
     """
     encoder = ProbabilisticNetwork(
         MLP((HIDDEN,), init_stddev=init_stddev, seed=seed),
-        DiagonalGaussian(latent_dim, init_stddev=init_stddev, seed=seed + 1))
+        DiagonalGaussian(latent_dim, init_stddev=init_stddev, seed=seed + 1),
+    )
     encoder.build((None, *X_EVENT))
     return encoder
 
@@ -127,6 +128,7 @@ def components_of(z, loc):
 
 # Shapes and the interface.
 
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_shapes_of_distribution_parameters_noise_and_draw(kind):
     prior, encoder = make(kind)
@@ -134,15 +136,23 @@ def test_shapes_of_distribution_parameters_noise_and_draw(kind):
     assert distribution.batch_shape == [] and distribution.event_shape == [J]
     assert prior.needs_encoder == (kind == "vamp")
     shapes = {name: tuple(value.shape) for name, value in prior.parameters(encoder).items()}
-    assert shapes == {"standard_normal": {"loc": (J,), "scale": (J,)},
-                      "mixture": {"logits": (K_MIXTURE,), "loc": (K_MIXTURE, J),
-                                  "scale": (K_MIXTURE, J)},
-                      "vamp": {"pseudo_inputs": (K_VAMP, *X_EVENT)}}[kind]
+    assert (
+        shapes
+        == {
+            "standard_normal": {"loc": (J,), "scale": (J,)},
+            "mixture": {"logits": (K_MIXTURE,), "loc": (K_MIXTURE, J), "scale": (K_MIXTURE, J)},
+            "vamp": {"pseudo_inputs": (K_VAMP, *X_EVENT)},
+        }[kind]
+    )
     spec = prior.noise_spec(encoder)
-    assert spec == {"standard_normal": {"eps": ("normal", (J,))},
-                    "mixture": {"eps": ("normal", (J,)), "component_noise": ("uniform", ())},
-                    "vamp": {"eps": ("normal", (J,)),
-                             "component_noise": ("uniform", ())}}[kind]
+    assert (
+        spec
+        == {
+            "standard_normal": {"eps": ("normal", (J,))},
+            "mixture": {"eps": ("normal", (J,)), "component_noise": ("uniform", ())},
+            "vamp": {"eps": ("normal", (J,)), "component_noise": ("uniform", ())},
+        }[kind]
+    )
     z = prior.draw(noise_of(spec, B, np.random.default_rng(0)), encoder)
     assert z.shape == (B, J)
     assert distribution.log_prob(z).shape == (B,)
@@ -156,7 +166,8 @@ def test_initial_mixture_has_equal_weights_unit_scales_and_distinct_locations():
     np.testing.assert_allclose(p["scale"], 1 + 1e-3, rtol=1e-6)
     assert np.all(np.diff(np.sort(p["loc"], axis=0), axis=0) > 1e-3)
     np.testing.assert_array_equal(
-        priors.MixtureOfGaussians(J, K_MIXTURE, seed=0).parameters()["loc"], p["loc"])
+        priors.MixtureOfGaussians(J, K_MIXTURE, seed=0).parameters()["loc"], p["loc"]
+    )
 
 
 def test_initial_pseudo_inputs_lie_near_one_half_and_differ():
@@ -177,6 +188,7 @@ def test_weights_are_trainable_and_tracked():
 
 
 # Densities.
+
 
 @pytest.mark.parametrize("latent_dim", (1, 2))
 @pytest.mark.parametrize("kind", KINDS)
@@ -205,10 +217,12 @@ def test_standard_normal_factorizes_into_scipy_normals():
     z = np.random.default_rng(2).normal(scale=2.0, size=(B, J)).astype(np.float32)
     elementwise = prior.elementwise_log_prob(z)
     np.testing.assert_allclose(elementwise, scipy.stats.norm.logpdf(np.float64(z)), rtol=1e-6)
-    np.testing.assert_allclose(prior.distribution().log_prob(z),
-                               np.sum(elementwise, axis=-1), rtol=1e-6)
-    np.testing.assert_allclose(priors.standard_normal([J]).log_prob(z),
-                               prior.distribution().log_prob(z), rtol=1e-7)
+    np.testing.assert_allclose(
+        prior.distribution().log_prob(z), np.sum(elementwise, axis=-1), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        priors.standard_normal([J]).log_prob(z), prior.distribution().log_prob(z), rtol=1e-7
+    )
 
 
 @pytest.mark.parametrize("kind", ("mixture", "vamp"))
@@ -222,11 +236,11 @@ def test_kl_from_diagonal_gaussian_to_standard_normal_is_analytic():
     """KL(N(mu, s^2) || N(0, 1)) = (mu^2 + s^2 - 1) / 2 - log s, summed over dimensions."""
     rng = np.random.default_rng(3)
     mu, s = rng.normal(size=(B, J)), rng.uniform(0.2, 3.0, size=(B, J))
-    posterior = tfd.Independent(tfd.Normal(tf.constant(mu, tf.float32),
-                                           tf.constant(s, tf.float32)), 1)
+    posterior = tfd.Independent(
+        tfd.Normal(tf.constant(mu, tf.float32), tf.constant(s, tf.float32)), 1
+    )
     kl = tfd.kl_divergence(posterior, priors.StandardNormal(J).distribution())
-    np.testing.assert_allclose(kl, np.sum((mu**2 + s**2 - 1) / 2 - np.log(s), axis=-1),
-                               rtol=1e-5)
+    np.testing.assert_allclose(kl, np.sum((mu**2 + s**2 - 1) / 2 - np.log(s), axis=-1), rtol=1e-5)
 
 
 def test_dtype_follows_the_layer_and_the_noise():
@@ -240,6 +254,7 @@ def test_dtype_follows_the_layer_and_the_noise():
 
 # Draws from explicit noise.
 
+
 @pytest.mark.parametrize("kind", ("mixture", "vamp"))
 def test_component_noise_inside_an_interval_of_the_cdf_picks_its_component(kind):
     """k is the component with C_{k-1} < u <= C_k: try each interval's midpoint,
@@ -247,10 +262,10 @@ def test_component_noise_inside_an_interval_of_the_cdf_picks_its_component(kind)
     prior, encoder = make(kind)
     weights, loc, _ = mixture_of(prior, encoder)
     cumulative = np.concatenate([[0.0], np.cumsum(weights)])
-    u = np.concatenate([(cumulative[:-1] + cumulative[1:]) / 2,
-                        [0.0, np.nextafter(np.float32(1), np.float32(0))]])
-    noise = noise_of(prior.noise_spec(encoder), len(u), np.random.default_rng(0),
-                     eps_zero=True)
+    u = np.concatenate(
+        [(cumulative[:-1] + cumulative[1:]) / 2, [0.0, np.nextafter(np.float32(1), np.float32(0))]]
+    )
+    noise = noise_of(prior.noise_spec(encoder), len(u), np.random.default_rng(0), eps_zero=True)
     noise["component_noise"] = tf.constant(u, tf.float32)
     z = np.asarray(prior.draw(noise, encoder))
     K = len(weights)
@@ -263,8 +278,9 @@ def test_component_frequencies_match_the_weights(kind):
     weights, loc, _ = mixture_of(prior, encoder)
     n = 4000
     noise = noise_of(prior.noise_spec(encoder), n, np.random.default_rng(5), eps_zero=True)
-    counts = np.bincount(components_of(np.asarray(prior.draw(noise, encoder)), loc),
-                         minlength=len(weights))
+    counts = np.bincount(
+        components_of(np.asarray(prior.draw(noise, encoder)), loc), minlength=len(weights)
+    )
     standard_error = np.sqrt(weights * (1 - weights) / n)
     assert np.all(np.abs(counts / n - weights) < 4 * standard_error)
     if kind == "mixture":  # the test's power: reversed or shifted intervals fail it
@@ -276,10 +292,11 @@ def test_component_frequencies_match_the_weights(kind):
 def test_draws_have_the_mixture_mean_and_variance(kind):
     prior, encoder = make(kind)
     n = 20000
-    z = np.float64(prior.draw(noise_of(prior.noise_spec(encoder), n,
-                                       np.random.default_rng(6)), encoder))
+    z = np.float64(
+        prior.draw(noise_of(prior.noise_spec(encoder), n, np.random.default_rng(6)), encoder)
+    )
     mean, variance = mixture_moments(*mixture_of(prior, encoder))
-    squared = (z - z.mean(axis=0))**2
+    squared = (z - z.mean(axis=0)) ** 2
     assert np.all(np.abs(z.mean(axis=0) - mean) < 4 * np.sqrt(variance / n))
     assert np.all(np.abs(squared.mean(axis=0) - variance) < 4 * squared.std(axis=0) / np.sqrt(n))
 
@@ -289,8 +306,9 @@ def test_draws_follow_the_mixture_cdf_in_one_dimension(kind):
     """Kolmogorov-Smirnov against F(z) = sum_k w_k Phi((z - loc_k) / scale_k)."""
     prior, encoder = make(kind, 1)
     weights, loc, scale = mixture_of(prior, encoder)
-    z = np.float64(prior.draw(noise_of(prior.noise_spec(encoder), 5000,
-                                       np.random.default_rng(7)), encoder))[:, 0]
+    z = np.float64(
+        prior.draw(noise_of(prior.noise_spec(encoder), 5000, np.random.default_rng(7)), encoder)
+    )[:, 0]
 
     def cdf(t):
         return scipy.stats.norm.cdf((t[:, None] - loc[:, 0]) / scale[:, 0]) @ weights
@@ -303,18 +321,21 @@ def test_sample_mean_and_mean_are_the_density_weighted_grid_mean(kind):
     prior, encoder = make(kind)
     weights, loc, scale = mixture_of(prior, encoder)
     points, volume = grid_of(loc, scale, J)
-    density = np.exp(np.float64(prior.distribution(encoder).log_prob(
-        tf.constant(points, tf.float32))))
+    density = np.exp(
+        np.float64(prior.distribution(encoder).log_prob(tf.constant(points, tf.float32)))
+    )
     grid_mean = density @ points * volume
-    grid_variance = density @ (points - grid_mean)**2 * volume
+    grid_variance = density @ (points - grid_mean) ** 2 * volume
     n = 20000
-    z = np.float64(prior.draw(noise_of(prior.noise_spec(encoder), n,
-                                       np.random.default_rng(8)), encoder))
+    z = np.float64(
+        prior.draw(noise_of(prior.noise_spec(encoder), n, np.random.default_rng(8)), encoder)
+    )
     assert np.all(np.abs(z.mean(axis=0) - grid_mean) < 4 * np.sqrt(grid_variance / n))
     np.testing.assert_allclose(prior.mean(encoder), grid_mean, atol=1e-4)
 
 
 # Gradients, XLA, errors, saving.
+
 
 @pytest.mark.parametrize("kind", ("mixture", "vamp"))
 def test_gradients_reach_every_weight_under_xla(kind):
@@ -356,19 +377,28 @@ def test_vamp_prior_refuses_use_before_build_without_encoder_or_with_another_lat
         prior.distribution(encoder_of(3))
 
 
-@pytest.mark.parametrize("make_prior, message", [
-    (lambda: priors.MixtureOfGaussians(J, 0), "num_components"),
-    (lambda: priors.MixtureOfGaussians(J, K_MIXTURE, min_scale=0.0), "min_scale"),
-    (lambda: priors.VampPrior(J, 0), "num_pseudo_inputs")])
+@pytest.mark.parametrize(
+    "make_prior, message",
+    [
+        (lambda: priors.MixtureOfGaussians(J, 0), "num_components"),
+        (lambda: priors.MixtureOfGaussians(J, K_MIXTURE, min_scale=0.0), "min_scale"),
+        (lambda: priors.VampPrior(J, 0), "num_pseudo_inputs"),
+    ],
+)
 def test_invalid_arguments_are_refused(make_prior, message):
     with pytest.raises(ValueError, match=message):
         make_prior()
 
 
-@pytest.mark.parametrize("make_prior", [
-    lambda: priors.StandardNormal(J, name="p"),
-    lambda: priors.MixtureOfGaussians([J], K_MIXTURE, min_scale=1e-3, seed=5, name="p"),
-    lambda: priors.VampPrior(J, K_VAMP, seed=6, name="p")], ids=KINDS)
+@pytest.mark.parametrize(
+    "make_prior",
+    [
+        lambda: priors.StandardNormal(J, name="p"),
+        lambda: priors.MixtureOfGaussians([J], K_MIXTURE, min_scale=1e-3, seed=5, name="p"),
+        lambda: priors.VampPrior(J, K_VAMP, seed=6, name="p"),
+    ],
+    ids=KINDS,
+)
 def test_config_rebuilds_the_same_prior(make_prior):
     prior = make_prior()
     config = prior.get_config()
@@ -393,16 +423,21 @@ class PriorHolder(keras.Model):
 
     def get_config(self):
         serialize = keras.saving.serialize_keras_object
-        return {**super().get_config(), "prior": serialize(self.prior),
-                "encoder": serialize(self.encoder) if self.encoder else None}
+        return {
+            **super().get_config(),
+            "prior": serialize(self.prior),
+            "encoder": serialize(self.encoder) if self.encoder else None,
+        }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         encoder = config.pop("encoder")
-        return cls(keras.saving.deserialize_keras_object(config.pop("prior")),
-                   keras.saving.deserialize_keras_object(encoder) if encoder else None,
-                   **config)
+        return cls(
+            keras.saving.deserialize_keras_object(config.pop("prior")),
+            keras.saving.deserialize_keras_object(encoder) if encoder else None,
+            **config,
+        )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -433,17 +468,22 @@ def test_draw_converts_to_builtin_litert_ops(kind, tmp_path):
 
     prior, encoder = make(kind)
     spec = prior.noise_spec(encoder)
-    signature = [tf.TensorSpec((None, *shape), tf.float32, name=name)
-                 for name, (_, shape) in sorted(spec.items())]
+    signature = [
+        tf.TensorSpec((None, *shape), tf.float32, name=name)
+        for name, (_, shape) in sorted(spec.items())
+    ]
     archive = keras.export.ExportArchive()
     for part in (prior, encoder) if encoder else (prior,):
         archive.track(part)
     archive.add_endpoint(
-        "draw", lambda *noise: {"z": prior.draw(dict(zip(sorted(spec), noise)), encoder)},
-        input_signature=signature)
+        "draw",
+        lambda *noise: {"z": prior.draw(dict(zip(sorted(spec), noise)), encoder)},
+        input_signature=signature,
+    )
     archive.write_out(str(tmp_path / "saved"), verbose=False)
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved"),
-                                                         signature_keys=["draw"])
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        str(tmp_path / "saved"), signature_keys=["draw"]
+    )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     runner = Interpreter(model_content=converter.convert()).get_signature_runner("draw")
     noise = noise_of(spec, B, np.random.default_rng(12))

@@ -3,8 +3,8 @@
 import pytest
 
 from tfvae import config, registry
-from tfvae.parts import SUPPORTS
 from tfvae.data_checks import SUPPORTS as CHECKED_SUPPORTS
+from tfvae.parts import SUPPORTS
 
 
 def test_config_choices_and_registry_agree():

@@ -28,9 +28,12 @@ def test_evaluate_reports_every_measure(small_bernoulli_vae):
 
 @pytest.fixture
 def frey_face_run(tmp_path, data_dir):
-    config = RunConfig(model=ModelConfig(latent_dim=2, hidden_units=(8,), likelihood="gaussian",
-                                         event_shape=(28, 20)),
-                       data=DataConfig(dataset="frey_face", data_dir=data_dir))
+    config = RunConfig(
+        model=ModelConfig(
+            latent_dim=2, hidden_units=(8,), likelihood="gaussian", event_shape=(28, 20)
+        ),
+        data=DataConfig(dataset="frey_face", data_dir=data_dir),
+    )
     tfvae.build_vae(config.model, seed=0).save(tmp_path / "model.keras")
     (tmp_path / "config.json").write_text(config.to_json())
     return tmp_path
@@ -66,13 +69,16 @@ def test_script_writes_the_report_and_explains_user_mistakes(frey_face_run, tmp_
 
 
 def test_dynamic_binarization_test_set_is_binarized_once_with_the_fixed_seed(data_dir):
-    config = RunConfig(data=DataConfig(dataset="mnist", binarization="dynamic",
-                                       data_dir=data_dir))
+    config = RunConfig(data=DataConfig(dataset="mnist", binarization="dynamic", data_dir=data_dir))
     x = reports.load_split(config, "test")
-    images = datasets.read_idx(datasets.find_file("t10k-images-idx3-ubyte.gz", data_dir),
-                               datasets.IDX_IMAGES_MAGIC, (28, 28))
-    expected = datasets.fixed_binarization(images.astype(np.float32) / 255,
-                                           datasets.TEST_BINARIZATION_SEED)
+    images = datasets.read_idx(
+        datasets.find_file("t10k-images-idx3-ubyte.gz", data_dir),
+        datasets.IDX_IMAGES_MAGIC,
+        (28, 28),
+    )
+    expected = datasets.fixed_binarization(
+        images.astype(np.float32) / 255, datasets.TEST_BINARIZATION_SEED
+    )
     np.testing.assert_array_equal(x, expected)
     with pytest.raises(ValueError, match="no valid split"):
         reports.load_split(config, "valid")

@@ -72,8 +72,15 @@ def test_every_source_url_is_https():
         assert len(sha256) == 64 and int(sha256, 16) >= 0
 
 
-@pytest.mark.parametrize("url", ["http://example.org/file.bin", "ftp://example.org/file.bin",
-                                 "file:///etc/passwd", "example.org/file.bin"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.org/file.bin",
+        "ftp://example.org/file.bin",
+        "file:///etc/passwd",
+        "example.org/file.bin",
+    ],
+)
 def test_non_https_url_is_refused_before_any_request(keras_home, server, url):
     with pytest.raises(ValueError, match="only https"):
         data_files.download_file("file.bin", url, PAYLOAD_SHA256)
@@ -161,9 +168,11 @@ def test_offline_download_is_data_not_found(keras_home, monkeypatch, tmp_path):
 
 # Loading models: Keras' safe mode, and no pickle.
 
+
 def lambda_model_file(path: Path) -> Path:
     """A `.keras` file whose Lambda layer carries Python bytecode: what an attacker ships."""
     import keras
+
     model = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda x: x * 2)])
     model.save(path)
     return path
@@ -171,6 +180,7 @@ def lambda_model_file(path: Path) -> Path:
 
 def test_a_keras_file_carrying_a_lambda_is_refused(tmp_path):
     from tfvae import config, export, training
+
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.json").write_text(config.RunConfig().to_json())
@@ -183,11 +193,22 @@ def test_a_keras_file_carrying_a_lambda_is_refused(tmp_path):
 
 def test_no_pickle_in_the_package_or_scripts():
     root = Path(__file__).parents[1]
-    sources = [*root.glob("tfvae/**/*.py"), *root.glob("scripts/*.py"),
-               *root.glob("benchmarks/*.py")]
+    sources = [
+        *root.glob("tfvae/**/*.py"),
+        *root.glob("scripts/*.py"),
+        *root.glob("benchmarks/*.py"),
+    ]
     assert sources
     for path in sources:
         text = path.read_text()
-        for needle in ("import pickle", "from pickle", "cPickle", "allow_pickle=True",
-                       "joblib", "import dill", "torch.load", "safe_mode=False"):
+        for needle in (
+            "import pickle",
+            "from pickle",
+            "cPickle",
+            "allow_pickle=True",
+            "joblib",
+            "import dill",
+            "torch.load",
+            "safe_mode=False",
+        ):
             assert needle not in text, f"{path.relative_to(root)} uses {needle}"

@@ -22,11 +22,15 @@ def binary_data(n, seed=0):
 
 
 def make_vae(steps_per_execution):
-    model = tfvae.VAE(tfvae.gaussian_mlp_encoder(LATENT, (8,), seed=1),
-                      tfvae.bernoulli_mlp_decoder((H, W), (8,), seed=2), seed=3)
+    model = tfvae.VAE(
+        tfvae.gaussian_mlp_encoder(LATENT, (8,), seed=1),
+        tfvae.bernoulli_mlp_decoder((H, W), (8,), seed=2),
+        seed=3,
+    )
     model.build((None, H, W))
-    model.compile(keras.optimizers.Adam(0.01), jit_compile=True,
-                  steps_per_execution=steps_per_execution)
+    model.compile(
+        keras.optimizers.Adam(0.01), jit_compile=True, steps_per_execution=steps_per_execution
+    )
     return model
 
 
@@ -54,8 +58,15 @@ def test_k_steps_per_call_train_as_one_step_per_call_with_a_short_last_batch():
     histories, models = [], []
     for k in (1, 3):
         model, counter = make_vae(k), ExecutionCounter()
-        history = model.fit(x, batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
-                            validation_data=(val,), callbacks=[counter]).history
+        history = model.fit(
+            x,
+            batch_size=BATCH,
+            epochs=2,
+            shuffle=False,
+            verbose=0,
+            validation_data=(val,),
+            callbacks=[counter],
+        ).history
         histories.append(history)
         models.append(model)
         assert int(model.optimizer.iterations) == 2 * 8
@@ -78,7 +89,8 @@ def test_evaluate_with_k_steps_per_call_is_evaluate_with_one():
 def test_a_dataset_of_unknown_length_ends_each_epoch():
     x = binary_data(5 * BATCH)
     dataset = tf.data.Dataset.from_generator(
-        lambda: iter(x), output_signature=tf.TensorSpec((H, W), tf.float32)).batch(BATCH)
+        lambda: iter(x), output_signature=tf.TensorSpec((H, W), tf.float32)
+    ).batch(BATCH)
     assert dataset.cardinality() == tf.data.UNKNOWN_CARDINALITY
     models = []
     for k in (1, 3):

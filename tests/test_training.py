@@ -20,9 +20,23 @@ PICTURES = ("samples.png", "reconstructions.png", "training_curve.png", "manifol
 
 
 def frey_args(data_dir, output_dir, *extra):
-    return ["--dataset", "frey_face", "--data-dir", data_dir, "--limit", "300",
-            "--batch-size", "50", "--hidden-units", "32", "--output-dir", str(output_dir),
-            "--run-name", "run", *extra]
+    return [
+        "--dataset",
+        "frey_face",
+        "--data-dir",
+        data_dir,
+        "--limit",
+        "300",
+        "--batch-size",
+        "50",
+        "--hidden-units",
+        "32",
+        "--output-dir",
+        str(output_dir),
+        "--run-name",
+        "run",
+        *extra,
+    ]
 
 
 def history_rows(run_dir):
@@ -76,6 +90,7 @@ def test_another_config_in_the_same_run_folder_is_refused(data_dir, tmp_path, ca
 def test_missing_data_is_an_error_message_not_a_traceback(tmp_path, monkeypatch, capsys):
     def offline(relative_path, url, sha256):
         raise OSError("network unreachable")
+
     monkeypatch.setattr(data_files, "download_file", offline)
     monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
     code = train_script.main(frey_args(str(tmp_path / "empty"), tmp_path, "--epochs", "1"))
@@ -93,8 +108,10 @@ def test_divergence_stops_and_keeps_the_last_finite_model(data_dir, tmp_path):
     run = config.RunConfig(
         model=config.ModelConfig(latent_dim=2, hidden_units=(32,), likelihood="gaussian"),
         data=config.DataConfig(dataset="frey_face", data_dir=data_dir, limit=300, batch_size=50),
-        train=config.TrainConfig(epochs=30, learning_rate=1e6, optimizer="sgd",
-                                 output_dir=str(tmp_path), run_name="nan"))
+        train=config.TrainConfig(
+            epochs=30, learning_rate=1e6, optimizer="sgd", output_dir=str(tmp_path), run_name="nan"
+        ),
+    )
     with pytest.raises(training.TrainingDiverged, match="last finite step"):
         training.train(run, verbose=0)
     model = keras.models.load_model(tmp_path / "nan" / "model.keras")
@@ -117,7 +134,8 @@ def test_the_plain_autoencoder_trains_through_the_same_cli(data_dir, tmp_path):
     assert train_script.main(args) == 0
     run_dir = tmp_path / "run"
     assert {"reconstructions.png", "training_curve.png", "model.keras"} <= {
-        p.name for p in run_dir.iterdir()}
+        p.name for p in run_dir.iterdir()
+    }
     assert not (run_dir / "samples.png").exists()  # No prior to sample from.
     assert set(history_rows(run_dir)[0]) >= {"loss", "distortion", "val_loss"}
     model = keras.models.load_model(run_dir / "model.keras")
@@ -127,29 +145,37 @@ def test_the_plain_autoencoder_trains_through_the_same_cli(data_dir, tmp_path):
 def test_run_names_carry_the_parts_and_options_that_differ_from_the_papers():
     name = training._run_name
     assert name(config.RunConfig.for_dataset("frey_face")) == "frey_face-latent2-elbo1"
-    assert name(config.RunConfig.for_dataset(
-        "frey_face", posterior="student_t", degrees_of_freedom=3, prior="vamp")) == (
-        "frey_face-latent2-elbo1-student_t-degrees_of_freedom=3-vamp")
-    assert name(config.RunConfig.for_dataset("mnist", likelihood="discretized_logistic",
-                                             binarization="none")) == (
-        "mnist-latent20-elbo1-discretized_logistic")
-    assert name(config.RunConfig.for_dataset(
-        "mnist", beta=4.0, warmup="linear", network="conv", conditional=True)) == (
-        "mnist-latent20-elbo1-beta=4.0-warmup=linear-conditional-conv")
-    assert name(config.RunConfig.for_dataset("mnist", objective="beta_tcvae",
-                                             dataset_size=60000)) == (
-        "mnist-latent20-beta_tcvae1")
-    assert name(config.RunConfig.for_dataset("binarized_mnist", latent_dim=100,
-                                             top_latent_dim=50, objective="iwae",
-                                             num_samples=5)) == (
-        "binarized_mnist-latent100-top50-iwae5")
+    assert name(
+        config.RunConfig.for_dataset(
+            "frey_face", posterior="student_t", degrees_of_freedom=3, prior="vamp"
+        )
+    ) == ("frey_face-latent2-elbo1-student_t-degrees_of_freedom=3-vamp")
+    assert name(
+        config.RunConfig.for_dataset(
+            "mnist", likelihood="discretized_logistic", binarization="none"
+        )
+    ) == ("mnist-latent20-elbo1-discretized_logistic")
+    assert name(
+        config.RunConfig.for_dataset(
+            "mnist", beta=4.0, warmup="linear", network="conv", conditional=True
+        )
+    ) == ("mnist-latent20-elbo1-beta=4.0-warmup=linear-conditional-conv")
+    assert name(
+        config.RunConfig.for_dataset("mnist", objective="beta_tcvae", dataset_size=60000)
+    ) == ("mnist-latent20-beta_tcvae1")
+    assert name(
+        config.RunConfig.for_dataset(
+            "binarized_mnist", latent_dim=100, top_latent_dim=50, objective="iwae", num_samples=5
+        )
+    ) == ("binarized_mnist-latent100-top50-iwae5")
 
 
 def test_a_refused_resume_names_the_nested_field_that_differs():
     there = config.RunConfig.for_dataset("frey_face", posterior="student_t", degrees_of_freedom=3)
     now = config.RunConfig.for_dataset("frey_face", posterior="student_t")
     assert training._differences(there, now) == [
-        "model.posterior.degrees_of_freedom: 3 there, 5 now"]
+        "model.posterior.degrees_of_freedom: 3 there, 5 now"
+    ]
 
 
 class StopAfter(keras.callbacks.Callback):
@@ -165,9 +191,23 @@ class StopAfter(keras.callbacks.Callback):
 
 
 def test_a_decaying_learning_rate_resumes_where_it_stopped(data_dir, tmp_path):
-    args = frey_args(data_dir, tmp_path, "--epochs", "4", "--checkpoint-every", "2",
-                     "--no-jit-compile", "--optimizer", "adam", "--learning-rate", "1e-3",
-                     "--lr-schedule", "cosine", "--final-learning-rate", "1e-4")
+    args = frey_args(
+        data_dir,
+        tmp_path,
+        "--epochs",
+        "4",
+        "--checkpoint-every",
+        "2",
+        "--no-jit-compile",
+        "--optimizer",
+        "adam",
+        "--learning-rate",
+        "1e-3",
+        "--lr-schedule",
+        "cosine",
+        "--final-learning-rate",
+        "1e-4",
+    )
     parser = argparse.ArgumentParser()
     flags.add_arguments(parser)
     run = flags.from_arguments(parser.parse_args(args))
@@ -185,8 +225,9 @@ def test_a_decaying_learning_rate_resumes_where_it_stopped(data_dir, tmp_path):
 
 
 def test_a_decaying_schedule_refuses_to_be_stretched(data_dir, tmp_path, capsys):
-    args = frey_args(data_dir, tmp_path, "--no-jit-compile", "--optimizer", "adam",
-                     "--lr-schedule", "burda")
+    args = frey_args(
+        data_dir, tmp_path, "--no-jit-compile", "--optimizer", "adam", "--lr-schedule", "burda"
+    )
     assert train_script.main(args + ["--epochs", "1"]) == 0
     assert train_script.main(args + ["--epochs", "2"]) == 1
     assert "spans --epochs 1" in capsys.readouterr().err

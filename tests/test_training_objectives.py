@@ -14,12 +14,11 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 import tensorflow_probability as tfp
+from test_model import B, binary_data, exact_terms, hand_set_vae, numpy_posterior, small_vae
 
 import tfvae
 from tfvae import estimators, objectives, schedules
 from tfvae.schedules import KLWeight
-from test_model import (B, binary_data, exact_terms, hand_set_vae, numpy_posterior,
-                        small_vae)
 
 tfd = tfp.distributions
 SEED = tf.constant([4, 2], tf.int32)
@@ -32,24 +31,26 @@ def loss_and_terms(model, x, step=0, seed=SEED):
 
 # Schedules.
 
+
 @pytest.mark.parametrize("step, expected", [(0, 0.0), (25, 0.25), (100, 1.0), (250, 1.0)])
 def test_linear_warmup_rises_from_zero_to_one_over_its_length(step, expected):
     assert float(schedules.warmup_factor(step, "linear", 100)) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("step, expected", [(0, 0.0), (2, 0.5), (4, 1.0), (7, 1.0), (10, 0.0),
-                                            (13, 0.75), (30, 0.0)])
+@pytest.mark.parametrize(
+    "step, expected", [(0, 0.0), (2, 0.5), (4, 1.0), (7, 1.0), (10, 0.0), (13, 0.75), (30, 0.0)]
+)
 def test_cyclical_warmup_rises_over_the_first_ratio_of_every_cycle(step, expected):
     # Cycles of 10 steps, rising over the first 4: 0, 0.25, 0.5, 0.75, then 1.
-    assert float(schedules.warmup_factor(step, "cyclical", 10, ratio=0.4)) == \
-        pytest.approx(expected)
+    assert float(schedules.warmup_factor(step, "cyclical", 10, ratio=0.4)) == pytest.approx(
+        expected
+    )
 
 
 def test_kl_weight_is_beta_times_the_warmup_and_checks_its_settings():
     assert float(KLWeight(beta=4.0, warmup="linear", warmup_steps=8)(2)) == pytest.approx(1.0)
     assert KLWeight().is_one and not KLWeight(beta=0.5).is_one
-    for bad in ({"warmup": "sigmoid"}, {"warmup": "linear"}, {"beta": -1.0},
-                {"warmup_ratio": 0.0}):
+    for bad in ({"warmup": "sigmoid"}, {"warmup": "linear"}, {"beta": -1.0}, {"warmup_ratio": 0.0}):
         with pytest.raises(ValueError):
             KLWeight(**bad)
 
@@ -70,6 +71,7 @@ def test_warmup_weight_is_right_at_every_step_also_after_a_reload(tmp_path):
 
 # The objectives against the closed forms.
 
+
 def test_elbo_objective_with_beta_one_is_minus_the_elbo_exactly():
     x = binary_data(B)
     for kwargs in ({}, {"kl_estimator": "monte_carlo"}):
@@ -82,8 +84,7 @@ def test_elbo_objective_with_beta_one_is_minus_the_elbo_exactly():
 
 def test_beta_weights_the_closed_form_rate_and_the_terms_stay_the_true_ones():
     x = binary_data(B)
-    model = hand_set_vae(decoder_kernel_scale=0.0,
-                         objective=objectives.ELBO(KLWeight(beta=4.0)))
+    model = hand_set_vae(decoder_kernel_scale=0.0, objective=objectives.ELBO(KLWeight(beta=4.0)))
     rate, distortion = exact_terms(model, x)
     loss, terms = loss_and_terms(model, x)
     np.testing.assert_allclose(loss, distortion + 4.0 * rate, rtol=1e-5)
@@ -93,12 +94,15 @@ def test_beta_weights_the_closed_form_rate_and_the_terms_stay_the_true_ones():
 
 def test_a_warmup_starts_at_the_distortion_alone():
     x = binary_data(B)
-    model = hand_set_vae(decoder_kernel_scale=0.0, objective=objectives.ELBO(
-        KLWeight(warmup="linear", warmup_steps=10)))
+    model = hand_set_vae(
+        decoder_kernel_scale=0.0,
+        objective=objectives.ELBO(KLWeight(warmup="linear", warmup_steps=10)),
+    )
     rate, distortion = exact_terms(model, x)
     np.testing.assert_allclose(loss_and_terms(model, x, step=0)[0], distortion, rtol=1e-5)
-    np.testing.assert_allclose(loss_and_terms(model, x, step=5)[0], distortion + rate / 2,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        loss_and_terms(model, x, step=5)[0], distortion + rate / 2, rtol=1e-5
+    )
 
 
 def posterior_kernel_gradients(model, x, step=0):
@@ -132,15 +136,16 @@ def test_free_bits_hold_a_dimension_below_lambda_and_leave_its_gradient_zero():
 @pytest.mark.parametrize("estimator", ["stratified", "weighted"])
 def test_beta_tcvae_with_unit_weights_sums_to_the_monte_carlo_kl_of_its_draws(estimator):
     x = binary_data(8)
-    model = hand_set_vae(decoder_kernel_scale=0.0, objective=objectives.BetaTCVAE(
-        dataset_size=1000, tc_weight=1.0, estimator=estimator))
+    model = hand_set_vae(
+        decoder_kernel_scale=0.0,
+        objective=objectives.BetaTCVAE(dataset_size=1000, tc_weight=1.0, estimator=estimator),
+    )
     _, distortion = exact_terms(model, x)
     loss, terms = loss_and_terms(model, x)
     # The draws the objective used (`estimators.draw` seeds as it does), scored in scipy.
     z = estimators.draw(model, x, 1, SEED, densities=True).z.numpy()[0]
     mu, sigma = numpy_posterior(model, x)
-    log_ratio = np.sum(scipy.stats.norm.logpdf(z, mu, sigma) - scipy.stats.norm.logpdf(z),
-                       axis=-1)
+    log_ratio = np.sum(scipy.stats.norm.logpdf(z, mu, sigma) - scipy.stats.norm.logpdf(z), axis=-1)
     np.testing.assert_allclose(loss, distortion + log_ratio, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(terms.rate.numpy(), exact_terms(model, x)[0], rtol=1e-5)
 
@@ -155,9 +160,12 @@ def test_beta_tcvae_weights_move_the_loss_by_the_weighted_terms():
     z = estimators.draw(model, x, 1, SEED, densities=True).z[0]
     parts = tfvae.decomposition.decompose_pairwise_per_example(
         estimators.pairwise_log_posterior(model, x, z),
-        model.prior_part().elementwise_log_prob(z), 1000)
-    np.testing.assert_allclose(weighted - unit, 4.0 * parts.total_correlation.numpy(),
-                               rtol=1e-4, atol=1e-4)
+        model.prior_part().elementwise_log_prob(z),
+        1000,
+    )
+    np.testing.assert_allclose(
+        weighted - unit, 4.0 * parts.total_correlation.numpy(), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_tempered_iwae_with_weight_zero_is_the_log_mean_likelihood():
@@ -174,6 +182,7 @@ def test_tempered_iwae_with_weight_zero_is_the_log_mean_likelihood():
 
 
 # The score-function estimator.
+
 
 def gradients(model, x, seeds):
     """Gradients of the mean loss for each seed: {variable path: `[n, *shape]`}."""
@@ -196,8 +205,7 @@ def test_score_function_gradient_is_unbiased_and_noisier(kl_estimator):
     x = binary_data(4)
     model = hand_set_vae(kl_estimator=kl_estimator, num_samples=2)
     reparameterized = gradients(model, x, range(300))
-    model.objective = objectives.ELBO(gradient_estimator="score_function",
-                                      baseline="leave_one_out")
+    model.objective = objectives.ELBO(gradient_estimator="score_function", baseline="leave_one_out")
     score = gradients(model, x, range(300, 1800))
     for path, values in score.items():
         mean, stderr = values.mean(0), values.std(0) / math.sqrt(len(values))
@@ -210,16 +218,22 @@ def test_score_function_gradient_is_unbiased_and_noisier(kl_estimator):
 
 def test_score_function_gradient_equals_tfp_vi_score_function_on_the_same_draws():
     x = tf.constant(binary_data(B))
-    model = hand_set_vae(kl_estimator="monte_carlo", num_samples=3, objective=objectives.ELBO(
-        gradient_estimator="score_function"))
+    model = hand_set_vae(
+        kl_estimator="monte_carlo",
+        num_samples=3,
+        objective=objectives.ELBO(gradient_estimator="score_function"),
+    )
     variables = model.encoder.trainable_variables
     with tf.GradientTape(persistent=True) as tape:
         ours, _ = model.objective.loss(model, x, SEED, tf.constant(0))
         posterior, prior = model.encode(x), model.prior()
         reference = tfp.vi.monte_carlo_variational_loss(
-            lambda z: model.log_likelihood(x, z) + prior.log_prob(z), posterior,
-            sample_size=3, gradient_estimator=tfp.vi.GradientEstimators.SCORE_FUNCTION,
-            seed=SEED)
+            lambda z: model.log_likelihood(x, z) + prior.log_prob(z),
+            posterior,
+            sample_size=3,
+            gradient_estimator=tfp.vi.GradientEstimators.SCORE_FUNCTION,
+            seed=SEED,
+        )
         ours, reference = tf.reduce_mean(ours), tf.reduce_mean(reference)
     np.testing.assert_allclose(ours.numpy(), reference.numpy(), rtol=1e-6)
     for a, b in zip(tape.gradient(ours, variables), tape.gradient(reference, variables)):
@@ -232,23 +246,28 @@ def test_score_function_settings_are_checked():
     with pytest.raises(ValueError, match="score-function"):
         objectives.ELBO(baseline="leave_one_out")
     with pytest.raises(ValueError, match="num_samples >= 2"):
-        small_vae(objective=objectives.ELBO(gradient_estimator="score_function",
-                                            baseline="leave_one_out"))
+        small_vae(
+            objective=objectives.ELBO(gradient_estimator="score_function", baseline="leave_one_out")
+        )
 
 
 # Training, saving and reloading with every objective.
 
-@pytest.mark.parametrize("objective", [
-    objectives.ELBO(KLWeight(beta=0.5, warmup="cyclical", warmup_steps=4)),
-    objectives.IWAE(KLWeight(beta=2.0)),
-    objectives.FreeBits(0.5),
-    objectives.BetaTCVAE(dataset_size=40, tc_weight=3.0, estimator="weighted"),
-    objectives.ELBO(gradient_estimator="score_function", baseline="leave_one_out"),
-], ids=lambda o: o.name)
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        objectives.ELBO(KLWeight(beta=0.5, warmup="cyclical", warmup_steps=4)),
+        objectives.IWAE(KLWeight(beta=2.0)),
+        objectives.FreeBits(0.5),
+        objectives.BetaTCVAE(dataset_size=40, tc_weight=3.0, estimator="weighted"),
+        objectives.ELBO(gradient_estimator="score_function", baseline="leave_one_out"),
+    ],
+    ids=lambda o: o.name,
+)
 def test_every_objective_trains_saves_and_reloads(objective, tmp_path):
     x = binary_data(40)
-    model = small_vae(objective=objective, num_samples=1 if objective.name == "beta_tcvae"
-                      else 2)
+    model = small_vae(objective=objective, num_samples=1 if objective.name == "beta_tcvae" else 2)
     model.compile(keras.optimizers.Adam(1e-2))
     before = loss_and_terms(model, x, step=0)[0].mean()  # The same KL weight before and after.
     history = model.fit(x, batch_size=10, epochs=3, verbose=0).history
@@ -258,11 +277,13 @@ def test_every_objective_trains_saves_and_reloads(objective, tmp_path):
     reloaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
     assert type(reloaded.objective) is type(objective)
     assert reloaded.objective.get_config() == objective.get_config()
-    np.testing.assert_array_equal(loss_and_terms(reloaded, x[:8], step=3)[0],
-                                  loss_and_terms(model, x[:8], step=3)[0])
+    np.testing.assert_array_equal(
+        loss_and_terms(reloaded, x[:8], step=3)[0], loss_and_terms(model, x[:8], step=3)[0]
+    )
 
 
 # Learning-rate schedules.
+
 
 def test_burda_schedule_at_the_papers_length_is_the_papers_stages():
     # Burda et al. (2016), section 5: stage i (i = 0..7) lasts 3^i epochs at
@@ -274,12 +295,12 @@ def test_burda_schedule_at_the_papers_length_is_the_papers_stages():
         ends = starts[i + 1] if i + 1 < len(starts) else 3280
         for step in (start, ends - 1):
             assert float(rate(step)) == pytest.approx(1e-3 * 10 ** (-i / 7), rel=1e-6), step
-    assert float(rate(10 ** 6)) == pytest.approx(1e-4, rel=1e-6)
+    assert float(rate(10**6)) == pytest.approx(1e-4, rel=1e-6)
 
 
 def test_burda_schedule_scales_its_stages_to_the_run():
     rate = schedules.learning_rate("burda", 2e-3, 2e-4, total_steps=328_000)
-    assert float(rate(99)) == pytest.approx(2e-3)   # stage 0: 1/3280 of the run
+    assert float(rate(99)) == pytest.approx(2e-3)  # stage 0: 1/3280 of the run
     assert float(rate(100)) == pytest.approx(2e-3 * 10 ** (-1 / 7))
     assert float(rate(109_299)) == pytest.approx(2e-3 * 10 ** (-6 / 7))
     assert float(rate(109_300)) == pytest.approx(2e-4)  # the last 2187/3280
@@ -289,8 +310,9 @@ def test_cosine_schedule_halves_its_range_midway_and_ends_at_the_final_rate():
     rate = schedules.learning_rate("cosine", 1e-3, 1e-4, total_steps=1000)
     assert float(rate(0)) == pytest.approx(1e-3)
     assert float(rate(500)) == pytest.approx(5.5e-4, rel=1e-5)  # (1 + cos(pi/2)) / 2 = 1/2
-    assert float(rate(250)) == pytest.approx(1e-4 + 9e-4 * (1 + math.cos(math.pi / 4)) / 2,
-                                             rel=1e-5)
+    assert float(rate(250)) == pytest.approx(
+        1e-4 + 9e-4 * (1 + math.cos(math.pi / 4)) / 2, rel=1e-5
+    )
     assert float(rate(1000)) == pytest.approx(1e-4) and float(rate(5000)) == pytest.approx(1e-4)
     assert schedules.learning_rate("constant", 3e-4, 1e-5, total_steps=10) == 3e-4
 
@@ -300,8 +322,9 @@ def test_learning_rate_settings_are_checked():
         tfvae.config.TrainConfig(final_learning_rate=1e-4)
     with pytest.raises(ValueError, match="lr_schedule"):
         tfvae.config.TrainConfig(lr_schedule="step")
-    assert tfvae.config.TrainConfig(learning_rate=1e-3, lr_schedule="burda").last_learning_rate \
-        == pytest.approx(1e-4)
+    assert tfvae.config.TrainConfig(
+        learning_rate=1e-3, lr_schedule="burda"
+    ).last_learning_rate == pytest.approx(1e-4)
 
 
 def test_burda_schedule_of_a_short_run_still_falls_stage_by_stage_to_the_final_rate():

@@ -15,18 +15,48 @@ Public API:
 
 # The part modules are imported for their registration too: every .keras file
 # tfvae writes loads after `import tfvae`.
-from tfvae import flows, hierarchical, likelihoods, posteriors, priors
-from tfvae import objectives
-from tfvae.builders import (bernoulli_mlp_decoder, build_vae, gaussian_mlp_decoder,
-                            gaussian_mlp_encoder, mlp_network, two_layer_vae)
-from tfvae.config import (DataConfig, LikelihoodConfig, ModelConfig, PosteriorConfig,
-                          PriorConfig, RunConfig, TrainConfig)
+from tfvae import flows, hierarchical, likelihoods, objectives, posteriors, priors
+from tfvae.builders import (
+    bernoulli_mlp_decoder,
+    build_vae,
+    gaussian_mlp_decoder,
+    gaussian_mlp_encoder,
+    mlp_network,
+    two_layer_vae,
+)
+from tfvae.config import (
+    DataConfig,
+    LikelihoodConfig,
+    ModelConfig,
+    PosteriorConfig,
+    PriorConfig,
+    RunConfig,
+    TrainConfig,
+)
 from tfvae.evaluation import log_likelihood
 from tfvae.model import VAE
 
-__all__ = ["VAE", "build_vae", "mlp_network", "gaussian_mlp_encoder", "bernoulli_mlp_decoder",
-           "gaussian_mlp_decoder", "two_layer_vae", "likelihoods", "posteriors", "flows",
-           "priors", "hierarchical", "objectives",
-           "ModelConfig", "LikelihoodConfig", "PosteriorConfig", "PriorConfig", "DataConfig",
-           "TrainConfig", "RunConfig", "log_likelihood"]
+__all__ = [
+    "VAE",
+    "build_vae",
+    "mlp_network",
+    "gaussian_mlp_encoder",
+    "bernoulli_mlp_decoder",
+    "gaussian_mlp_decoder",
+    "two_layer_vae",
+    "likelihoods",
+    "posteriors",
+    "flows",
+    "priors",
+    "hierarchical",
+    "objectives",
+    "ModelConfig",
+    "LikelihoodConfig",
+    "PosteriorConfig",
+    "PriorConfig",
+    "DataConfig",
+    "TrainConfig",
+    "RunConfig",
+    "log_likelihood",
+]
 __version__ = "0.4.0"

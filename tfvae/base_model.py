@@ -45,8 +45,11 @@ class ExampleMean(keras.metrics.Mean):
     """
 
     def result(self):
-        return tf.where(self.count > 0, self.total / tf.maximum(self.count, 1.0),
-                        tf.constant(float("nan"), self.dtype))
+        return tf.where(
+            self.count > 0,
+            self.total / tf.maximum(self.count, 1.0),
+            tf.constant(float("nan"), self.dtype),
+        )
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -60,8 +63,9 @@ class StepCount(keras.metrics.Metric):
 
     def __init__(self, name="step_count", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total",
-                                       aggregation="only_first_replica")
+        self.total = self.add_variable(
+            shape=(), initializer="zeros", name="total", aggregation="only_first_replica"
+        )
 
     def update_state(self, value):
         self.total.assign_add(tf.cast(value, self.dtype))
@@ -82,10 +86,12 @@ class RunLength(keras.metrics.Metric):
     def __init__(self, name="run_length", **kwargs):
         super().__init__(name=name, **kwargs)
         # Every replica sees the same flags: the first one's run is the run.
-        self.current = self.add_variable(shape=(), initializer="zeros", name="current",
-                                         aggregation="only_first_replica")
-        self.longest = self.add_variable(shape=(), initializer="zeros", name="longest",
-                                         aggregation="only_first_replica")
+        self.current = self.add_variable(
+            shape=(), initializer="zeros", name="current", aggregation="only_first_replica"
+        )
+        self.longest = self.add_variable(
+            shape=(), initializer="zeros", name="longest", aggregation="only_first_replica"
+        )
 
     def update_state(self, flag):
         current = tf.where(flag, self.current + 1.0, 0.0)
@@ -110,13 +116,21 @@ class OwnLossModel(keras.Model):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.trackers: dict[str, ExampleMean] = {}  # Filled by the subclass.
-        self.step_trackers = {"skipped_steps": StepCount(name="skipped_steps"),
-                              "skipped_in_a_row": RunLength(name="skipped_in_a_row")}
+        self.step_trackers = {
+            "skipped_steps": StepCount(name="skipped_steps"),
+            "skipped_in_a_row": RunLength(name="skipped_in_a_row"),
+        }
         # Not a logged metric: a counter that `reset_metrics` zeroes before each pass.
         self.evaluation_counter = keras.metrics.Sum(name="evaluation_batches")
 
-    def compile(self, optimizer=None, *, jit_compile: bool | None = None,
-                steps_per_execution: int | None = None, **kwargs):
+    def compile(
+        self,
+        optimizer=None,
+        *,
+        jit_compile: bool | None = None,
+        steps_per_execution: int | None = None,
+        **kwargs,
+    ):
         """Like `keras.Model.compile`, with XLA and 64 steps per call by default, no `loss`.
 
         Args:
@@ -143,21 +157,28 @@ class OwnLossModel(keras.Model):
         if optimizer is None:
             optimizer = keras.optimizers.Adagrad(learning_rate=0.01)
         if "loss" in kwargs:
-            raise ValueError(f"{type(self).__name__} computes its own loss; drop `loss=`. "
-                             "Choose a VAE's bound with VAE(objective=..., num_samples=...).")
+            raise ValueError(
+                f"{type(self).__name__} computes its own loss; drop `loss=`. "
+                "Choose a VAE's bound with VAE(objective=..., num_samples=...)."
+            )
         distributed = self._distribute_strategy is not None
         if distributed and (jit_compile or (steps_per_execution or 1) > 1):
             raise ValueError(
                 f"Under a tf.distribute strategy the step runs without XLA, one step per "
                 f"call: pass jit_compile=False and steps_per_execution=1, or leave them "
                 f"unset (got jit_compile={jit_compile}, "
-                f"steps_per_execution={steps_per_execution}).")
+                f"steps_per_execution={steps_per_execution})."
+            )
         if jit_compile is None:
             jit_compile = not distributed
         if steps_per_execution is None:
             steps_per_execution = 1 if distributed else DEFAULT_STEPS_PER_EXECUTION
-        super().compile(optimizer=optimizer, jit_compile=jit_compile,
-                        steps_per_execution=steps_per_execution, **kwargs)
+        super().compile(
+            optimizer=optimizer,
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+            **kwargs,
+        )
 
     def make_train_function(self, force=False):
         """Keras' train function; with XLA and `steps_per_execution` > 1, one that runs
@@ -181,12 +202,17 @@ class OwnLossModel(keras.Model):
             # Keras 3 averages a multi-worker step's logs over replicas and axis 0,
             # which scalars lack (tensorflow/tensorflow#72388): give them that axis.
             return self._make_function(
-                lambda data: {name: tf.reshape(value, [1]) for name, value in step(data).items()})
+                lambda data: {name: tf.reshape(value, [1]) for name, value in step(data).items()}
+            )
         return self._make_function(step)
 
     def _steps_loop_in_xla(self) -> bool:
-        return (bool(self.jit_compile) and not self.run_eagerly
-                and self.steps_per_execution > 1 and self._distribute_strategy is None)
+        return (
+            bool(self.jit_compile)
+            and not self.run_eagerly
+            and self.steps_per_execution > 1
+            and self._distribute_strategy is None
+        )
 
     def get_compile_config(self):
         config = super().get_compile_config()
@@ -233,8 +259,11 @@ class OwnLossModel(keras.Model):
         checked = [objective]
         if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             checked += gradients  # Else it skips overflowing steps as it lowers the scale.
-        finite = distribute.all_replicas(tf.reduce_all(tf.stack(
-            [tf.reduce_all(tf.math.is_finite(t)) for t in checked if t is not None])))
+        finite = distribute.all_replicas(
+            tf.reduce_all(
+                tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in checked if t is not None])
+            )
+        )
         distribute.apply_if(finite, self._apply, gradients, variables)
         skipped = tf.logical_not(finite)
         self.step_trackers["skipped_steps"].update_state(tf.cast(skipped, tf.float32))
@@ -262,8 +291,16 @@ class OwnLossModel(keras.Model):
         super().reset_metrics()
         self.evaluation_counter.reset_state()
 
-    def fit(self, x=None, y=None, *args, validation_data=None, callbacks=None,
-            max_skipped_in_a_row: int = DEFAULT_MAX_SKIPPED_IN_A_ROW, **kwargs):
+    def fit(
+        self,
+        x=None,
+        y=None,
+        *args,
+        validation_data=None,
+        callbacks=None,
+        max_skipped_in_a_row: int = DEFAULT_MAX_SKIPPED_IN_A_ROW,
+        **kwargs,
+    ):
         """`keras.Model.fit`, refusing non-finite arrays and stopping on non-finite steps.
 
         Args:
@@ -285,11 +322,16 @@ class OwnLossModel(keras.Model):
             # warn that its default shuffle=True is ignored.
             kwargs.setdefault("shuffle", False)
         guard = StopOnSkippedSteps(max_skipped_in_a_row)
-        history = super().fit(x, y, *args, validation_data=validation_data,
-                              callbacks=[*(callbacks or []), guard], **kwargs)
+        history = super().fit(
+            x,
+            y,
+            *args,
+            validation_data=validation_data,
+            callbacks=[*(callbacks or []), guard],
+            **kwargs,
+        )
         guard.raise_if_stopped()
         return history
-
 
     def check_arrays(self, data, name: str) -> None:
         """Raises ValueError for arrays this model cannot train on: here, NaN or inf
@@ -338,7 +380,8 @@ def check_finite_arrays(data, name: str) -> None:
             raise ValueError(
                 f"{name} holds {int(bad.sum())} NaN or infinite values; the first is "
                 f"{values[first]} at index {first} (example {first[0]}). Remove or "
-                "repair those examples before training.")
+                "repair those examples before training."
+            )
 
 
 class StopOnSkippedSteps(keras.callbacks.Callback):
@@ -366,4 +409,5 @@ class StopOnSkippedSteps(keras.callbacks.Callback):
                 f"{self.limit} training steps in a row had a non-finite loss or gradient "
                 f"(epoch {self.stopped_at_epoch + 1}); none of them was applied, so the "
                 "model keeps the weights of the last finite step. Try a smaller learning "
-                "rate, or check the data.")
+                "rate, or check the data."
+            )

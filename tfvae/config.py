@@ -21,8 +21,16 @@ from typing import Any, Optional
 from tfvae.presets import dataset_defaults
 
 LIKELIHOODS = ("bernoulli", "gaussian", "continuous_bernoulli", "discretized_logistic")
-POSTERIORS = ("diagonal_gaussian", "full_covariance_gaussian", "laplace", "logistic",
-              "student_t", "iaf", "affine_coupling", "point_mass")
+POSTERIORS = (
+    "diagonal_gaussian",
+    "full_covariance_gaussian",
+    "laplace",
+    "logistic",
+    "student_t",
+    "iaf",
+    "affine_coupling",
+    "point_mass",
+)
 PRIORS = ("standard_normal", "mixture_of_gaussians", "vamp")
 GAUSSIAN_SCALES = ("network", "per_pixel", "global", "fixed")
 MEAN_ACTIVATIONS = ("sigmoid", "none")
@@ -72,11 +80,18 @@ class LikelihoodConfig:
         _check_choice("gaussian_scale", self.gaussian_scale, GAUSSIAN_SCALES)
         _check_choice("mean_activation", self.mean_activation, MEAN_ACTIVATIONS)
         _check_positive("fixed_scale", self.fixed_scale)
-        _check_options(self, {"gaussian_scale": ("gaussian",), "mean_activation": ("gaussian",),
-                              "fixed_scale": ("gaussian",)})
+        _check_options(
+            self,
+            {
+                "gaussian_scale": ("gaussian",),
+                "mean_activation": ("gaussian",),
+                "fixed_scale": ("gaussian",),
+            },
+        )
         if self.fixed_scale != 1.0 and self.gaussian_scale != "fixed":
-            raise ValueError("fixed_scale applies only with gaussian_scale='fixed' "
-                             "(--gaussian-scale fixed).")
+            raise ValueError(
+                "fixed_scale applies only with gaussian_scale='fixed' (--gaussian-scale fixed)."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,8 +121,10 @@ class PosteriorConfig:
         _check_positive("degrees_of_freedom", self.degrees_of_freedom)
         for units in self.flow_hidden_units:
             _check_positive("flow_hidden_units", units)
-        _check_options(self, {"num_flows": FLOWS, "flow_hidden_units": FLOWS,
-                              "degrees_of_freedom": ("student_t",)})
+        _check_options(
+            self,
+            {"num_flows": FLOWS, "flow_hidden_units": FLOWS, "degrees_of_freedom": ("student_t",)},
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,8 +147,9 @@ class PriorConfig:
         _check_choice("prior", self.name, PRIORS)
         _check_positive("num_components", self.num_components)
         _check_positive("num_pseudo_inputs", self.num_pseudo_inputs)
-        _check_options(self, {"num_components": ("mixture_of_gaussians",),
-                              "num_pseudo_inputs": ("vamp",)})
+        _check_options(
+            self, {"num_components": ("mixture_of_gaussians",), "num_pseudo_inputs": ("vamp",)}
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,30 +217,43 @@ class ObjectiveConfig:
             raise ValueError(f"warmup_ratio must be in (0, 1], got {self.warmup_ratio!r}.")
         if self.dataset_size is not None and self.dataset_size < 2:
             raise ValueError(f"dataset_size must be at least 2, got {self.dataset_size!r}.")
-        _check_options(self, {
-            "free_bits": ("free_bits",), "mi_weight": ("beta_tcvae",),
-            "tc_weight": ("beta_tcvae",), "dimension_kl_weight": ("beta_tcvae",),
-            "tc_estimator": ("beta_tcvae",), "dataset_size": ("beta_tcvae",),
-            "gradient_estimator": ("elbo",)})
+        _check_options(
+            self,
+            {
+                "free_bits": ("free_bits",),
+                "mi_weight": ("beta_tcvae",),
+                "tc_weight": ("beta_tcvae",),
+                "dimension_kl_weight": ("beta_tcvae",),
+                "tc_estimator": ("beta_tcvae",),
+                "dataset_size": ("beta_tcvae",),
+                "gradient_estimator": ("elbo",),
+            },
+        )
         if self.warmup == "none":
             for name in ("warmup_length", "warmup_unit", "warmup_ratio"):
                 if getattr(self, name) != _default(ObjectiveConfig, name):
-                    raise ValueError(f"{name} sets a warm-up: add --warmup linear or "
-                                     "--warmup cyclical, or drop it.")
+                    raise ValueError(
+                        f"{name} sets a warm-up: add --warmup linear or "
+                        "--warmup cyclical, or drop it."
+                    )
         if self.warmup == "linear" and self.warmup_ratio != 0.5:
             raise ValueError("warmup_ratio applies to --warmup cyclical only.")
         if self.baseline != "none" and self.gradient_estimator != "score_function":
-            raise ValueError("baseline is a control variate of the score-function estimator: "
-                             "add --gradient-estimator score_function, or drop --baseline.")
+            raise ValueError(
+                "baseline is a control variate of the score-function estimator: "
+                "add --gradient-estimator score_function, or drop --baseline."
+            )
 
     def warmup_steps(self, steps_per_epoch: int | None) -> int:
         """warmup_length in steps; epochs need `steps_per_epoch`."""
         if self.warmup == "none" or self.warmup_unit == "steps":
             return self.warmup_length if self.warmup != "none" else 0
         if not steps_per_epoch:
-            raise ValueError("A warm-up in epochs needs the number of steps per epoch "
-                             "(build_vae(..., steps_per_epoch=...)), or use "
-                             "warmup_unit='steps'.")
+            raise ValueError(
+                "A warm-up in epochs needs the number of steps per epoch "
+                "(build_vae(..., steps_per_epoch=...)), or use "
+                "warmup_unit='steps'."
+            )
         return self.warmup_length * steps_per_epoch
 
 
@@ -254,8 +285,13 @@ class NetworkConfig:
         _check_options(self, {"conv_filters": ("conv",), "kernel_size": ("conv",)})
 
 
-SECTIONS = {"network": NetworkConfig, "likelihood": LikelihoodConfig, "posterior": PosteriorConfig,
-            "prior": PriorConfig, "objective": ObjectiveConfig}
+SECTIONS = {
+    "network": NetworkConfig,
+    "likelihood": LikelihoodConfig,
+    "posterior": PosteriorConfig,
+    "prior": PriorConfig,
+    "objective": ObjectiveConfig,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,45 +347,59 @@ class ModelConfig:
     def _check_two_layers(self) -> None:
         if self.top_latent_dim is None:
             if self.top_hidden_units != (50, 50):
-                raise ValueError("top_hidden_units are the networks between z1 and z2: add "
-                                 "--top-latent-dim, or drop them.")
+                raise ValueError(
+                    "top_hidden_units are the networks between z1 and z2: add "
+                    "--top-latent-dim, or drop them."
+                )
             return
         _check_positive("top_latent_dim", self.top_latent_dim)
         for units in self.top_hidden_units:
             _check_positive("top_hidden_units", units)
         if (self.posterior.name, self.prior.name) != ("diagonal_gaussian", "standard_normal"):
-            raise ValueError("With --top-latent-dim the posterior is q(z1|x) q(z2|z1) and the "
-                             "prior p(z2) p(z1|z2), both Gaussian: drop --posterior and --prior.")
-        if self.kl_estimator == "analytic" or self.objective.name in ("free_bits",
-                                                                       "beta_tcvae"):
-            raise ValueError("Two stochastic layers have no closed-form KL and do not "
-                             "factorize over dimensions: use --kl-estimator auto with the "
-                             "elbo or iwae objective.")
+            raise ValueError(
+                "With --top-latent-dim the posterior is q(z1|x) q(z2|z1) and the "
+                "prior p(z2) p(z1|z2), both Gaussian: drop --posterior and --prior."
+            )
+        if self.kl_estimator == "analytic" or self.objective.name in ("free_bits", "beta_tcvae"):
+            raise ValueError(
+                "Two stochastic layers have no closed-form KL and do not "
+                "factorize over dimensions: use --kl-estimator auto with the "
+                "elbo or iwae objective."
+            )
 
     def _check_objective(self) -> None:
         objective = self.objective
         needs_factors = objective.name in ("free_bits", "beta_tcvae")
-        if needs_factors and (self.posterior.name not in FACTORIZED_POSTERIORS
-                              or self.prior.name != "standard_normal"):
+        if needs_factors and (
+            self.posterior.name not in FACTORIZED_POSTERIORS or self.prior.name != "standard_normal"
+        ):
             raise ValueError(
                 f"objective={objective.name!r} needs the KL per latent dimension, so a "
                 f"posterior and a prior that factorize over dimensions "
                 f"({', '.join(FACTORIZED_POSTERIORS)}; standard_normal), not "
-                f"{self.posterior.name} with {self.prior.name}.")
-        if objective.name == "beta_tcvae" and (self.num_samples != 1
-                                               or self.kl_estimator == "analytic"):
-            raise ValueError("beta_tcvae estimates its three terms from one z per datapoint: "
-                             "use --num-samples 1 and --kl-estimator auto.")
+                f"{self.posterior.name} with {self.prior.name}."
+            )
+        if objective.name == "beta_tcvae" and (
+            self.num_samples != 1 or self.kl_estimator == "analytic"
+        ):
+            raise ValueError(
+                "beta_tcvae estimates its three terms from one z per datapoint: "
+                "use --num-samples 1 and --kl-estimator auto."
+            )
         if objective.baseline == "leave_one_out" and self.num_samples < 2:
-            raise ValueError("baseline='leave_one_out' averages the other draws: it needs "
-                             "--num-samples 2 or more.")
+            raise ValueError(
+                "baseline='leave_one_out' averages the other draws: it needs "
+                "--num-samples 2 or more."
+            )
 
     def __post_init__(self):
         for name, section in SECTIONS.items():
             value = getattr(self, name)
             if value == "reconstruction":
-                raise ValueError("objective='reconstruction' is now posterior='point_mass' "
-                                 "(--posterior point_mass): the plain autoencoder.")
+                raise ValueError(
+                    "objective='reconstruction' is now posterior='point_mass' "
+                    "(--posterior point_mass): the plain autoencoder."
+                )
             if isinstance(value, str):  # ModelConfig(likelihood="gaussian").
                 object.__setattr__(self, name, section(name=value))
         _check_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
@@ -357,41 +407,52 @@ class ModelConfig:
         _check_positive("num_samples", self.num_samples)
         _check_positive("init_stddev", self.init_stddev)
         if self.weight_decay is not None and not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be 0 or more (or None for 1/(2N)), "
-                             f"got {self.weight_decay!r}.")
+            raise ValueError(
+                f"weight_decay must be 0 or more (or None for 1/(2N)), got {self.weight_decay!r}."
+            )
         for units in self.hidden_units:
             _check_positive("hidden_units", units)
         _check_activation(self.activation)
         if self.posterior.name == "point_mass" and (
-                self.objective != ObjectiveConfig() or self.num_samples != 1):
+            self.objective != ObjectiveConfig() or self.num_samples != 1
+        ):
             raise ValueError(
                 "posterior='point_mass' (the plain autoencoder) trains on log p(x | z = f(x)) "
                 "alone, one z per datapoint, with no KL term: it takes no --objective, "
-                "--beta or --warmup, and no --num-samples above 1.")
+                "--beta or --warmup, and no --num-samples above 1."
+            )
         self._check_objective()
         if self.kl_estimator == "analytic" and (self.posterior.name, self.prior.name) != (
-                "diagonal_gaussian", "standard_normal"):
+            "diagonal_gaussian",
+            "standard_normal",
+        ):
             raise ValueError(
                 "kl_estimator='analytic' needs the KL in closed form, which TFP has here only "
                 "for the diagonal_gaussian posterior and the standard_normal prior, not for "
                 f"{self.posterior.name} with {self.prior.name}: use --kl-estimator auto "
-                "(analytic where it exists, the Monte Carlo estimate elsewhere).")
+                "(analytic where it exists, the Monte Carlo estimate elsewhere)."
+            )
         if self.posterior.name == "point_mass" and self.prior.name != "standard_normal":
             raise ValueError(
                 "posterior='point_mass' (the plain autoencoder) has no KL term, so nothing "
-                f"would train prior={self.prior.name!r}: drop --prior.")
+                f"would train prior={self.prior.name!r}: drop --prior."
+            )
         self._check_two_layers()
         if self.num_classes is not None and not self.conditional:
             raise ValueError("num_classes is for a conditional VAE: add --conditional.")
         if self.num_classes is not None and self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes!r}.")
         if self.conditional and self.prior.name == "vamp":
-            raise ValueError("The VampPrior is a mixture of posteriors q(z|u_k) at learned "
-                             "pseudo-inputs, which a conditional encoder q(z|x, y) cannot "
-                             "evaluate without labels: use another --prior.")
+            raise ValueError(
+                "The VampPrior is a mixture of posteriors q(z|u_k) at learned "
+                "pseudo-inputs, which a conditional encoder q(z|x, y) cannot "
+                "evaluate without labels: use another --prior."
+            )
         if self.posterior.name == "affine_coupling" and self.latent_dim < 2:
-            raise ValueError("posterior='affine_coupling' splits z in two: it needs "
-                             "latent_dim >= 2; use --posterior iaf for latent_dim 1.")
+            raise ValueError(
+                "posterior='affine_coupling' splits z in two: it needs "
+                "latent_dim >= 2; use --posterior iaf for latent_dim 1."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -479,8 +540,10 @@ class TrainConfig:
         if self.final_learning_rate is not None:
             _check_positive("final_learning_rate", self.final_learning_rate)
             if self.lr_schedule == "constant":
-                raise ValueError("final_learning_rate sets a decaying schedule: add "
-                                 "--lr-schedule burda or --lr-schedule cosine, or drop it.")
+                raise ValueError(
+                    "final_learning_rate sets a decaying schedule: add "
+                    "--lr-schedule burda or --lr-schedule cosine, or drop it."
+                )
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("precision", self.precision, PRECISIONS)
         if self.cpu_devices is not None:
@@ -520,8 +583,12 @@ class RunConfig:
                 f"{', binarization=dynamic' if self.data.binarization == 'dynamic' else ''}) "
                 "has an unbounded density: it concentrates on 0 and 1 and the ELBO "
                 "climbs without limit. Use --likelihood bernoulli"
-                + (", or --binarization none for grey values."
-                   if self.data.binarization == "dynamic" else "."))
+                + (
+                    ", or --binarization none for grey values."
+                    if self.data.binarization == "dynamic"
+                    else "."
+                )
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -530,15 +597,15 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         return _from_dict(cls, values)
 
     @classmethod
-    def from_json(cls, text: str) -> "RunConfig":
+    def from_json(cls, text: str) -> RunConfig:
         return cls.from_dict(json.loads(text))
 
     @classmethod
-    def for_dataset(cls, dataset: str, **overrides) -> "RunConfig":
+    def for_dataset(cls, dataset: str, **overrides) -> RunConfig:
         """The paper's run for `dataset`, with any field overridden by its flag name.
 
         Flag names are the field names; a part's name goes by its section
@@ -551,8 +618,7 @@ class RunConfig:
         paths = flag_paths()
         unknown = set(merged) - set(paths)
         if unknown:
-            raise ValueError(f"Unknown config fields: {sorted(unknown)}; known: "
-                             f"{sorted(paths)}")
+            raise ValueError(f"Unknown config fields: {sorted(unknown)}; known: {sorted(paths)}")
         values: dict[str, Any] = {}
         for name, value in merged.items():
             *parents, leaf = paths[name]
@@ -627,7 +693,8 @@ def _check_options(section, owners: dict[str, tuple[str, ...]]) -> None:
                 raise ValueError(
                     f"{field.name} applies only to {' or '.join(owners[field.name])}, not to "
                     f"{section.name!r}: drop --{field.name.replace('_', '-')} or choose one "
-                    "of those.")
+                    "of those."
+                )
 
 
 def _default(cls, name: str):
@@ -641,16 +708,18 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 def _check_activation(name: str) -> None:
     import keras  # Here, not at the top: `--help` should not wait for TensorFlow.
+
     try:
         keras.activations.get(name)
     except ValueError:
-        raise ValueError(f"activation={name!r} is not a Keras activation; use e.g. 'tanh' "
-                         "(the paper's), 'relu' or 'softplus'.") from None
+        raise ValueError(
+            f"activation={name!r} is not a Keras activation; use e.g. 'tanh' "
+            "(the paper's), 'relu' or 'softplus'."
+        ) from None
 
 
 def _check_name(name: str, value: str | None) -> None:
-    if value is not None and (not value or "/" in value or "\\" in value
-                              or value in (".", "..")):
+    if value is not None and (not value or "/" in value or "\\" in value or value in (".", "..")):
         raise ValueError(f"{name}={value!r} must be a plain folder name, not a path.")
 
 

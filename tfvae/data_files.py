@@ -38,30 +38,33 @@ _FREY_SHAPE = (28 * 20, 1965)  # `ff` in the .mat file: one 28x20 frame per colu
 _SOURCES = {
     "frey_rawface.mat": (
         "https://cs.nyu.edu/~roweis/data/frey_rawface.mat",
-        "265a83a23adb081755cd3de375509828e690324d1d60f076b8ecebc840d59c64"),
-    **{name: (_MNIST_URL + name, sha256) for name, sha256 in {
-        "train-images-idx3-ubyte.gz":
-            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-        "train-labels-idx1-ubyte.gz":
-            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-        "t10k-images-idx3-ubyte.gz":
-            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-        "t10k-labels-idx1-ubyte.gz":
-            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-    }.items()},
-    **{f"binarized_mnist/binarized_mnist_{split}.amat":
-       (f"{_BINARIZED_URL}binarized_mnist_{split}.amat", sha256)
-       for split, sha256 in {
-        "train": "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d",
-        "valid": "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2",
-        "test": "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c",
-    }.items()},
+        "265a83a23adb081755cd3de375509828e690324d1d60f076b8ecebc840d59c64",
+    ),
+    **{
+        name: (_MNIST_URL + name, sha256)
+        for name, sha256 in {
+            "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",  # noqa: E501
+            "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",  # noqa: E501
+            "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",  # noqa: E501
+            "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",  # noqa: E501
+        }.items()
+    },
+    **{
+        f"binarized_mnist/binarized_mnist_{split}.amat": (
+            f"{_BINARIZED_URL}binarized_mnist_{split}.amat",
+            sha256,
+        )
+        for split, sha256 in {
+            "train": "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d",
+            "valid": "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2",
+            "test": "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c",
+        }.items()
+    },
 }
 
 
 class DataNotFoundError(FileNotFoundError):
     """A data file is neither on disk nor downloadable."""
-
 
 
 def cache_dir() -> Path:
@@ -108,8 +111,7 @@ def download_file(relative_path: str, url: str, sha256: str) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     # In the target's folder, so that os.replace is an atomic rename.
-    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part",
-                                           dir=path.parent)
+    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as file:
             found = _fetch(url, file)
@@ -118,7 +120,8 @@ def download_file(relative_path: str, url: str, sha256: str) -> Path:
                 f"Downloaded {relative_path} has sha256 {found}, expected {sha256} "
                 f"(from {url}): the server sent another or a damaged file, and it "
                 f"was not kept. Try again later, or download it by hand, check its "
-                f"sha256 and pass --data-dir <folder>.")
+                f"sha256 and pass --data-dir <folder>."
+            )
         os.replace(partial, path)
     finally:
         Path(partial).unlink(missing_ok=True)  # Gone already after os.replace.
@@ -139,8 +142,10 @@ def _fetch(url: str, file: BinaryIO) -> str:
 
 def _require_https(url: str) -> None:
     if urllib.parse.urlsplit(url).scheme != "https":
-        raise ValueError(f"Refusing to download {url}: only https:// URLs are fetched "
-                         "(plain http can be altered on the way).")
+        raise ValueError(
+            f"Refusing to download {url}: only https:// URLs are fetched "
+            "(plain http can be altered on the way)."
+        )
 
 
 def find_file(relative_path: str, data_dir: str | None = None) -> Path:
@@ -162,8 +167,7 @@ def find_file(relative_path: str, data_dir: str | None = None) -> Path:
     try:
         return download_file(relative_path, url, sha256)
     except (OSError, http.client.HTTPException) as error:  # Offline, refused, cut off.
-        raise DataNotFoundError(
-            _not_found_message(relative_path, folder, error)) from error
+        raise DataNotFoundError(_not_found_message(relative_path, folder, error)) from error
 
 
 def _check_sha256(path: Path, sha256: str, url: str) -> None:
@@ -173,21 +177,28 @@ def _check_sha256(path: Path, sha256: str, url: str) -> None:
             f"{path} has sha256 {found} ({path.stat().st_size:,} bytes), but the "
             f"canonical file ({url}) has sha256 {sha256}: this copy is truncated, "
             f"damaged or another file. Replace it with a fresh download of {url}, "
-            f"or move it away so that tfvae downloads it.")
+            f"or move it away so that tfvae downloads it."
+        )
 
 
 def _not_found_message(relative_path: str, folder: str | None, error: Exception) -> str:
     url, sha256 = _SOURCES[relative_path]
     searched = f"in neither {folder} nor {cache_dir()}" if folder else f"not in {cache_dir()}"
     if folder:
-        where = (f"put it at {Path(folder) / relative_path} (the folder given by "
-                 f"--data-dir or {DATA_DIR_ENV})")
+        where = (
+            f"put it at {Path(folder) / relative_path} (the folder given by "
+            f"--data-dir or {DATA_DIR_ENV})"
+        )
     else:
-        where = (f"put it at <folder>/{relative_path} and pass --data-dir <folder> "
-                 f"or set {DATA_DIR_ENV}=<folder>")
-    return (f"Data file {relative_path!r} is {searched}, and downloading it from "
-            f"{url} failed ({type(error).__name__}: {error}). On a machine with "
-            f"network, download {url} (sha256 {sha256}) and {where}.")
+        where = (
+            f"put it at <folder>/{relative_path} and pass --data-dir <folder> "
+            f"or set {DATA_DIR_ENV}=<folder>"
+        )
+    return (
+        f"Data file {relative_path!r} is {searched}, and downloading it from "
+        f"{url} failed ({type(error).__name__}: {error}). On a machine with "
+        f"network, download {url} (sha256 {sha256}) and {where}."
+    )
 
 
 def read_idx(path: str | Path, magic: int, dims: tuple[int, ...]) -> np.ndarray:
@@ -210,21 +221,22 @@ def read_idx(path: str | Path, magic: int, dims: tuple[int, ...]) -> np.ndarray:
     # A cut gzip stream ends in EOFError, damaged bytes in BadGzipFile (an
     # OSError) or zlib.error.
     except (OSError, EOFError, zlib.error) as error:
-        raise ValueError(f"{path} is not a readable gzip file ({type(error).__name__}: "
-                         f"{error}): it is truncated or damaged. Download it again."
-                         ) from error
+        raise ValueError(
+            f"{path} is not a readable gzip file ({type(error).__name__}: "
+            f"{error}): it is truncated or damaged. Download it again."
+        ) from error
     header_bytes = 4 * (2 + len(dims))  # Magic, N, then one int per item axis.
     # Zero-padding a truncated header makes it fail the checks below, not crash.
     header = np.frombuffer(data[:header_bytes].ljust(header_bytes, b"\0"), ">u4").tolist()
     found_magic, shape = header[0], tuple(header[1:])
-    if (found_magic != magic or shape[1:] != dims
-            or len(data) != header_bytes + int(np.prod(shape))):
+    if found_magic != magic or shape[1:] != dims or len(data) != header_bytes + int(np.prod(shape)):
         raise ValueError(
             f"{path} is not a valid IDX file: expected magic {magic}, shape "
             f"(N, {', '.join(map(str, dims))}) and {header_bytes} + N * "
             f"{int(np.prod(dims))} bytes; found magic {found_magic}, shape {shape} and "
             f"{len(data)} bytes. The file is truncated or not this MNIST file: "
-            f"download it again.")
+            f"download it again."
+        )
     return np.frombuffer(data, np.uint8, offset=header_bytes).reshape(shape)
 
 
@@ -246,23 +258,26 @@ def read_amat(path: str | Path) -> np.ndarray:
             f"{path}: {data.size:,} bytes is not a whole number of {line_bytes}-byte "
             f"lines of 784 values (a truncated file ends inside line "
             f"{data.size // line_bytes + 1}): the file is truncated or not a binarized "
-            f"MNIST .amat file. Download it again.")
+            f"MNIST .amat file. Download it again."
+        )
     lines = data.reshape(-1, line_bytes)
     pixels = lines[:, 0::2] - np.uint8(ord("0"))  # Other characters wrap above 1.
     bad_separators = np.any(lines[:, 1:-1:2] != ord(" "), axis=1) | (lines[:, -1] != ord("\n"))
-    _raise_at_first_bad_line(path, bad_separators, "is not 784 single-space-separated "
-                             "values ending in a newline")
-    _raise_at_first_bad_line(path, np.any(pixels > 1, axis=1),
-                             "holds values other than 0 and 1")
+    _raise_at_first_bad_line(
+        path, bad_separators, "is not 784 single-space-separated values ending in a newline"
+    )
+    _raise_at_first_bad_line(path, np.any(pixels > 1, axis=1), "holds values other than 0 and 1")
     return pixels.reshape(-1, 28, 28)
 
 
 def _raise_at_first_bad_line(path: str | Path, bad: np.ndarray, problem: str) -> None:
     """Raises if any of `bad` (bool [N], one per line) is set, naming the first line."""
     if bad.any():
-        raise ValueError(f"{path}: line {int(np.argmax(bad)) + 1} {problem} "
-                         f"({int(np.count_nonzero(bad)):,} of {len(bad):,} lines are "
-                         f"bad). The file is damaged: download it again.")
+        raise ValueError(
+            f"{path}: line {int(np.argmax(bad)) + 1} {problem} "
+            f"({int(np.count_nonzero(bad)):,} of {len(bad):,} lines are "
+            f"bad). The file is damaged: download it again."
+        )
 
 
 def read_frey_mat(path: str | Path) -> np.ndarray:
@@ -283,14 +298,20 @@ def read_frey_mat(path: str | Path) -> np.ndarray:
     # A cut or damaged file makes scipy raise almost anything: MatReadError,
     # OSError, TypeError, IndexError, ValueError, even UnboundLocalError.
     except Exception as error:
-        raise ValueError(f"{path} is not a readable MAT-file ({type(error).__name__}: "
-                         f"{error}): it is truncated or damaged. Download {url} again."
-                         ) from error
+        raise ValueError(
+            f"{path} is not a readable MAT-file ({type(error).__name__}: "
+            f"{error}): it is truncated or damaged. Download {url} again."
+        ) from error
     faces = variables.get("ff")
     if isinstance(faces, np.ndarray) and faces.shape == _FREY_SHAPE and faces.dtype == np.uint8:
         return np.ascontiguousarray(faces.T)
-    found = (f"ff of {faces.dtype} {faces.shape}" if isinstance(faces, np.ndarray)
-             else f"variables {sorted(k for k in variables if not k.startswith('__'))}")
-    raise ValueError(f"{path} should hold ff, uint8 of shape {_FREY_SHAPE}, but holds "
-                     f"{found}: it is truncated or not the Frey Face file. Download "
-                     f"{url} again.")
+    found = (
+        f"ff of {faces.dtype} {faces.shape}"
+        if isinstance(faces, np.ndarray)
+        else f"variables {sorted(k for k in variables if not k.startswith('__'))}"
+    )
+    raise ValueError(
+        f"{path} should hold ff, uint8 of shape {_FREY_SHAPE}, but holds "
+        f"{found}: it is truncated or not the Frey Face file. Download "
+        f"{url} again."
+    )

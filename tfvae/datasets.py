@@ -31,7 +31,6 @@ References:
         Estimator. AISTATS.
 """
 
-
 from __future__ import annotations
 
 import dataclasses
@@ -44,15 +43,38 @@ import tensorflow_datasets as tfds
 
 from tfvae.config import DataConfig
 from tfvae.data_checks import check_finite, check_support
-from tfvae.data_files import (DATA_DIR_ENV, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC,
-                              DataNotFoundError, find_file, read_amat, read_frey_mat,
-                              read_idx)
+from tfvae.data_files import (
+    DATA_DIR_ENV,
+    IDX_IMAGES_MAGIC,
+    IDX_LABELS_MAGIC,
+    DataNotFoundError,
+    find_file,
+    read_amat,
+    read_frey_mat,
+    read_idx,
+)
 from tfvae.pipelines import EpochBatches, make_pipeline
 
-__all__ = ["DATASETS", "DATA_DIR_ENV", "DataNotFoundError", "ArraySplits", "DataSplits",
-           "check_finite", "check_support", "find_file", "read_amat", "read_frey_mat",
-           "read_idx", "IDX_IMAGES_MAGIC", "IDX_LABELS_MAGIC", "load_arrays", "load",
-           "frey_face_split", "as_scored", "fixed_binarization"]
+__all__ = [
+    "DATASETS",
+    "DATA_DIR_ENV",
+    "DataNotFoundError",
+    "ArraySplits",
+    "DataSplits",
+    "check_finite",
+    "check_support",
+    "find_file",
+    "read_amat",
+    "read_frey_mat",
+    "read_idx",
+    "IDX_IMAGES_MAGIC",
+    "IDX_LABELS_MAGIC",
+    "load_arrays",
+    "load",
+    "frey_face_split",
+    "as_scored",
+    "fixed_binarization",
+]
 
 DATASETS = ("frey_face", "mnist", "binarized_mnist", "tfds:<name>")
 # Fixed, not the run's seed: every run is then scored on the same binary test set.
@@ -103,7 +125,6 @@ class DataSplits:
     num_classes: int | None = None
 
 
-
 def load_arrays(dataset: str, data_dir: str | None = None) -> ArraySplits:
     """Reads `dataset` (one of `DATASETS`) into float32 arrays in [0, 1].
 
@@ -113,11 +134,15 @@ def load_arrays(dataset: str, data_dir: str | None = None) -> ArraySplits:
     """
     if dataset.startswith("tfds:") and dataset != "tfds:":
         return _load_tfds(dataset.removeprefix("tfds:"), data_dir)
-    loaders = {"frey_face": _load_frey_face, "mnist": _load_mnist,
-               "binarized_mnist": _load_binarized_mnist}
+    loaders = {
+        "frey_face": _load_frey_face,
+        "mnist": _load_mnist,
+        "binarized_mnist": _load_binarized_mnist,
+    }
     if dataset not in loaders:
-        raise ValueError(f"Unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}."
-                         + _tfds_hint(dataset))
+        raise ValueError(
+            f"Unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}." + _tfds_hint(dataset)
+        )
     return loaders[dataset](data_dir)
 
 
@@ -151,20 +176,25 @@ def frey_face_split(num_frames: int) -> tuple[np.ndarray, np.ndarray]:
     is_test = position >= test_start
     # A gap before each test block, and after it (at the start of the next period).
     is_gap = ((position >= test_start - FREY_FACE_GAP) & ~is_test) | (
-        (position < FREY_FACE_GAP) & (frame >= FREY_FACE_PERIOD))
+        (position < FREY_FACE_GAP) & (frame >= FREY_FACE_PERIOD)
+    )
     return np.flatnonzero(~is_test & ~is_gap), np.flatnonzero(is_test)
 
 
 def _load_mnist(data_dir: str | None) -> ArraySplits:
     def read(prefix):
-        images = read_idx(find_file(f"{prefix}-images-idx3-ubyte.gz", data_dir),
-                          IDX_IMAGES_MAGIC, (28, 28))
-        labels = read_idx(find_file(f"{prefix}-labels-idx1-ubyte.gz", data_dir),
-                          IDX_LABELS_MAGIC, ())
+        images = read_idx(
+            find_file(f"{prefix}-images-idx3-ubyte.gz", data_dir), IDX_IMAGES_MAGIC, (28, 28)
+        )
+        labels = read_idx(
+            find_file(f"{prefix}-labels-idx1-ubyte.gz", data_dir), IDX_LABELS_MAGIC, ()
+        )
         if len(images) != len(labels):
-            raise ValueError(f"MNIST {prefix}: {len(images)} images but {len(labels)} "
-                             f"labels; expected one label per image. Download both "
-                             f"{prefix} files again.")
+            raise ValueError(
+                f"MNIST {prefix}: {len(images)} images but {len(labels)} "
+                f"labels; expected one label per image. Download both "
+                f"{prefix} files again."
+            )
         return images.astype(np.float32) / 255, labels.astype(np.int64)
 
     (x_train, y_train), (x_test, y_test) = read("train"), read("t10k")
@@ -175,9 +205,11 @@ def _load_binarized_mnist(data_dir: str | None) -> ArraySplits:
     def read(split):
         x = read_amat(find_file(f"binarized_mnist/binarized_mnist_{split}.amat", data_dir))
         if len(x) != _BINARIZED_SIZES[split]:
-            raise ValueError(f"binarized_mnist_{split}.amat: {len(x):,} images, "
-                             f"expected {_BINARIZED_SIZES[split]:,}: the file is "
-                             f"truncated. Download it again.")
+            raise ValueError(
+                f"binarized_mnist_{split}.amat: {len(x):,} images, "
+                f"expected {_BINARIZED_SIZES[split]:,}: the file is "
+                f"truncated. Download it again."
+            )
         return x.astype(np.float32)
 
     return ArraySplits(x_train=read("train"), x_valid=read("valid"), x_test=read("test"))
@@ -195,7 +227,8 @@ def _load_tfds(name: str, data_dir: str | None) -> ArraySplits:
             f"{folder or 'the tfds default folder'} and preparing it failed "
             f"({type(error).__name__}: {error}). On a machine with network run "
             f"`tfds build {name} --data_dir <folder>`, copy <folder> here and pass "
-            f"--data-dir <folder> or set {DATA_DIR_ENV}=<folder>.") from error
+            f"--data-dir <folder> or set {DATA_DIR_ENV}=<folder>."
+        ) from error
     x_train, y_train = _tfds_arrays(train, f"tfds:{name} train")
     x_test, y_test = _tfds_arrays(test, f"tfds:{name} test")
     return ArraySplits(x_train=x_train, x_test=x_test, y_train=y_train, y_test=y_test)
@@ -206,13 +239,14 @@ def _unknown_tfds_name(name: str) -> ValueError:
     known = tfds.list_builders(with_community_datasets=False)
     close = difflib.get_close_matches(name, known, n=5)
     hint = f" Close names: {', '.join(close)}." if close else ""
-    return ValueError(f"tensorflow-datasets has no dataset {name!r}.{hint} "
-                      f"`tfds.list_builders()` lists all {len(known)}; pass "
-                      f"--dataset tfds:<name>.")
+    return ValueError(
+        f"tensorflow-datasets has no dataset {name!r}.{hint} "
+        f"`tfds.list_builders()` lists all {len(known)}; pass "
+        f"--dataset tfds:<name>."
+    )
 
 
-def _tfds_arrays(split: tf.data.Dataset, description: str
-                 ) -> tuple[np.ndarray, np.ndarray | None]:
+def _tfds_arrays(split: tf.data.Dataset, description: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Image features [N, H, W(, C)] -> (float32 [N, H, W(, C > 1)], labels or None).
 
     Raises:
@@ -222,15 +256,19 @@ def _tfds_arrays(split: tf.data.Dataset, description: str
     if size == tf.data.UNKNOWN_CARDINALITY:
         size = int(split.reduce(0, lambda count, _: count + 1))
     if size <= 0:
-        raise ValueError(f"{description} has {'no' if size == 0 else 'endless'} "
-                         f"examples; expected a finite, non-empty split. Rebuild it "
-                         f"(`tfds build`) or choose another dataset.")
+        raise ValueError(
+            f"{description} has {'no' if size == 0 else 'endless'} "
+            f"examples; expected a finite, non-empty split. Rebuild it "
+            f"(`tfds build`) or choose another dataset."
+        )
     # One batch of the whole split. tfds' own batch_size=-1 aborts the process
     # under tfds.testing.mock_data: with no split sizes it batches by sys.maxsize.
     features = tfds.as_numpy(split.batch(size).get_single_element())
     if "image" not in features:
-        raise ValueError(f"{description} has no 'image' feature (found: "
-                         f"{', '.join(sorted(features))}): only image sets are supported.")
+        raise ValueError(
+            f"{description} has no 'image' feature (found: "
+            f"{', '.join(sorted(features))}): only image sets are supported."
+        )
     images = features["image"]
     if not np.issubdtype(images.dtype, np.integer):
         raise ValueError(f"{description}: expected integer pixels, got {images.dtype}.")
@@ -273,26 +311,34 @@ def load(config: DataConfig, seed: int = 0, *, labels: bool = False) -> DataSpli
     """
     arrays = load_arrays(config.dataset, config.data_dir)
     if labels and (arrays.y_train is None or arrays.y_test is None):
-        raise ValueError(f"{config.dataset} has no labels, so a conditional VAE cannot "
-                         "train on it: drop --conditional, or use mnist or a labelled "
-                         "tfds:<name> dataset.")
+        raise ValueError(
+            f"{config.dataset} has no labels, so a conditional VAE cannot "
+            "train on it: drop --conditional, or use mnist or a labelled "
+            "tfds:<name> dataset."
+        )
     for split in ("train", "test"):
         check_finite(getattr(arrays, f"x_{split}"), f"{config.dataset} {split} images")
     if config.limit is not None:
         arrays = dataclasses.replace(
-            arrays, x_train=arrays.x_train[:config.limit],
-            y_train=None if arrays.y_train is None else arrays.y_train[:config.limit])
+            arrays,
+            x_train=arrays.x_train[: config.limit],
+            y_train=None if arrays.y_train is None else arrays.y_train[: config.limit],
+        )
     x_test = as_scored(arrays.x_test, config.binarization)
-    train = EpochBatches(arrays.x_train, config.batch_size,
-                         binarization=config.binarization, seed=seed,
-                         labels=arrays.y_train if labels else None)
+    train = EpochBatches(
+        arrays.x_train,
+        config.batch_size,
+        binarization=config.binarization,
+        seed=seed,
+        labels=arrays.y_train if labels else None,
+    )
     return DataSplits(
         train=train.dataset,
-        test=make_pipeline(x_test, config.batch_size,
-                           labels=arrays.y_test if labels else None),
+        test=make_pipeline(x_test, config.batch_size, labels=arrays.y_test if labels else None),
         arrays=arrays,
         event_shape=tuple(arrays.x_train.shape[1:]),
         num_train=len(arrays.x_train),
         num_test=len(x_test),
         train_epochs=train,
-        num_classes=None if arrays.y_train is None else int(arrays.y_train.max()) + 1)
+        num_classes=None if arrays.y_train is None else int(arrays.y_train.max()) + 1,
+    )

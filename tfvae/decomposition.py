@@ -70,8 +70,11 @@ def pairwise_log_prob(z: tf.Tensor, loc: tf.Tensor, scale: tf.Tensor) -> tf.Tens
         `[B, B', J]` log q(z_bj | x_b'); sum over J for the joint density.
     """
     standardized = (z[:, tf.newaxis, :] - loc[tf.newaxis]) / scale[tf.newaxis]
-    return (-0.5 * tf.square(standardized) - tf.math.log(scale[tf.newaxis])
-            - 0.5 * math.log(2 * math.pi))
+    return (
+        -0.5 * tf.square(standardized)
+        - tf.math.log(scale[tf.newaxis])
+        - 0.5 * math.log(2 * math.pi)
+    )
 
 
 def minibatch_weighted_log_density(log_q: tf.Tensor, num_data: int) -> tf.Tensor:
@@ -101,22 +104,28 @@ def minibatch_stratified_log_density(log_q: tf.Tensor, num_data: int) -> tf.Tens
     """
     static_size = log_q.shape[0]
     if static_size is not None and (static_size < 2 or num_data < static_size):
-        raise ValueError(f"The stratified estimator needs 2 <= B <= N; got B={static_size}, "
-                         f"N={num_data}.")
+        raise ValueError(
+            f"The stratified estimator needs 2 <= B <= N; got B={static_size}, N={num_data}."
+        )
     # In a traced train or test step B may be known only at run time (a last,
     # smaller batch): the weights are computed from tf.shape.
     batch_size = tf.shape(log_q)[0]
-    is_own = tf.reshape(tf.eye(batch_size, dtype=tf.bool),
-                        tf.concat([[batch_size, batch_size],
-                                   tf.ones([len(log_q.shape) - 2], tf.int32)], 0))
+    is_own = tf.reshape(
+        tf.eye(batch_size, dtype=tf.bool),
+        tf.concat([[batch_size, batch_size], tf.ones([len(log_q.shape) - 2], tf.int32)], 0),
+    )
     own = tf.constant(-math.log(num_data), log_q.dtype)
     others = tf.cast(tf.maximum(batch_size - 1, 1), log_q.dtype)
     other = math.log(num_data - 1) - math.log(num_data) - tf.math.log(others)
     return tf.reduce_logsumexp(log_q + tf.where(is_own, own, other), axis=1)
 
 
-def decompose(log_posterior: tf.Tensor, log_aggregate: tf.Tensor,
-              log_marginals: tf.Tensor, log_prior_marginals: tf.Tensor) -> KLDecomposition:
+def decompose(
+    log_posterior: tf.Tensor,
+    log_aggregate: tf.Tensor,
+    log_marginals: tf.Tensor,
+    log_prior_marginals: tf.Tensor,
+) -> KLDecomposition:
     """Eq. 19-21 from log densities at z_b ~ q(z|x_b), averaged over the batch.
 
     Args:
@@ -128,26 +137,34 @@ def decompose(log_posterior: tf.Tensor, log_aggregate: tf.Tensor,
     Returns:
         Scalar terms whose sum is mean_b[log q(z_b|x_b) - sum_j log p(z_bj)].
     """
-    terms = decompose_per_example(log_posterior, log_aggregate, log_marginals,
-                                  log_prior_marginals)
+    terms = decompose_per_example(log_posterior, log_aggregate, log_marginals, log_prior_marginals)
     return KLDecomposition(*(tf.reduce_mean(term) for term in terms))
 
 
-def decompose_per_example(log_posterior: tf.Tensor, log_aggregate: tf.Tensor,
-                          log_marginals: tf.Tensor,
-                          log_prior_marginals: tf.Tensor) -> KLDecomposition:
+def decompose_per_example(
+    log_posterior: tf.Tensor,
+    log_aggregate: tf.Tensor,
+    log_marginals: tf.Tensor,
+    log_prior_marginals: tf.Tensor,
+) -> KLDecomposition:
     """The summands of eq. 19-21 at each z_b: `[B]` terms (arguments as `decompose`),
     whose sum is log q(z_b|x_b) - sum_j log p(z_bj) for every b."""
     log_product = tf.reduce_sum(log_marginals, axis=-1)
     return KLDecomposition(
         mutual_information=log_posterior - log_aggregate,
         total_correlation=log_aggregate - log_product,
-        dimensionwise_kl=tf.reduce_sum(log_marginals - log_prior_marginals, axis=-1))
+        dimensionwise_kl=tf.reduce_sum(log_marginals - log_prior_marginals, axis=-1),
+    )
 
 
-def kl_decomposition(z: tf.Tensor, loc: tf.Tensor, scale: tf.Tensor,
-                     log_prior_marginals: tf.Tensor, num_data: int,
-                     estimator: str = "stratified") -> KLDecomposition:
+def kl_decomposition(
+    z: tf.Tensor,
+    loc: tf.Tensor,
+    scale: tf.Tensor,
+    log_prior_marginals: tf.Tensor,
+    num_data: int,
+    estimator: str = "stratified",
+) -> KLDecomposition:
     """The decomposition of the rate from one minibatch of diagonal Gaussian posteriors.
 
     Args:
@@ -160,12 +177,14 @@ def kl_decomposition(z: tf.Tensor, loc: tf.Tensor, scale: tf.Tensor,
     Returns:
         `KLDecomposition` of scalars, in nats per datapoint.
     """
-    return decompose_pairwise(pairwise_log_prob(z, loc, scale), log_prior_marginals,
-                              num_data, estimator)
+    return decompose_pairwise(
+        pairwise_log_prob(z, loc, scale), log_prior_marginals, num_data, estimator
+    )
 
 
-def decompose_pairwise(log_q: tf.Tensor, log_prior_marginals: tf.Tensor, num_data: int,
-                       estimator: str = "stratified") -> KLDecomposition:
+def decompose_pairwise(
+    log_q: tf.Tensor, log_prior_marginals: tf.Tensor, num_data: int, estimator: str = "stratified"
+) -> KLDecomposition:
     """The decomposition of the rate from every draw under every posterior of a minibatch.
 
     Args:
@@ -182,15 +201,20 @@ def decompose_pairwise(log_q: tf.Tensor, log_prior_marginals: tf.Tensor, num_dat
     return KLDecomposition(*(tf.reduce_mean(term) for term in terms))
 
 
-def decompose_pairwise_per_example(log_q: tf.Tensor, log_prior_marginals: tf.Tensor,
-                                   num_data: int,
-                                   estimator: str = "stratified") -> KLDecomposition:
+def decompose_pairwise_per_example(
+    log_q: tf.Tensor, log_prior_marginals: tf.Tensor, num_data: int, estimator: str = "stratified"
+) -> KLDecomposition:
     """`decompose_pairwise`'s terms at each draw: `[B]` each (what beta-TCVAE weights)."""
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator={estimator!r} is not one of {ESTIMATORS}.")
-    log_density = {"stratified": minibatch_stratified_log_density,
-                   "weighted": minibatch_weighted_log_density}[estimator]
+    log_density = {
+        "stratified": minibatch_stratified_log_density,
+        "weighted": minibatch_weighted_log_density,
+    }[estimator]
     log_q_joint = tf.reduce_sum(log_q, axis=-1)  # [B, B]: the posterior factorizes.
     return decompose_per_example(
-        tf.linalg.diag_part(log_q_joint), log_density(log_q_joint, num_data),
-        log_density(log_q, num_data), log_prior_marginals)
+        tf.linalg.diag_part(log_q_joint),
+        log_density(log_q_joint, num_data),
+        log_density(log_q, num_data),
+        log_prior_marginals,
+    )

@@ -21,8 +21,11 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.internal import parameter_properties, reparameterization
-from tensorflow_probability.python.internal import samplers
+from tensorflow_probability.python.internal import (
+    parameter_properties,
+    reparameterization,
+    samplers,
+)
 
 tfd = tfp.distributions
 
@@ -49,13 +52,12 @@ def discretized_logistic_log_prob(x, loc, scale, num_bins: int) -> tf.Tensor:
     half_bin = tf.constant(0.5 / (num_bins - 1), loc.dtype)
     upper = (x - loc + half_bin) / scale
     lower = (x - loc - half_bin) / scale
-    log_cdf_upper = -tf.nn.softplus(-upper)     # log sigmoid(a)
-    log_sf_lower = -tf.nn.softplus(lower)       # log (1 - sigmoid(b))
-    width = tf.constant(1.0 / (num_bins - 1), loc.dtype) / scale   # a - b, exactly
-    log_one_minus = tf.math.log(-tf.math.expm1(-width))           # log(1 - e^-(a - b))
+    log_cdf_upper = -tf.nn.softplus(-upper)  # log sigmoid(a)
+    log_sf_lower = -tf.nn.softplus(lower)  # log (1 - sigmoid(b))
+    width = tf.constant(1.0 / (num_bins - 1), loc.dtype) / scale  # a - b, exactly
+    log_one_minus = tf.math.log(-tf.math.expm1(-width))  # log(1 - e^-(a - b))
     inner = log_cdf_upper + log_sf_lower + log_one_minus
-    return tf.where(x < half_bin, log_cdf_upper,
-                    tf.where(x > 1 - half_bin, log_sf_lower, inner))
+    return tf.where(x < half_bin, log_cdf_upper, tf.where(x > 1 - half_bin, log_sf_lower, inner))
 
 
 def discretized_logistic_mean(loc, scale, num_bins: int) -> tf.Tensor:
@@ -93,22 +95,35 @@ class DiscretizedLogisticDistribution(tfd.AutoCompositeTensorDistribution):
         num_bins: Number of levels n >= 2 (256 for 8-bit images).
     """
 
-    def __init__(self, loc, scale, num_bins: int = 256, validate_args: bool = False,
-                 allow_nan_stats: bool = True, name: str = "DiscretizedLogistic"):
+    def __init__(
+        self,
+        loc,
+        scale,
+        num_bins: int = 256,
+        validate_args: bool = False,
+        allow_nan_stats: bool = True,
+        name: str = "DiscretizedLogistic",
+    ):
         parameters = dict(locals())
         with tf.name_scope(name) as name:
             self._loc = tf.convert_to_tensor(loc, name="loc")
             self._scale = tf.convert_to_tensor(scale, dtype=self._loc.dtype, name="scale")
             self._num_bins = int(num_bins)
-            super().__init__(dtype=self._loc.dtype,
-                             reparameterization_type=reparameterization.NOT_REPARAMETERIZED,
-                             validate_args=validate_args, allow_nan_stats=allow_nan_stats,
-                             parameters=parameters, name=name)
+            super().__init__(
+                dtype=self._loc.dtype,
+                reparameterization_type=reparameterization.NOT_REPARAMETERIZED,
+                validate_args=validate_args,
+                allow_nan_stats=allow_nan_stats,
+                parameters=parameters,
+                name=name,
+            )
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
-        return {"loc": parameter_properties.ParameterProperties(),
-                "scale": parameter_properties.ParameterProperties()}
+        return {
+            "loc": parameter_properties.ParameterProperties(),
+            "scale": parameter_properties.ParameterProperties(),
+        }
 
     @property
     def loc(self):
@@ -134,8 +149,9 @@ class DiscretizedLogisticDistribution(tfd.AutoCompositeTensorDistribution):
     def _mean(self):
         loc, scale = self._loc, self._scale
         shape = tf.broadcast_dynamic_shape(tf.shape(loc), tf.shape(scale))
-        return discretized_logistic_mean(tf.broadcast_to(loc, shape),
-                                         tf.broadcast_to(scale, shape), self._num_bins)
+        return discretized_logistic_mean(
+            tf.broadcast_to(loc, shape), tf.broadcast_to(scale, shape), self._num_bins
+        )
 
     def _sample_n(self, n, seed=None):
         shape = tf.concat([[n], self._batch_shape_tensor()], axis=0)

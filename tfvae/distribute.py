@@ -27,8 +27,7 @@ import tensorflow as tf
 from tfvae.config import STRATEGIES
 
 
-def make_strategy(name: str = "default", cpu_devices: int | None = None
-                  ) -> tf.distribute.Strategy:
+def make_strategy(name: str = "default", cpu_devices: int | None = None) -> tf.distribute.Strategy:
     """The strategy `name` (one of `STRATEGIES`).
 
     Call it before anything else runs TensorFlow ops: logical CPU devices and
@@ -59,7 +58,7 @@ def make_strategy(name: str = "default", cpu_devices: int | None = None
     if cpu_devices:
         _split_cpu(cpu_devices)
     devices = [device.name for device in tf.config.list_logical_devices("CPU")]
-    return tf.distribute.MirroredStrategy(devices[:cpu_devices or 1])
+    return tf.distribute.MirroredStrategy(devices[: cpu_devices or 1])
 
 
 def _split_cpu(count: int) -> None:
@@ -70,7 +69,8 @@ def _split_cpu(count: int) -> None:
         return
     try:
         tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+        )
     except RuntimeError as error:  # The runtime has started: devices are fixed.
         have = len(tf.config.list_logical_devices("CPU"))
         if have >= count:
@@ -78,7 +78,8 @@ def _split_cpu(count: int) -> None:
         raise ValueError(
             f"{count} logical CPU devices were asked for, but TensorFlow has already "
             f"started with {have}. Create the strategy first (a fresh process, or "
-            "tfvae.distribute.make_strategy(...) before any other TensorFlow call).") from error
+            "tfvae.distribute.make_strategy(...) before any other TensorFlow call)."
+        ) from error
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -121,7 +122,8 @@ def replica_seed(seed: tf.Tensor) -> tf.Tensor:
     if context is None or context.num_replicas_in_sync == 1:
         return seed
     return tf.random.experimental.stateless_fold_in(
-        seed, tf.cast(context.replica_id_in_sync_group, tf.int32))
+        seed, tf.cast(context.replica_id_in_sync_group, tf.int32)
+    )
 
 
 def all_replicas(flag: tf.Tensor) -> tf.Tensor:
@@ -129,8 +131,9 @@ def all_replicas(flag: tf.Tensor) -> tf.Tensor:
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return flag
-    failures = context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                  tf.cast(tf.logical_not(flag), tf.float32))
+    failures = context.all_reduce(
+        tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(flag), tf.float32)
+    )
     return tf.equal(failures, 0.0)
 
 
@@ -145,16 +148,21 @@ def apply_if(condition: tf.Tensor, apply, *args) -> None:
     """
     context = tf.distribute.get_replica_context()
     # A MirroredStrategy merges even with one replica; the default strategy never does.
-    if (context is None or not tf.distribute.has_strategy()
-            or tf.__internal__.distribute.strategy_supports_no_merge_call()):
+    if (
+        context is None
+        or not tf.distribute.has_strategy()
+        or tf.__internal__.distribute.strategy_supports_no_merge_call()
+    ):
         tf.cond(condition, lambda: _applied(apply, *args), lambda: tf.constant(False))
         return
 
     def cross_replica(distribution, condition, *args):
         first = distribution.experimental_local_results(condition)[0]
-        tf.cond(first,
-                lambda: _applied(distribution.extended.call_for_each_replica, apply, args),
-                lambda: tf.constant(False))
+        tf.cond(
+            first,
+            lambda: _applied(distribution.extended.call_for_each_replica, apply, args),
+            lambda: tf.constant(False),
+        )
 
     context.merge_call(cross_replica, args=(condition, *args))
 

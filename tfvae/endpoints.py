@@ -37,7 +37,7 @@ An export keeps every endpoint in `saved_model/` and the decoder's
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -65,6 +65,7 @@ def tflite_name(quantization: str) -> str:
 
 # Noise.
 
+
 def sampling_noise(model: VAE) -> NoiseSpec:
     """{name: (kind, shape per example)} of `sample_from_noise`: the prior's, then
     the likelihood's.
@@ -87,12 +88,13 @@ def posterior_noise(model: VAE) -> NoiseSpec:
     return _heads(model)["posterior"].noise_spec()
 
 
-def draw_noise(rng: np.random.Generator, spec: NoiseSpec,
-               batch_size: int) -> dict[str, np.ndarray]:
+def draw_noise(rng: np.random.Generator, spec: NoiseSpec, batch_size: int) -> dict[str, np.ndarray]:
     """Float32 noise `[batch_size, *shape]` per entry of `spec`, from `rng`."""
     draw = {"normal": rng.standard_normal, "uniform": rng.random}
-    return {name: draw[kind]((batch_size,) + tuple(shape), np.float32)
-            for name, (kind, shape) in spec.items()}
+    return {
+        name: draw[kind]((batch_size,) + tuple(shape), np.float32)
+        for name, (kind, shape) in spec.items()
+    }
 
 
 def draw_labels(model: VAE, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -107,11 +109,11 @@ def prior_draw(model: VAE, noise) -> tf.Tensor:
     """z ~ p(z) `[B, J]` from the prior's part of `noise` (names as `sampling_noise`)."""
     prior = model.prior_part()
     spec = prior.noise_spec(model.encoder)
-    return prior.draw({name: tf.convert_to_tensor(noise[name]) for name in spec},
-                      model.encoder)
+    return prior.draw({name: tf.convert_to_tensor(noise[name]) for name in spec}, model.encoder)
 
 
 # The endpoints.
+
 
 def endpoints(model: VAE) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
     """The exported functions of `model`, each with its named input signature.
@@ -137,33 +139,37 @@ def endpoints(model: VAE) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
 
     def encode(x, *labels):
         parameters = model.posterior_parameters(x, *labels)
-        return {"z_mean": posterior.mean(parameters),
-                **{f"posterior_{name}": value for name, value in parameters.items()}}
+        return {
+            "z_mean": posterior.mean(parameters),
+            **{f"posterior_{name}": value for name, value in parameters.items()},
+        }
 
     def decode(z, *labels):
         parameters = model.likelihood_parameters(z, *labels)
         return {**parameters, "mean": likelihood.mean(parameters)}
 
     def sample_from_noise(*inputs):
-        noise, labels = dict(zip(sample_spec, inputs)), inputs[len(sample_spec):]
+        noise, labels = dict(zip(sample_spec, inputs)), inputs[len(sample_spec) :]
         z = prior_draw(model, noise)
         parameters = model.likelihood_parameters(z, *labels)
         pixels = {name: noise[name] for name in likelihood.noise_spec()}
-        return {"x": likelihood.draw(parameters, pixels), "mean": likelihood.mean(parameters),
-                "z": z}
+        return {
+            "x": likelihood.draw(parameters, pixels),
+            "mean": likelihood.mean(parameters),
+            "z": z,
+        }
 
     def sample(num_samples):
         return sample_from_noise(*fresh_noise(num_samples, sample_spec).values())
 
     def sample_labelled(labels):
-        return sample_from_noise(*fresh_noise(tf.shape(labels)[0], sample_spec).values(),
-                                 labels)
+        return sample_from_noise(*fresh_noise(tf.shape(labels)[0], sample_spec).values(), labels)
 
     def reconstruct(x, *labels):
         return {"mean": model.reconstruct(x, *labels)}
 
     def elbo(x, *inputs):
-        noise, labels = dict(zip(elbo_spec, inputs)), inputs[len(elbo_spec):]
+        noise, labels = dict(zip(elbo_spec, inputs)), inputs[len(elbo_spec) :]
         parameters = model.posterior_parameters(x, *labels)  # One pass for z and q(z|x).
         z = posterior.draw(parameters, noise)[tf.newaxis]
         rate = model.rate(posterior.distribution(parameters), model.prior(), z)
@@ -175,8 +181,11 @@ def endpoints(model: VAE) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
         "encode": (encode, [x, *labels_spec]),
         "decode": (decode, [z, *labels_spec]),
         "sample_from_noise": (sample_from_noise, _noise_specs(sample_spec) + labels_spec),
-        "sample": ((sample_labelled, labels_spec) if labels_spec
-                   else (sample, [_spec((), "num_samples", tf.int32)])),
+        "sample": (
+            (sample_labelled, labels_spec)
+            if labels_spec
+            else (sample, [_spec((), "num_samples", tf.int32)])
+        ),
         "reconstruct": (reconstruct, [x, *labels_spec]),
         "elbo": (elbo, [x, *_noise_specs(elbo_spec), *labels_spec]),
     }
@@ -188,9 +197,15 @@ def fresh_noise(num_samples: tf.Tensor, spec: NoiseSpec) -> dict[str, tf.Tensor]
     # tf.random.* would bake in any global seed of the exporting process, and
     # every app launch would draw the same faces.
     random = {"normal": tf.raw_ops.RandomStandardNormal, "uniform": tf.raw_ops.RandomUniform}
-    return {name: random[kind](shape=tf.concat([[num_samples], tf.constant(shape, tf.int32)],
-                                               0), dtype=tf.float32, seed=0, seed2=0)
-            for name, (kind, shape) in spec.items()}
+    return {
+        name: random[kind](
+            shape=tf.concat([[num_samples], tf.constant(shape, tf.int32)], 0),
+            dtype=tf.float32,
+            seed=0,
+            seed2=0,
+        )
+        for name, (kind, shape) in spec.items()
+    }
 
 
 def _heads(model: VAE) -> dict:
@@ -203,7 +218,8 @@ def _heads(model: VAE) -> dict:
         raise UnsupportedModelError(
             "The posterior is a point mass (the plain autoencoder): it has no density, so "
             "there is no bound on log p(x) to serve, and its codes are not shaped to the "
-            "prior, so there is nothing to sample. It is neither exported nor evaluated.")
+            "prior, so there is nothing to sample. It is neither exported nor evaluated."
+        )
     return heads
 
 

@@ -68,8 +68,16 @@ class Draws(NamedTuple):
         return -tf.reduce_mean(self.log_likelihood, axis=0)
 
 
-def draw(model, x, num_samples: int, seed, *, densities: bool = False,
-         score_function: bool = False, labels=None) -> Draws:
+def draw(
+    model,
+    x,
+    num_samples: int,
+    seed,
+    *,
+    densities: bool = False,
+    score_function: bool = False,
+    labels=None,
+) -> Draws:
     """S = `num_samples` draws of z ~ q(z|x) per datapoint and their log-densities.
 
     Args:
@@ -93,17 +101,23 @@ def draw(model, x, num_samples: int, seed, *, densities: bool = False,
         z, log_posterior = posterior.sample(num_samples, seed=seed), None
     else:
         sample_seed, _ = tfp.random.split_seed(seed)
-        z, log_posterior = posterior.experimental_sample_and_log_prob(num_samples,
-                                                                      seed=sample_seed)
+        z, log_posterior = posterior.experimental_sample_and_log_prob(num_samples, seed=sample_seed)
     if score_function:
         z = tf.stop_gradient(z)
         log_posterior = posterior.log_prob(z)
     elif log_posterior is None and densities:
         log_posterior = posterior.log_prob(z)
     log_prior = prior.log_prob(z) if log_posterior is not None else None
-    return Draws(z=z, log_likelihood=model.log_likelihood(x, z, labels), log_posterior=log_posterior,
-                 log_prior=log_prior, closed_form_rate=closed_form, posterior=posterior,
-                 prior=prior, parameters=parameters)
+    return Draws(
+        z=z,
+        log_likelihood=model.log_likelihood(x, z, labels),
+        log_posterior=log_posterior,
+        log_prior=log_prior,
+        closed_form_rate=closed_form,
+        posterior=posterior,
+        prior=prior,
+        parameters=parameters,
+    )
 
 
 def _posterior(model, x, labels):
@@ -131,8 +145,7 @@ def rate_per_dimension(model, x, draws: Draws, labels=None) -> tf.Tensor:
             return tfd.kl_divergence(posterior.distribution, prior.distribution)
     parameters = draws.parameters or model.posterior_parameters(x, labels)
     log_posterior = model.posterior_head().elementwise_log_prob(parameters, draws.z)
-    return tf.reduce_mean(log_posterior - model.prior_part().elementwise_log_prob(draws.z),
-                          axis=0)
+    return tf.reduce_mean(log_posterior - model.prior_part().elementwise_log_prob(draws.z), axis=0)
 
 
 def pairwise_log_posterior(model, x, z, labels=None, parameters=None) -> tf.Tensor:
@@ -151,4 +164,5 @@ def pairwise_log_posterior(model, x, z, labels=None, parameters=None) -> tf.Tens
     if parameters is None:
         parameters = model.posterior_parameters(x, labels)
     return model.posterior_head().elementwise_log_prob(
-        {name: value[tf.newaxis] for name, value in parameters.items()}, z[:, tf.newaxis])
+        {name: value[tf.newaxis] for name, value in parameters.items()}, z[:, tf.newaxis]
+    )

@@ -24,7 +24,8 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -95,9 +96,18 @@ class MutualInformationBounds(NamedTuple):
 
 # Importance-sampled log-likelihood.
 
-def log_likelihood(model: VAE, x, num_samples: int = 5000, *, batch_size: int = 100,
-                   sample_chunk: int = 100, seed: int = 0,
-                   jit_compile: bool = False, labels=None) -> LogLikelihood:
+
+def log_likelihood(
+    model: VAE,
+    x,
+    num_samples: int = 5000,
+    *,
+    batch_size: int = 100,
+    sample_chunk: int = 100,
+    seed: int = 0,
+    jit_compile: bool = False,
+    labels=None,
+) -> LogLikelihood:
     """Estimates log p(x) per example with k = `num_samples` importance samples.
 
     Datapoints go through in batches of `batch_size`, samples in chunks of
@@ -131,15 +141,17 @@ def log_likelihood(model: VAE, x, num_samples: int = 5000, *, batch_size: int = 
     _check_density(model)
     model.check_arrays(x, "x")
     step = tf.function(_log_weights, jit_compile=jit_compile)
-    chunks = [min(sample_chunk, num_samples - start)
-              for start in range(0, num_samples, sample_chunk)]
+    chunks = [
+        min(sample_chunk, num_samples - start) for start in range(0, num_samples, sample_chunk)
+    ]
     estimates, stderrs = [], []
     for i, start in enumerate(range(0, len(x), batch_size)):
-        x_batch = tf.convert_to_tensor(x[start:start + batch_size], model.probability_dtype)
+        x_batch = tf.convert_to_tensor(x[start : start + batch_size], model.probability_dtype)
         y_batch = _batch(labels, start, batch_size)
         estimate, stderr = log_mean_weight(
             step(model, x_batch, chunk, _seed(seed, i, j), y_batch).numpy()
-            for j, chunk in enumerate(chunks))
+            for j, chunk in enumerate(chunks)
+        )
         estimates.append(estimate)
         stderrs.append(stderr)
     return _summarize(np.concatenate(estimates), np.concatenate(stderrs), num_samples)
@@ -149,14 +161,14 @@ def _log_weights(model: VAE, x, num_samples: int, seed, labels=None) -> tf.Tenso
     """log w = log p(x|z) + log p(z) - log q(z|x), `[num_samples, B]`, z ~ q(z|x)."""
     posterior = model.encode(x, labels)
     z = posterior.sample(num_samples, seed=seed)  # [k, B, latent]
-    return (model.log_likelihood(x, z, labels) + model.prior().log_prob(z)
-            - posterior.log_prob(z))
+    return model.log_likelihood(x, z, labels) + model.prior().log_prob(z) - posterior.log_prob(z)
 
 
 def _batch(labels, start: int, size: int):
     """labels[start:start + size] as int32, or None."""
-    return None if labels is None else tf.constant(np.asarray(labels)[start:start + size],
-                                                   tf.int32)
+    return (
+        None if labels is None else tf.constant(np.asarray(labels)[start : start + size], tf.int32)
+    )
 
 
 def log_mean_weight(log_weight_chunks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -196,9 +208,13 @@ def _summarize(estimates: np.ndarray, stderrs: np.ndarray, k: int) -> LogLikelih
     n = len(estimates)
     spread = estimates.std(ddof=1) / math.sqrt(n) if n > 1 else float("nan")
     return LogLikelihood(
-        per_example=estimates, per_example_stderr=stderrs, mean=float(estimates.mean()),
-        stderr=float(spread), monte_carlo_stderr=float(np.sqrt(np.sum(stderrs**2)) / n),
-        num_samples=k)
+        per_example=estimates,
+        per_example_stderr=stderrs,
+        mean=float(estimates.mean()),
+        stderr=float(spread),
+        monte_carlo_stderr=float(np.sqrt(np.sum(stderrs**2)) / n),
+        num_samples=k,
+    )
 
 
 def _seed(seed: int, *counters: int) -> tf.Tensor:
@@ -211,8 +227,10 @@ def _seed(seed: int, *counters: int) -> tf.Tensor:
 
 # Diagnostics.
 
-def rate_distortion(model: VAE, x, *, batch_size: int = 100, seed: int = 0,
-                    labels=None) -> RateDistortion:
+
+def rate_distortion(
+    model: VAE, x, *, batch_size: int = 100, seed: int = 0, labels=None
+) -> RateDistortion:
     """Means over x of the ELBO, rate and distortion (one z per example).
 
     The rate is analytic where TFP has the KL (the model's `kl_estimator`).
@@ -227,16 +245,26 @@ def rate_distortion(model: VAE, x, *, batch_size: int = 100, seed: int = 0,
     Returns:
         `RateDistortion` of floats, nats per datapoint.
     """
-    terms = [model.bound_terms(x[start:start + batch_size], "elbo", 1, _seed(seed, i),
-                               labels=_batch(labels, start, batch_size))
-             for i, start in enumerate(range(0, len(x), batch_size))]
-    mean = {name: float(np.mean(np.concatenate([getattr(t, name).numpy() for t in terms])))
-            for name in RateDistortion._fields}
+    terms = [
+        model.bound_terms(
+            x[start : start + batch_size],
+            "elbo",
+            1,
+            _seed(seed, i),
+            labels=_batch(labels, start, batch_size),
+        )
+        for i, start in enumerate(range(0, len(x), batch_size))
+    ]
+    mean = {
+        name: float(np.mean(np.concatenate([getattr(t, name).numpy() for t in terms])))
+        for name in RateDistortion._fields
+    }
     return RateDistortion(**mean)
 
 
-def active_units(model: VAE, x, *, threshold: float = 0.01,
-                 batch_size: int = 1000, labels=None) -> ActiveUnits:
+def active_units(
+    model: VAE, x, *, threshold: float = 0.01, batch_size: int = 1000, labels=None
+) -> ActiveUnits:
     """Burda et al.'s active units: A_u = Var_x(E_q(u|x)[u]) > `threshold`.
 
     Args:
@@ -249,16 +277,27 @@ def active_units(model: VAE, x, *, threshold: float = 0.01,
     Returns:
         `ActiveUnits` with `[J]` activities (the diagonal of Cov_x(E_q[z|x])).
     """
-    means = np.concatenate([model.posterior_mean(x[start:start + batch_size],
-                                                 _batch(labels, start, batch_size)).numpy()
-                            for start in range(0, len(x), batch_size)])
+    means = np.concatenate(
+        [
+            model.posterior_mean(
+                x[start : start + batch_size], _batch(labels, start, batch_size)
+            ).numpy()
+            for start in range(0, len(x), batch_size)
+        ]
+    )
     activities = means.reshape(len(means), -1).var(axis=0)
     return ActiveUnits(int(np.sum(activities > threshold)), activities, threshold)
 
 
-def kl_decomposition(model: VAE, x, *, estimator: str = "stratified",
-                     batch_size: int = 1000, seed: int = 0,
-                     labels=None) -> decomposition.KLDecomposition:
+def kl_decomposition(
+    model: VAE,
+    x,
+    *,
+    estimator: str = "stratified",
+    batch_size: int = 1000,
+    seed: int = 0,
+    labels=None,
+) -> decomposition.KLDecomposition:
     """The rate split into MI, total correlation and dimension-wise KL over x (eq. 19-21).
 
     q(z) is the aggregate posterior of the N = len(x) datapoints given. They are
@@ -292,9 +331,14 @@ def kl_decomposition(model: VAE, x, *, estimator: str = "stratified",
         x_batch = tf.gather(x, indices)
         y_batch = None if labels is None else tf.gather(tf.constant(labels, tf.int32), indices)
         z = model.encode(x_batch, y_batch).sample(seed=_seed(seed, i))
-        terms.append(decomposition.decompose_pairwise(
-            _pairwise_log_prob(model, x_batch, z, y_batch),
-            _prior_marginals_log_prob(model, z), num_data, estimator))
+        terms.append(
+            decomposition.decompose_pairwise(
+                _pairwise_log_prob(model, x_batch, z, y_batch),
+                _prior_marginals_log_prob(model, z),
+                num_data,
+                estimator,
+            )
+        )
     sizes = np.array([len(indices) for indices in batches])
     values = np.array([[float(term) for term in batch_terms] for batch_terms in terms])
     return decomposition.KLDecomposition(*(float(v) for v in sizes @ values / num_data))
@@ -307,7 +351,8 @@ def _pairwise_log_prob(model: VAE, x, z, labels=None) -> tf.Tensor:
     except NotImplementedError as error:
         raise UnsupportedDistribution(
             f"The KL decomposition needs a posterior that factorizes over the latent "
-            f"dimensions: {error}") from None
+            f"dimensions: {error}"
+        ) from None
 
 
 def _prior_marginals_log_prob(model: VAE, z: tf.Tensor) -> tf.Tensor:
@@ -317,14 +362,16 @@ def _prior_marginals_log_prob(model: VAE, z: tf.Tensor) -> tf.Tensor:
     except NotImplementedError as error:
         raise UnsupportedDistribution(
             "The KL decomposition here assumes a factorized prior p(z) = prod_j p(z_j), so "
-            f"that the prior-factorization term of eq. 21 vanishes: {error}") from None
+            f"that the prior-factorization term of eq. 21 vanishes: {error}"
+        ) from None
 
 
 def _check_density(model: VAE) -> None:
     if not model.has_density:
         raise UnsupportedDistribution(
             "The posterior is a point mass (the plain autoencoder): it has no density, so "
-            "there are no importance weights and no rate.")
+            "there are no importance weights and no rate."
+        )
 
 
 def data_entropy(x) -> float:
@@ -334,8 +381,9 @@ def data_entropy(x) -> float:
     return float(-np.sum(p * np.log(p)))
 
 
-def mutual_information_bounds(rate: float, distortion: float,
-                              entropy: float | None = None) -> MutualInformationBounds:
+def mutual_information_bounds(
+    rate: float, distortion: float, entropy: float | None = None
+) -> MutualInformationBounds:
     """Eq. 30: H(x) - distortion <= I(x; z) <= rate, with I under p(x) q(z|x).
 
     H(x) is the entropy of the data distribution that the rate and distortion
@@ -358,7 +406,8 @@ def mutual_information_bounds(rate: float, distortion: float,
         `MutualInformationBounds`; `lower` is None when `entropy` is.
     """
     return MutualInformationBounds(
-        lower=None if entropy is None else entropy - distortion, upper=rate)
+        lower=None if entropy is None else entropy - distortion, upper=rate
+    )
 
 
 def has_discrete_likelihood(model: VAE, x) -> bool:

@@ -42,8 +42,8 @@ import shutil
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import keras
 import numpy as np
@@ -51,9 +51,20 @@ import tensorflow as tf
 
 from tfvae import datasets, parity
 from tfvae.config import RunConfig
-from tfvae.endpoints import (DECODER_SIGNATURES, LABELS, QUANTIZATIONS, SAVED_MODEL_DIR,
-                             UnsupportedModelError, draw_labels, draw_noise, endpoints,
-                             posterior_noise, prior_draw, sampling_noise, tflite_name)
+from tfvae.endpoints import (
+    DECODER_SIGNATURES,
+    LABELS,
+    QUANTIZATIONS,
+    SAVED_MODEL_DIR,
+    UnsupportedModelError,
+    draw_labels,
+    draw_noise,
+    endpoints,
+    posterior_noise,
+    prior_draw,
+    sampling_noise,
+    tflite_name,
+)
 from tfvae.model import VAE
 
 EXPORT_DIR = "export"
@@ -63,9 +74,32 @@ DEFAULT_QUANTIZATIONS = ("float32", "dynamic_int8", "float16")
 # and the arithmetic of means and draws (the continuous Bernoulli's inverse CDF,
 # rounding to grey levels, a mixture's component choice): only the matmuls and
 # the hidden activations are quantized.
-FLOAT_OPS = ("LOGISTIC", "EXP", "LOG", "LESS", "GREATER", "MUL", "ADD", "SUB", "DIV", "NEG",
-             "ABS", "FLOOR", "MINIMUM", "MAXIMUM", "SELECT", "SELECT_V2", "SQRT", "RSQRT",
-             "SQUARE", "SUM", "CUMSUM", "SOFTMAX", "GATHER", "RESHAPE")
+FLOAT_OPS = (
+    "LOGISTIC",
+    "EXP",
+    "LOG",
+    "LESS",
+    "GREATER",
+    "MUL",
+    "ADD",
+    "SUB",
+    "DIV",
+    "NEG",
+    "ABS",
+    "FLOOR",
+    "MINIMUM",
+    "MAXIMUM",
+    "SELECT",
+    "SELECT_V2",
+    "SQRT",
+    "RSQRT",
+    "SQUARE",
+    "SUM",
+    "CUMSUM",
+    "SOFTMAX",
+    "GATHER",
+    "RESHAPE",
+)
 NUM_TEST_EXAMPLES = 1000
 DESCRIPTIONS = {
     "x": "images [B, *image_shape]: data in, or draws x ~ p(x|z) out",
@@ -79,14 +113,17 @@ DESCRIPTIONS = {
     LABELS: "int32 class labels [B] in 0..num_classes-1 (sample: one per image drawn)",
     "mean": "E[x|z] [B, *image_shape], the usual picture",
     "logits": "logits of p(x|z) per pixel",
-    "loc": "location of p(x|z) per pixel", "scale": "scale of p(x|z) per pixel",
+    "loc": "location of p(x|z) per pixel",
+    "scale": "scale of p(x|z) per pixel",
     "z_mean": "mean of q(z|x) [B, latent_dim]",
     "elbo": "ELBO per example [B] in nats, one draw of z from the given noise",
-    "rate": "KL(q(z|x) || p(z)) [B] nats", "distortion": "-log p(x|z) [B] nats",
+    "rate": "KL(q(z|x) || p(z)) [B] nats",
+    "distortion": "-log p(x|z) [B] nats",
 }
 
 
 # Writing the artifacts.
+
 
 def write_saved_model(model: VAE, path: Path) -> None:
     """Writes the endpoints through `keras.export.ExportArchive` (which tracks the weights)."""
@@ -97,8 +134,9 @@ def write_saved_model(model: VAE, path: Path) -> None:
     archive.write_out(str(path), verbose=False)
 
 
-def convert_decoder(saved_model_dir: Path, quantization: str,
-                    calibration: Callable[[], Iterator] | None = None) -> bytes:
+def convert_decoder(
+    saved_model_dir: Path, quantization: str, calibration: Callable[[], Iterator] | None = None
+) -> bytes:
     """Converts the decoder signatures to a builtin-ops-only `.tflite` flatbuffer.
 
     Args:
@@ -110,7 +148,8 @@ def convert_decoder(saved_model_dir: Path, quantization: str,
         The `.tflite` contents.
     """
     converter = tf.lite.TFLiteConverter.from_saved_model(
-        str(saved_model_dir), signature_keys=list(DECODER_SIGNATURES))
+        str(saved_model_dir), signature_keys=list(DECODER_SIGNATURES)
+    )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -125,14 +164,18 @@ def convert_decoder(saved_model_dir: Path, quantization: str,
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
         debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=calibration,
+            converter=converter,
+            debug_dataset=calibration,
             debug_options=tf.lite.experimental.QuantizationDebugOptions(
-                denylisted_ops=list(FLOAT_OPS)))
+                denylisted_ops=list(FLOAT_OPS)
+            ),
+        )
         return debugger.get_nondebug_quantized_model()
 
 
-def calibration_data(model: VAE, seed: int, num_batches: int = 32,
-                     batch_size: int = 32) -> Callable[[], Iterator]:
+def calibration_data(
+    model: VAE, seed: int, num_batches: int = 32, batch_size: int = 32
+) -> Callable[[], Iterator]:
     """Representative inputs of every decoder signature, with z ~ p(z) (and, for
     a conditional VAE, labels uniform over its classes).
 
@@ -140,6 +183,7 @@ def calibration_data(model: VAE, seed: int, num_batches: int = 32,
         A generator function yielding `(signature, {input: array})`, the same
         `3 * num_batches` inputs on every call.
     """
+
     def generate():
         rng = np.random.default_rng(seed)
         spec = sampling_noise(model)
@@ -149,16 +193,23 @@ def calibration_data(model: VAE, seed: int, num_batches: int = 32,
             yield "decode", {"z": prior_draw(model, inputs).numpy(), **labels}
             yield "sample_from_noise", {**inputs, **labels}
             yield "sample", labels or {"num_samples": np.array(batch_size, np.int32)}
-    return generate
 
+    return generate
 
 
 # The export folder.
 
-def export_model(model: VAE, export_dir: Path, x_test: np.ndarray,
-                 y_test: np.ndarray | None = None, *,
-                 quantizations=DEFAULT_QUANTIZATIONS, run_config: RunConfig | None = None,
-                 seed: int = 0) -> dict:
+
+def export_model(
+    model: VAE,
+    export_dir: Path,
+    x_test: np.ndarray,
+    y_test: np.ndarray | None = None,
+    *,
+    quantizations=DEFAULT_QUANTIZATIONS,
+    run_config: RunConfig | None = None,
+    seed: int = 0,
+) -> dict:
     """Writes and checks the SavedModel and `.tflite` decoders of `model`.
 
     The folder is built under a temporary name and renamed at the end, so a
@@ -190,21 +241,25 @@ def export_model(model: VAE, export_dir: Path, x_test: np.ndarray,
     with _atomic_directory(Path(export_dir)) as folder:
         write_saved_model(model, folder / SAVED_MODEL_DIR)
         for quantization in quantizations:
-            flatbuffer = convert_decoder(folder / SAVED_MODEL_DIR, quantization,
-                                         calibration_data(model, seed))
+            flatbuffer = convert_decoder(
+                folder / SAVED_MODEL_DIR, quantization, calibration_data(model, seed)
+            )
             (folder / tflite_name(quantization)).write_bytes(flatbuffer)
-        report = parity.check_export(model, folder, x_test, y_test,
-                                     quantizations=quantizations, seed=seed)
+        report = parity.check_export(
+            model, folder, x_test, y_test, quantizations=quantizations, seed=seed
+        )
         description = describe(model, folder, quantizations, report, run_config)
         description["export_seconds"] = round(time.perf_counter() - start, 2)
         (folder / CONFIG_FILE).write_text(json.dumps(description, indent=2))
     return description
 
 
-def describe(model: VAE, folder: Path, quantizations, report: dict,
-             run_config: RunConfig | None) -> dict:
+def describe(
+    model: VAE, folder: Path, quantizations, report: dict, run_config: RunConfig | None
+) -> dict:
     """export.json: shapes, parts, condition, noise, files, signatures and parity."""
     from ai_edge_litert.interpreter import Interpreter
+
     interpreter = Interpreter(model_path=str(folder / tflite_name(quantizations[0])))
     prior = model.prior_part()
     return {
@@ -215,14 +270,18 @@ def describe(model: VAE, folder: Path, quantizations, report: dict,
         "posterior": type(model.posterior_head()).__name__,
         "prior": {"name": type(prior).__name__, **_small_parameters(prior, model)},
         "condition": _condition_description(model),
-        "noise": {"sample_from_noise": _noise_description(sampling_noise(model)),
-                  "elbo": _noise_description(posterior_noise(model))},
+        "noise": {
+            "sample_from_noise": _noise_description(sampling_noise(model)),
+            "elbo": _noise_description(posterior_noise(model)),
+        },
         "saved_model": {"path": SAVED_MODEL_DIR, "endpoints": list(endpoints(model))},
-        "tflite": {tflite_name(q): {"quantization": q,
-                                    "bytes": (folder / tflite_name(q)).stat().st_size}
-                   for q in quantizations},
-        "signatures": {name: _signature(interpreter.get_signature_runner(name))
-                       for name in DECODER_SIGNATURES},
+        "tflite": {
+            tflite_name(q): {"quantization": q, "bytes": (folder / tflite_name(q)).stat().st_size}
+            for q in quantizations
+        },
+        "signatures": {
+            name: _signature(interpreter.get_signature_runner(name)) for name in DECODER_SIGNATURES
+        },
         "model_config": run_config.to_dict()["model"] if run_config else None,
         "parity": report,
     }
@@ -232,8 +291,13 @@ def _condition_description(model: VAE) -> dict | None:
     """What a conditional VAE's signatures take besides noise; None for an ordinary VAE."""
     if model.num_classes is None:
         return None
-    return {"num_classes": model.num_classes, "input": LABELS, "dtype": "int32",
-            "shape": ["B"], "encoding": "one_hot"}
+    return {
+        "num_classes": model.num_classes,
+        "input": LABELS,
+        "dtype": "int32",
+        "shape": ["B"],
+        "encoding": "one_hot",
+    }
 
 
 def _noise_description(spec) -> dict:
@@ -242,8 +306,9 @@ def _noise_description(spec) -> dict:
 
 def _small_parameters(prior, model: VAE, limit: int = 10_000) -> dict:
     """The prior's parameters as lists, unless larger than `limit` values (pseudo-inputs)."""
-    parameters = {name: np.asarray(value) for name, value in
-                  prior.parameters(model.encoder).items()}
+    parameters = {
+        name: np.asarray(value) for name, value in prior.parameters(model.encoder).items()
+    }
     if sum(value.size for value in parameters.values()) > limit:
         return {"parameters": "in saved_model/ (too large for JSON)"}
     return {name: value.tolist() for name, value in parameters.items()}
@@ -257,20 +322,30 @@ def _canonical_quantizations(quantizations) -> list[str]:
     """
     unknown = set(quantizations) - set(QUANTIZATIONS)
     if unknown or not quantizations:
-        raise ValueError(f"Quantizations must be some of {', '.join(QUANTIZATIONS)}; "
-                         f"got {', '.join(quantizations) or 'none'}.")
+        raise ValueError(
+            f"Quantizations must be some of {', '.join(QUANTIZATIONS)}; "
+            f"got {', '.join(quantizations) or 'none'}."
+        )
     return [q for q in QUANTIZATIONS if q in quantizations]
 
 
 def _signature(runner) -> dict:
     """Name, shape, dtype and meaning of a signature runner's inputs and outputs."""
+
     def tensors(details):
-        return {name: {"shape": [int(d) for d in detail["shape_signature"]],
-                       "dtype": np.dtype(detail["dtype"]).name,
-                       "description": DESCRIPTIONS.get(name, "")}
-                for name, detail in sorted(details.items())}
-    return {"inputs": tensors(runner.get_input_details()),
-            "outputs": tensors(runner.get_output_details())}
+        return {
+            name: {
+                "shape": [int(d) for d in detail["shape_signature"]],
+                "dtype": np.dtype(detail["dtype"]).name,
+                "description": DESCRIPTIONS.get(name, ""),
+            }
+            for name, detail in sorted(details.items())
+        }
+
+    return {
+        "inputs": tensors(runner.get_input_details()),
+        "outputs": tensors(runner.get_output_details()),
+    }
 
 
 @contextlib.contextmanager
@@ -279,8 +354,9 @@ def _atomic_directory(target: Path) -> Iterator[Path]:
     # What a killed export left behind (a process killed with SIGKILL runs no finally).
     for stale in target.parent.glob(f".{target.name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    folder, old = (target.with_name(f".{target.name}.{tag}-{uuid.uuid4().hex}")
-                   for tag in ("tmp", "old"))
+    folder, old = (
+        target.with_name(f".{target.name}.{tag}-{uuid.uuid4().hex}") for tag in ("tmp", "old")
+    )
     folder.mkdir(parents=True)  # Not mkdtemp: its mode 0700 would outlive the rename.
     try:
         yield folder
@@ -293,6 +369,7 @@ def _atomic_directory(target: Path) -> Iterator[Path]:
 
 
 # Runs.
+
 
 def load_run(run_dir: Path) -> tuple[VAE, RunConfig]:
     """The trained VAE and config of a run folder written by `tfvae.training`.
@@ -307,8 +384,10 @@ def load_run(run_dir: Path) -> tuple[VAE, RunConfig]:
     run_dir = Path(run_dir)
     for name in ("config.json", "model.keras"):
         if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir / name} not found: RUN_DIR must be a "
-                                    "run folder written by scripts/train.py.")
+            raise FileNotFoundError(
+                f"{run_dir / name} not found: RUN_DIR must be a "
+                "run folder written by scripts/train.py."
+            )
     config = RunConfig.from_json((run_dir / "config.json").read_text())
     model = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
     if not isinstance(model, VAE):
@@ -317,7 +396,8 @@ def load_run(run_dir: Path) -> tuple[VAE, RunConfig]:
         raise UnsupportedModelError(
             f"{run_dir} is a plain autoencoder (--posterior point_mass): it has no bound "
             "on log p(x) and no prior-shaped codes to sample, so it is neither exported "
-            "nor evaluated.")
+            "nor evaluated."
+        )
     return model, config
 
 
@@ -326,8 +406,9 @@ def load_test_images(config: RunConfig, limit: int | None = NUM_TEST_EXAMPLES) -
     return load_test_set(config, limit)[0]
 
 
-def load_test_set(config: RunConfig, limit: int | None = NUM_TEST_EXAMPLES
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
+def load_test_set(
+    config: RunConfig, limit: int | None = NUM_TEST_EXAMPLES
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The run's test images `[<= limit, *image_shape]`, binarized as in training,
     and for a conditional run their int32 labels `[<= limit]` (else None)."""
     conditional = config.model.conditional
@@ -335,12 +416,19 @@ def load_test_set(config: RunConfig, limit: int | None = NUM_TEST_EXAMPLES
     batches = list(splits.test.as_numpy_iterator())
     if not conditional:
         return np.concatenate(batches)[:limit], None
-    return (np.concatenate([x for x, _ in batches])[:limit],
-            np.concatenate([y for _, y in batches])[:limit])
+    return (
+        np.concatenate([x for x, _ in batches])[:limit],
+        np.concatenate([y for _, y in batches])[:limit],
+    )
 
 
-def export_run(run_dir: Path, *, quantizations=DEFAULT_QUANTIZATIONS,
-               export_dir: Path | None = None, seed: int = 0) -> dict:
+def export_run(
+    run_dir: Path,
+    *,
+    quantizations=DEFAULT_QUANTIZATIONS,
+    export_dir: Path | None = None,
+    seed: int = 0,
+) -> dict:
     """Exports a run folder's model to `<run_dir>/export` (see the module docstring).
 
     Args:
@@ -358,6 +446,11 @@ def export_run(run_dir: Path, *, quantizations=DEFAULT_QUANTIZATIONS,
         endpoints.UnsupportedModelError, parity.ParityError: As `export_model`.
     """
     model, config = load_run(run_dir)
-    return export_model(model, export_dir or Path(run_dir) / EXPORT_DIR,
-                        *load_test_set(config),
-                        quantizations=quantizations, run_config=config, seed=seed)
+    return export_model(
+        model,
+        export_dir or Path(run_dir) / EXPORT_DIR,
+        *load_test_set(config),
+        quantizations=quantizations,
+        run_config=config,
+        seed=seed,
+    )

@@ -12,21 +12,50 @@ import argparse
 import dataclasses
 import typing
 
-from tfvae.config import (BASELINES, BINARIZATIONS, GAUSSIAN_SCALES, GRADIENT_ESTIMATORS,
-                          KL_ESTIMATORS, LIKELIHOODS, LR_SCHEDULES, MEAN_ACTIVATIONS, NETWORKS,
-                          OBJECTIVES, OPTIMIZERS, POSTERIORS, PRECISIONS, PRIORS, SECTIONS,
-                          STRATEGIES, TC_ESTIMATORS, WARMUP_UNITS, WARMUPS, DataConfig,
-                          ModelConfig, RunConfig, TrainConfig, resolve_annotation,
-                          unwrap_optional, flag_paths)
+from tfvae.config import (
+    BASELINES,
+    BINARIZATIONS,
+    GAUSSIAN_SCALES,
+    GRADIENT_ESTIMATORS,
+    KL_ESTIMATORS,
+    LIKELIHOODS,
+    LR_SCHEDULES,
+    MEAN_ACTIVATIONS,
+    NETWORKS,
+    OBJECTIVES,
+    OPTIMIZERS,
+    POSTERIORS,
+    PRECISIONS,
+    PRIORS,
+    SECTIONS,
+    STRATEGIES,
+    TC_ESTIMATORS,
+    WARMUP_UNITS,
+    WARMUPS,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    flag_paths,
+    resolve_annotation,
+    unwrap_optional,
+)
+from tfvae.presets import dataset_defaults
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, dataset: str | None = None) -> None:
     """Adds one `--flag-name` per field of the model (and its parts), data and train
     configs, with the help text of the field's docstring.
 
     Every flag defaults to `None`, meaning: the dataset's paper default, else
     the dataclass default. `from_arguments` resolves them.
+
+    Args:
+        parser: Gets one argument group per config section.
+        dataset: Whose paper defaults the help text shows (the default dataset's
+            when `None`); the values themselves are resolved by `from_arguments`.
     """
+    presets = dataset_defaults(dataset or DataConfig.dataset)
     groups = {}
     for flag, path in flag_paths().items():
         if flag == "event_shape":
@@ -34,8 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         section = " ".join(path[:-1])
         if section not in groups:
             groups[section] = parser.add_argument_group(
-                section, _first_line(_section_class(path[:-1]).__doc__))
-        _add_argument(groups[section], flag, _field(path))
+                section, _first_line(_section_class(path[:-1]).__doc__)
+            )
+        _add_argument(groups[section], flag, _field(path), presets, dataset or DataConfig.dataset)
 
 
 def from_arguments(args: argparse.Namespace) -> RunConfig:
@@ -66,40 +96,70 @@ def field_help(cls, name: str) -> str:
     text, collecting, indent = [], False, 0
     for line in lines:
         stripped = line.strip()
-        if collecting and (not stripped or (":" in stripped and len(line) - len(line.lstrip())
-                                            <= indent)):
+        if collecting and (
+            not stripped or (":" in stripped and len(line) - len(line.lstrip()) <= indent)
+        ):
             break
         if collecting:
             text.append(stripped)
         elif stripped.startswith(f"{name}:"):
             collecting, indent = True, len(line) - len(line.lstrip())
-            text.append(stripped[len(name) + 1:].strip())
+            text.append(stripped[len(name) + 1 :].strip())
     return " ".join(text)
 
 
-def _add_argument(group, flag: str, field: dataclasses.Field) -> None:
+def _add_argument(group, flag: str, field: dataclasses.Field, presets: dict, dataset: str) -> None:
     option = "--" + flag.replace("_", "-")
     kind, optional = unwrap_optional(field.type)
-    cls = next(c for c in (*SECTIONS.values(), ModelConfig, DataConfig, TrainConfig)
-               if field in dataclasses.fields(c))
-    default = field.default if field.default is not dataclasses.MISSING else None
-    help_text = (f"{field_help(cls, field.name)} Default: {default!r} "
-                 "(or the dataset's paper default).").replace("%", "%%")
+    cls = next(
+        c
+        for c in (*SECTIONS.values(), ModelConfig, DataConfig, TrainConfig)
+        if field in dataclasses.fields(c)
+    )
+    if flag in presets:
+        shown = f"Default for --dataset {dataset}: {_shown(presets[flag])}."
+    elif flag == "dataset":
+        shown = f"Default: {DataConfig.dataset}."
+    else:
+        default = field.default if field.default is not dataclasses.MISSING else None
+        shown = f"Default: {_shown(default)}."
+    help_text = f"{field_help(cls, field.name)} {shown}".replace("%", "%%")
     if kind is bool:
-        group.add_argument(option, action=argparse.BooleanOptionalAction,
-                           default=None, help=help_text)
+        group.add_argument(
+            option, action=argparse.BooleanOptionalAction, default=None, help=help_text
+        )
     elif typing.get_origin(kind) is tuple:
         group.add_argument(option, type=int, nargs="+", default=None, help=help_text)
     else:
-        group.add_argument(option, type=kind, choices=_CHOICES.get(flag), default=None,
-                           help=help_text)
+        group.add_argument(
+            option, type=kind, choices=_CHOICES.get(flag), default=None, help=help_text
+        )
 
 
-_CHOICES = {"network": NETWORKS, "likelihood": LIKELIHOODS, "posterior": POSTERIORS, "prior": PRIORS,
-            "gaussian_scale": GAUSSIAN_SCALES, "mean_activation": MEAN_ACTIVATIONS,
-            "objective": OBJECTIVES, "kl_estimator": KL_ESTIMATORS,
-            "binarization": BINARIZATIONS, "optimizer": OPTIMIZERS,
-            "lr_schedule": LR_SCHEDULES, "warmup": WARMUPS,
-            "warmup_unit": WARMUP_UNITS, "tc_estimator": TC_ESTIMATORS,
-            "gradient_estimator": GRADIENT_ESTIMATORS, "baseline": BASELINES,
-            "strategy": STRATEGIES, "precision": PRECISIONS}
+def _shown(value) -> str:
+    """A default as it is typed on the command line: `200 200` for a tuple."""
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+_CHOICES = {
+    "network": NETWORKS,
+    "likelihood": LIKELIHOODS,
+    "posterior": POSTERIORS,
+    "prior": PRIORS,
+    "gaussian_scale": GAUSSIAN_SCALES,
+    "mean_activation": MEAN_ACTIVATIONS,
+    "objective": OBJECTIVES,
+    "kl_estimator": KL_ESTIMATORS,
+    "binarization": BINARIZATIONS,
+    "optimizer": OPTIMIZERS,
+    "lr_schedule": LR_SCHEDULES,
+    "warmup": WARMUPS,
+    "warmup_unit": WARMUP_UNITS,
+    "tc_estimator": TC_ESTIMATORS,
+    "gradient_estimator": GRADIENT_ESTIMATORS,
+    "baseline": BASELINES,
+    "strategy": STRATEGIES,
+    "precision": PRECISIONS,
+}

@@ -64,7 +64,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -105,19 +105,32 @@ class FlowPosterior(Head):
 
     parameter_names = ("loc", "scale")
 
-    def __init__(self, event_shape: Sequence[int] | int, *, num_flows: int = 2,
-                 hidden_units: Sequence[int] = (64,), activation: str = "tanh",
-                 max_log_scale: float = 3.0, min_scale: float = 1e-4,
-                 num_mean_samples: int = 128, **kwargs):
+    def __init__(
+        self,
+        event_shape: Sequence[int] | int,
+        *,
+        num_flows: int = 2,
+        hidden_units: Sequence[int] = (64,),
+        activation: str = "tanh",
+        max_log_scale: float = 3.0,
+        min_scale: float = 1e-4,
+        num_mean_samples: int = 128,
+        **kwargs,
+    ):
         shape = event_shape_of(event_shape)
         if len(shape) != 1:
             raise ValueError(f"{type(self).__name__} needs a rank-1 event [J], got {shape}.")
         if int(num_flows) != num_flows or num_flows < 1:
             raise ValueError(f"num_flows must be a positive integer, got {num_flows}.")
-        if int(num_mean_samples) != num_mean_samples or num_mean_samples < 2 \
-                or num_mean_samples % 2:
-            raise ValueError(f"num_mean_samples must be an even integer >= 2 (antithetic "
-                             f"pairs), got {num_mean_samples}.")
+        if (
+            int(num_mean_samples) != num_mean_samples
+            or num_mean_samples < 2
+            or num_mean_samples % 2
+        ):
+            raise ValueError(
+                f"num_mean_samples must be an even integer >= 2 (antithetic "
+                f"pairs), got {num_mean_samples}."
+            )
         super().__init__(shape, **kwargs)
         self.num_flows = int(num_flows)
         self.hidden_units = tuple(int(u) for u in hidden_units)
@@ -125,18 +138,27 @@ class FlowPosterior(Head):
         self.max_log_scale = float(max_log_scale)
         self.min_scale = float(min_scale)
         self.num_mean_samples = int(num_mean_samples)
-        self.base = DiagonalGaussian(shape, min_scale=min_scale, init_stddev=self.init_stddev,
-                                     weight_decay=self.weight_decay,
-                                     seed=child_seed(self.seed, 0), name="base")
+        self.base = DiagonalGaussian(
+            shape,
+            min_scale=min_scale,
+            init_stddev=self.init_stddev,
+            weight_decay=self.weight_decay,
+            seed=child_seed(self.seed, 0),
+            name="base",
+        )
         self.networks = [self.make_network(i) for i in range(self.num_flows)]
 
     def raw_shapes(self):
         return {}  # No Dense layers of its own: the base owns loc's and scale's.
 
     def network_kwargs(self, index: int) -> dict:
-        return {"activation": self.activation, "max_log_scale": self.max_log_scale,
-                "weight_decay": self.weight_decay, "seed": child_seed(self.seed, index + 1),
-                "dtype": self.dtype_policy}
+        return {
+            "activation": self.activation,
+            "max_log_scale": self.max_log_scale,
+            "weight_decay": self.weight_decay,
+            "seed": child_seed(self.seed, index + 1),
+            "dtype": self.dtype_policy,
+        }
 
     def make_network(self, index: int) -> ShiftAndLogScaleNetwork:
         raise NotImplementedError
@@ -181,7 +203,8 @@ class FlowPosterior(Head):
     def mean(self, parameters):
         loc, scale = parameters["loc"], parameters["scale"]
         half = np.random.default_rng(MEAN_NOISE_SEED).standard_normal(
-            (self.num_mean_samples // 2, *self.event_shape))
+            (self.num_mean_samples // 2, *self.event_shape)
+        )
         eps = tf.constant(np.concatenate([half, -half]), loc.dtype)[:, tf.newaxis]  # [S, 1, J]
         return tf.reduce_mean(self.bijector().forward(loc + scale * eps), axis=0)
 
@@ -192,10 +215,15 @@ class FlowPosterior(Head):
         return self.bijector().forward(self.base.draw(parameters, noise))
 
     def get_config(self):
-        return {**super().get_config(), "num_flows": self.num_flows,
-                "hidden_units": self.hidden_units, "activation": self.activation,
-                "max_log_scale": self.max_log_scale, "min_scale": self.min_scale,
-                "num_mean_samples": self.num_mean_samples}
+        return {
+            **super().get_config(),
+            "num_flows": self.num_flows,
+            "hidden_units": self.hidden_units,
+            "activation": self.activation,
+            "max_log_scale": self.max_log_scale,
+            "min_scale": self.min_scale,
+            "num_mean_samples": self.num_mean_samples,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -217,8 +245,7 @@ class InverseAutoregressiveFlow(FlowPosterior):
         # drawn before a weight update would be scored after it with the stale
         # cached inverse. A new function per chain confines the cache to one
         # distribution object.
-        return tfb.Invert(tfb.MaskedAutoregressiveFlow(
-            shift_and_log_scale_fn=lambda z: network(z)))
+        return tfb.Invert(tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=lambda z: network(z)))
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -236,15 +263,22 @@ class AffineCoupling(FlowPosterior):
             raise ValueError(
                 f"AffineCoupling needs at least 2 latent dimensions, got {shape}: a coupling "
                 "layer transforms one part of z given the other. Use InverseAutoregressiveFlow "
-                "(or a DiagonalGaussian) for a 1-dimensional z.")
+                "(or a DiagonalGaussian) for a 1-dimensional z."
+            )
         super().__init__(shape, **kwargs)
 
     def make_network(self, index):
         (size,) = self.event_shape
-        return ShiftAndLogScaleNetwork(size // 2, size - size // 2, self.hidden_units,
-                                       name=f"coupling_{index}", **self.network_kwargs(index))
+        return ShiftAndLogScaleNetwork(
+            size // 2,
+            size - size // 2,
+            self.hidden_units,
+            name=f"coupling_{index}",
+            **self.network_kwargs(index),
+        )
 
     def flow(self, network):
         (size,) = self.event_shape
-        return tfb.RealNVP(num_masked=size // 2,
-                           shift_and_log_scale_fn=lambda z_masked, _: network(z_masked))
+        return tfb.RealNVP(
+            num_masked=size // 2, shift_and_log_scale_fn=lambda z_masked, _: network(z_masked)
+        )

@@ -36,7 +36,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -93,8 +93,7 @@ def parameter_groups(model) -> dict[str, list]:
     return {name: variables for name, variables in groups.items() if variables}
 
 
-def gradient_moments(model, x, objective, repeats: int, step: int = 0
-                     ) -> dict[str, Moments]:
+def gradient_moments(model, x, objective, repeats: int, step: int = 0) -> dict[str, Moments]:
     """Moments of grad_theta mean_b loss_b over seeds `[r, 0]`, r = 0..R-1, per group.
 
     Args:
@@ -111,8 +110,10 @@ def gradient_moments(model, x, objective, repeats: int, step: int = 0
     if repeats < 2:
         raise ValueError(f"repeats must be at least 2 (a variance), got {repeats}.")
     if not model.has_density:
-        raise ValueError("A point-mass posterior (the plain autoencoder) has no density: "
-                         "there is no score function, nor a rate, to estimate.")
+        raise ValueError(
+            "A point-mass posterior (the plain autoencoder) has no density: "
+            "there is no score function, nor a rate, to estimate."
+        )
     objective.check(model.num_samples, model.has_density)
     groups = parameter_groups(model)
     variables = [variable for group in groups.values() for variable in group]
@@ -158,8 +159,7 @@ def max_abs_z(a: Moments, b: Moments) -> float:
     return float(z.max())
 
 
-def compare(model, x, estimators: Mapping[str, object], repeats: int, step: int = 0
-            ) -> list[dict]:
+def compare(model, x, estimators: Mapping[str, object], repeats: int, step: int = 0) -> list[dict]:
     """Per group: its size, each estimator's variance and signal, and the agreement.
 
     Args:
@@ -174,15 +174,23 @@ def compare(model, x, estimators: Mapping[str, object], repeats: int, step: int 
     """
     if len(estimators) != 2:
         raise ValueError(f"compare takes two estimators, got {len(estimators)}.")
-    (first, a), (second, b) = [(name, gradient_moments(model, x, objective, repeats, step))
-                               for name, objective in estimators.items()]
+    (first, a), (second, b) = [
+        (name, gradient_moments(model, x, objective, repeats, step))
+        for name, objective in estimators.items()
+    ]
     rows = []
     for group in a:
         variance = {first: a[group].total_variance, second: b[group].total_variance}
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = float(np.float64(variance[second]) / variance[first])
-        rows.append({"group": group, "num_parameters": int(a[group].mean.size),
-                     "variance": variance, "variance_ratio": ratio,
-                     "signal": {first: a[group].signal, second: b[group].signal},
-                     "max_abs_z": max_abs_z(a[group], b[group])})
+        rows.append(
+            {
+                "group": group,
+                "num_parameters": int(a[group].mean.size),
+                "variance": variance,
+                "variance_ratio": ratio,
+                "signal": {first: a[group].signal, second: b[group].signal},
+                "max_abs_z": max_abs_z(a[group], b[group]),
+            }
+        )
     return rows

@@ -58,7 +58,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -78,6 +78,7 @@ tfd = tfp.distributions
 
 # Shared pieces.
 
+
 def split_sizes(event_shape: Sequence[int] | int, top_latent_dim: int) -> tuple[int, int]:
     """(J1, J2) of a code z = [z1, z2] of shape `[J1 + J2]`.
 
@@ -88,8 +89,10 @@ def split_sizes(event_shape: Sequence[int] | int, top_latent_dim: int) -> tuple[
     if len(shape) != 1:
         raise ValueError(f"A two-layer code is a vector [J1 + J2], got the event {shape}.")
     if not 0 < int(top_latent_dim) < shape[0]:
-        raise ValueError(f"top_latent_dim must be in [1, {shape[0] - 1}] for a code of "
-                         f"{shape[0]} dimensions (both layers non-empty), got {top_latent_dim}.")
+        raise ValueError(
+            f"top_latent_dim must be in [1, {shape[0] - 1}] for a code of "
+            f"{shape[0]} dimensions (both layers non-empty), got {top_latent_dim}."
+        )
     return shape[0] - int(top_latent_dim), int(top_latent_dim)
 
 
@@ -104,10 +107,11 @@ def antithetic_normal(num_samples: int, size: int, dtype: tf.DType) -> tf.Tensor
 
 
 def _check_num_mean_samples(num_mean_samples: int) -> int:
-    if int(num_mean_samples) != num_mean_samples or num_mean_samples < 2 \
-            or num_mean_samples % 2:
-        raise ValueError(f"num_mean_samples must be an even integer >= 2 (antithetic pairs), "
-                         f"got {num_mean_samples}.")
+    if int(num_mean_samples) != num_mean_samples or num_mean_samples < 2 or num_mean_samples % 2:
+        raise ValueError(
+            f"num_mean_samples must be an even integer >= 2 (antithetic pairs), "
+            f"got {num_mean_samples}."
+        )
     return int(num_mean_samples)
 
 
@@ -117,6 +121,7 @@ def coupling(network: ConditionalGaussian, num_masked: int) -> tfb.Bijector:
     `num_masked` > 0 keeps the first `num_masked` coordinates and conditions
     the rest on them; < 0 keeps the last |num_masked| (`tfb.RealNVP`).
     """
+
     def affine(masked, _):
         loc, scale = network(masked)
         return tfb.Chain([tfb.Shift(loc), tfb.Scale(scale)])  # The last applies first.
@@ -155,14 +160,25 @@ class ConditionalGaussian(keras.layers.Layer):
         (loc, scale), each `[..., output_size]`, of the inputs' dtype.
     """
 
-    def __init__(self, input_size: int, output_size: int, hidden_units: Sequence[int] = (50, 50),
-                 *, activation: str | None = "tanh", min_scale: float = 1e-4,
-                 init_stddev: float = 0.01, weight_decay: float = 0.0,
-                 seed: int | None = None, **kwargs):
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        hidden_units: Sequence[int] = (50, 50),
+        *,
+        activation: str | None = "tanh",
+        min_scale: float = 1e-4,
+        init_stddev: float = 0.01,
+        weight_decay: float = 0.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
         super().__init__(autocast=False, **kwargs)
         if not min_scale > 0:
-            raise ValueError(f"min_scale must be positive, got {min_scale}: a scale of 0 "
-                             "makes the density infinite.")
+            raise ValueError(
+                f"min_scale must be positive, got {min_scale}: a scale of 0 "
+                "makes the density infinite."
+            )
         self.input_size, self.output_size = int(input_size), int(output_size)
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.activation = activation
@@ -173,13 +189,19 @@ class ConditionalGaussian(keras.layers.Layer):
 
         def layer(units, index, name, activation=None):
             return MaskedDense(
-                units, activation=activation, name=name, dtype=self.dtype_policy,
+                units,
+                activation=activation,
+                name=name,
+                dtype=self.dtype_policy,
                 kernel_initializer=keras.initializers.RandomNormal(
-                    stddev=init_stddev, seed=child_seed(seed, index)),
-                kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None)
+                    stddev=init_stddev, seed=child_seed(seed, index)
+                ),
+                kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None,
+            )
 
-        self.hidden = [layer(units, i, f"hidden_{i}", activation)
-                       for i, units in enumerate(self.hidden_units)]
+        self.hidden = [
+            layer(units, i, f"hidden_{i}", activation) for i, units in enumerate(self.hidden_units)
+        ]
         depth = len(self.hidden_units)
         self.loc_layer = layer(self.output_size, depth, "loc")
         self.raw_scale_layer = layer(self.output_size, depth + 1, "raw_scale")
@@ -200,14 +222,21 @@ class ConditionalGaussian(keras.layers.Layer):
         return self.loc_layer(h), positive_scale(self.raw_scale_layer(h), self.min_scale)
 
     def get_config(self):
-        return {**super().get_config(), "input_size": self.input_size,
-                "output_size": self.output_size, "hidden_units": self.hidden_units,
-                "activation": self.activation, "min_scale": self.min_scale,
-                "init_stddev": self.init_stddev, "weight_decay": self.weight_decay,
-                "seed": self.seed}
+        return {
+            **super().get_config(),
+            "input_size": self.input_size,
+            "output_size": self.output_size,
+            "hidden_units": self.hidden_units,
+            "activation": self.activation,
+            "min_scale": self.min_scale,
+            "init_stddev": self.init_stddev,
+            "weight_decay": self.weight_decay,
+            "seed": self.seed,
+        }
 
 
 # The posterior q(z1|x) q(z2|z1).
+
 
 @keras.saving.register_keras_serializable(package="tfvae")
 class TwoLayerPosterior(Head):
@@ -233,9 +262,17 @@ class TwoLayerPosterior(Head):
 
     parameter_names = ("loc", "scale")
 
-    def __init__(self, event_shape: Sequence[int] | int, *, top_latent_dim: int,
-                 hidden_units: Sequence[int] = (50, 50), activation: str | None = "tanh",
-                 min_scale: float = 1e-4, num_mean_samples: int = 128, **kwargs):
+    def __init__(
+        self,
+        event_shape: Sequence[int] | int,
+        *,
+        top_latent_dim: int,
+        hidden_units: Sequence[int] = (50, 50),
+        activation: str | None = "tanh",
+        min_scale: float = 1e-4,
+        num_mean_samples: int = 128,
+        **kwargs,
+    ):
         bottom_latent_dim, top_latent_dim = split_sizes(event_shape, top_latent_dim)
         num_mean_samples = _check_num_mean_samples(num_mean_samples)
         super().__init__(event_shape, **kwargs)
@@ -245,13 +282,25 @@ class TwoLayerPosterior(Head):
         self.activation = activation
         self.min_scale = float(min_scale)
         init = {"init_stddev": self.init_stddev, "weight_decay": self.weight_decay}
-        self.bottom = DiagonalGaussian(self.bottom_latent_dim, min_scale=min_scale,
-                                       seed=child_seed(self.seed, 0), name="bottom",
-                                       dtype=self.dtype_policy, **init)
-        self.top = ConditionalGaussian(self.bottom_latent_dim, self.top_latent_dim,
-                                       self.hidden_units, activation=activation,
-                                       min_scale=min_scale, seed=child_seed(self.seed, 1),
-                                       name="top", dtype=self.dtype_policy, **init)
+        self.bottom = DiagonalGaussian(
+            self.bottom_latent_dim,
+            min_scale=min_scale,
+            seed=child_seed(self.seed, 0),
+            name="bottom",
+            dtype=self.dtype_policy,
+            **init,
+        )
+        self.top = ConditionalGaussian(
+            self.bottom_latent_dim,
+            self.top_latent_dim,
+            self.hidden_units,
+            activation=activation,
+            min_scale=min_scale,
+            seed=child_seed(self.seed, 1),
+            name="top",
+            dtype=self.dtype_policy,
+            **init,
+        )
 
     def raw_shapes(self):
         return {}  # No Dense layers of its own: `bottom` owns loc's and scale's.
@@ -274,9 +323,12 @@ class TwoLayerPosterior(Head):
         loc, scale = parameters["loc"], parameters["scale"]
         top_shape = tf.concat([tf.shape(loc)[:-1], [self.top_latent_dim]], axis=0)
         base = tfd.Independent(
-            tfd.Normal(tf.concat([loc, tf.zeros(top_shape, loc.dtype)], axis=-1),
-                       tf.concat([scale, tf.ones(top_shape, scale.dtype)], axis=-1)),
-            reinterpreted_batch_ndims=1)
+            tfd.Normal(
+                tf.concat([loc, tf.zeros(top_shape, loc.dtype)], axis=-1),
+                tf.concat([scale, tf.ones(top_shape, scale.dtype)], axis=-1),
+            ),
+            reinterpreted_batch_ndims=1,
+        )
         return tfd.TransformedDistribution(base, self.bijector())
 
     def mean(self, parameters):
@@ -290,17 +342,23 @@ class TwoLayerPosterior(Head):
 
     def draw(self, parameters, noise):
         eps = tf.convert_to_tensor(noise["eps"], parameters["loc"].dtype)
-        z1 = self.bottom.draw(parameters, {"eps": eps[..., :self.bottom_latent_dim]})
+        z1 = self.bottom.draw(parameters, {"eps": eps[..., : self.bottom_latent_dim]})
         top_loc, top_scale = self.top(z1)
-        return tf.concat([z1, top_loc + top_scale * eps[..., self.bottom_latent_dim:]], axis=-1)
+        return tf.concat([z1, top_loc + top_scale * eps[..., self.bottom_latent_dim :]], axis=-1)
 
     def get_config(self):
-        return {**super().get_config(), "top_latent_dim": self.top_latent_dim,
-                "hidden_units": self.hidden_units, "activation": self.activation,
-                "min_scale": self.min_scale, "num_mean_samples": self.num_mean_samples}
+        return {
+            **super().get_config(),
+            "top_latent_dim": self.top_latent_dim,
+            "hidden_units": self.hidden_units,
+            "activation": self.activation,
+            "min_scale": self.min_scale,
+            "num_mean_samples": self.num_mean_samples,
+        }
 
 
 # The prior p(z2) p(z1|z2).
+
 
 @keras.saving.register_keras_serializable(package="tfvae")
 class TwoLayerPrior(Prior):
@@ -326,11 +384,20 @@ class TwoLayerPrior(Prior):
     z1 = mu(z2) + sigma(z2) eps[:J1].
     """
 
-    def __init__(self, event_shape: Sequence[int] | int, *, top_latent_dim: int,
-                 hidden_units: Sequence[int] = (50, 50), activation: str | None = "tanh",
-                 min_scale: float = 1e-4, num_mean_samples: int = 128,
-                 init_stddev: float = 0.01, weight_decay: float = 0.0,
-                 seed: int | None = None, **kwargs):
+    def __init__(
+        self,
+        event_shape: Sequence[int] | int,
+        *,
+        top_latent_dim: int,
+        hidden_units: Sequence[int] = (50, 50),
+        activation: str | None = "tanh",
+        min_scale: float = 1e-4,
+        num_mean_samples: int = 128,
+        init_stddev: float = 0.01,
+        weight_decay: float = 0.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
         bottom_latent_dim, top_latent_dim = split_sizes(event_shape, top_latent_dim)
         num_mean_samples = _check_num_mean_samples(num_mean_samples)
         super().__init__(event_shape, **kwargs)
@@ -343,9 +410,17 @@ class TwoLayerPrior(Prior):
         self.weight_decay = weight_decay
         self.seed = seed
         self.bottom = ConditionalGaussian(
-            self.top_latent_dim, self.bottom_latent_dim, self.hidden_units,
-            activation=activation, min_scale=min_scale, init_stddev=init_stddev,
-            weight_decay=weight_decay, seed=seed, name="bottom", dtype=self.dtype_policy)
+            self.top_latent_dim,
+            self.bottom_latent_dim,
+            self.hidden_units,
+            activation=activation,
+            min_scale=min_scale,
+            init_stddev=init_stddev,
+            weight_decay=weight_decay,
+            seed=seed,
+            name="bottom",
+            dtype=self.dtype_policy,
+        )
         # Built here, not in build: the shapes do not depend on the data, and
         # the weights must exist before the VAE is saved.
         self.bottom.build()
@@ -357,12 +432,16 @@ class TwoLayerPrior(Prior):
 
     def distribution(self, encoder=None):
         return tfd.TransformedDistribution(
-            standard_normal(self.event_shape, self.compute_dtype), self.bijector())
+            standard_normal(self.event_shape, self.compute_dtype), self.bijector()
+        )
 
     def parameters(self, encoder=None):
         layers = [*self.bottom.hidden, self.bottom.loc_layer, self.bottom.raw_scale_layer]
-        return {f"{layer.name}/{weight.name}": tf.cast(weight, self.compute_dtype)
-                for layer in layers for weight in layer.weights}
+        return {
+            f"{layer.name}/{weight.name}": tf.cast(weight, self.compute_dtype)
+            for layer in layers
+            for weight in layer.weights
+        }
 
     def mean(self, encoder=None):
         z2 = antithetic_normal(self.num_mean_samples, self.top_latent_dim, self.compute_dtype)
@@ -374,20 +453,28 @@ class TwoLayerPrior(Prior):
 
     def draw(self, noise, encoder=None):
         eps = tf.convert_to_tensor(noise["eps"])
-        z2 = eps[..., self.bottom_latent_dim:]
+        z2 = eps[..., self.bottom_latent_dim :]
         bottom_loc, bottom_scale = self.bottom(z2)
-        return tf.concat([bottom_loc + bottom_scale * eps[..., :self.bottom_latent_dim], z2],
-                         axis=-1)
+        return tf.concat(
+            [bottom_loc + bottom_scale * eps[..., : self.bottom_latent_dim], z2], axis=-1
+        )
 
     def get_config(self):
-        return {**super().get_config(), "top_latent_dim": self.top_latent_dim,
-                "hidden_units": self.hidden_units, "activation": self.activation,
-                "min_scale": self.min_scale, "num_mean_samples": self.num_mean_samples,
-                "init_stddev": self.init_stddev, "weight_decay": self.weight_decay,
-                "seed": self.seed}
+        return {
+            **super().get_config(),
+            "top_latent_dim": self.top_latent_dim,
+            "hidden_units": self.hidden_units,
+            "activation": self.activation,
+            "min_scale": self.min_scale,
+            "num_mean_samples": self.num_mean_samples,
+            "init_stddev": self.init_stddev,
+            "weight_decay": self.weight_decay,
+            "seed": self.seed,
+        }
 
 
 # The decoder's view of z, and the whole model.
+
 
 @keras.saving.register_keras_serializable(package="tfvae")
 class FirstLatents(keras.layers.Layer):
@@ -425,8 +512,10 @@ class FirstLatents(keras.layers.Layer):
 
     def _sliced(self, input_shape) -> tuple:
         if input_shape[-1] is not None and input_shape[-1] < self.latent_dim:
-            raise ValueError(f"FirstLatents({self.latent_dim}) needs codes of at least "
-                             f"{self.latent_dim} dimensions, got the shape {input_shape}.")
+            raise ValueError(
+                f"FirstLatents({self.latent_dim}) needs codes of at least "
+                f"{self.latent_dim} dimensions, got the shape {input_shape}."
+            )
         return (*input_shape[:-1], self.latent_dim)
 
     def build(self, input_shape):
@@ -438,13 +527,16 @@ class FirstLatents(keras.layers.Layer):
         return self.trunk.compute_output_shape(self._sliced(tuple(input_shape)))
 
     def call(self, inputs, condition=None):
-        z1 = inputs[..., :self.latent_dim]
+        z1 = inputs[..., : self.latent_dim]
         # As ProbabilisticNetwork does: trunks without a condition argument still work.
         return self.trunk(z1) if condition is None else self.trunk(z1, condition=condition)
 
     def get_config(self):
-        return {**super().get_config(), "latent_dim": self.latent_dim,
-                "trunk": keras.saving.serialize_keras_object(self.trunk)}
+        return {
+            **super().get_config(),
+            "latent_dim": self.latent_dim,
+            "trunk": keras.saving.serialize_keras_object(self.trunk),
+        }
 
     @classmethod
     def from_config(cls, config):

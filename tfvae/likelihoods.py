@@ -48,15 +48,20 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tfvae.discretized_logistic import (DiscretizedLogisticDistribution,
-                                        discretized_logistic_draw, discretized_logistic_log_prob,
-                                        discretized_logistic_mean, machine_epsilon as _eps)
+
+from tfvae.discretized_logistic import (
+    DiscretizedLogisticDistribution,
+    discretized_logistic_draw,
+    discretized_logistic_log_prob,
+    discretized_logistic_mean,
+)
+from tfvae.discretized_logistic import machine_epsilon as _eps
 from tfvae.parts import Head, independent, positive_scale
 
 tfd = tfp.distributions
@@ -110,8 +115,11 @@ class Bernoulli(Head):
     def draw(self, parameters, noise):
         logits = parameters["logits"]
         # Typed constants: the result is a float image, not a bool tensor.
-        return tf.where(noise["uniform_noise"] < tf.sigmoid(logits),
-                        tf.constant(1, logits.dtype), tf.constant(0, logits.dtype))
+        return tf.where(
+            noise["uniform_noise"] < tf.sigmoid(logits),
+            tf.constant(1, logits.dtype),
+            tf.constant(0, logits.dtype),
+        )
 
     def elementwise_log_prob(self, parameters, x):
         # x l - softplus(l) as (x - b) l - softplus(-s l), b = [x >= 1/2], s = 2 b - 1:
@@ -153,17 +161,27 @@ class Gaussian(Head):
 
     parameter_names = ("loc", "scale")
 
-    def __init__(self, event_shape: Sequence[int] | int, *, scale: str = "network",
-                 fixed_scale: float = 1.0, mean_activation: str | None = "sigmoid",
-                 min_scale: float = 1e-4, **kwargs):
+    def __init__(
+        self,
+        event_shape: Sequence[int] | int,
+        *,
+        scale: str = "network",
+        fixed_scale: float = 1.0,
+        mean_activation: str | None = "sigmoid",
+        min_scale: float = 1e-4,
+        **kwargs,
+    ):
         if scale not in SCALE_MODES:
             raise ValueError(f"scale must be one of {SCALE_MODES}, got {scale!r}.")
         if mean_activation not in MEAN_ACTIVATIONS:
-            raise ValueError(f"mean_activation must be 'sigmoid' (data in [0, 1]) or None "
-                             f"(the identity, for unbounded data), got {mean_activation!r}.")
+            raise ValueError(
+                f"mean_activation must be 'sigmoid' (data in [0, 1]) or None "
+                f"(the identity, for unbounded data), got {mean_activation!r}."
+            )
         if not min_scale > 0:
-            raise ValueError(f"min_scale must be positive, got {min_scale}: a scale of 0 "
-                             "makes log p infinite.")
+            raise ValueError(
+                f"min_scale must be positive, got {min_scale}: a scale of 0 makes log p infinite."
+            )
         if not 0 < fixed_scale < math.inf:
             raise ValueError(f"fixed_scale must be positive and finite, got {fixed_scale}.")
         # Before Head.__init__, which asks raw_shapes() which Dense layers to make.
@@ -183,8 +201,9 @@ class Gaussian(Head):
         # near-zero initial outputs do.
         if self.scale in ("per_pixel", "global"):
             shape = self.event_shape if self.scale == "per_pixel" else ()
-            self.raw_scale = self.add_weight(shape=shape, initializer="zeros",
-                                             trainable=True, name="raw_scale")
+            self.raw_scale = self.add_weight(
+                shape=shape, initializer="zeros", trainable=True, name="raw_scale"
+            )
         super().build(input_shape)
 
     def constrain(self, raw):
@@ -219,8 +238,13 @@ class Gaussian(Head):
         return self.pixels(parameters).log_prob(x)
 
     def get_config(self):
-        return {**super().get_config(), "scale": self.scale, "fixed_scale": self.fixed_scale,
-                "mean_activation": self.mean_activation, "min_scale": self.min_scale}
+        return {
+            **super().get_config(),
+            "scale": self.scale,
+            "fixed_scale": self.fixed_scale,
+            "mean_activation": self.mean_activation,
+            "min_scale": self.min_scale,
+        }
 
 
 def continuous_bernoulli_mean(logits: tf.Tensor) -> tf.Tensor:
@@ -262,8 +286,11 @@ def continuous_bernoulli_draw(logits: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
     near_zero = t < _series_cutoff(logits, 1.1e-3, 5)
     safe_t = tf.where(near_zero, tf.ones_like(t), t)
     q = tf.exp(-safe_t)
-    closed_form = tf.where(logits < 0, -tf.math.log((1 - u) + u * q) / safe_t,
-                           1 + tf.math.log(q + u * (1 - q)) / safe_t)
+    closed_form = tf.where(
+        logits < 0,
+        -tf.math.log((1 - u) + u * q) / safe_t,
+        1 + tf.math.log(q + u * (1 - q)) / safe_t,
+    )
     small = tf.where(near_zero, logits, tf.zeros_like(logits))  # As in the mean.
     w = u * (1 - u)
     series = u + small * w / 2 * (1 + small * (1 - 2 * u) / 3 + small * small * (1 - 6 * w) / 12)
@@ -334,25 +361,36 @@ class DiscretizedLogistic(Head):
     is_discrete = True
     support = "grey_levels"
 
-    def __init__(self, event_shape: Sequence[int] | int, *, num_bins: int = 256,
-                 min_scale: float = 1e-4, **kwargs):
+    def __init__(
+        self,
+        event_shape: Sequence[int] | int,
+        *,
+        num_bins: int = 256,
+        min_scale: float = 1e-4,
+        **kwargs,
+    ):
         if not (isinstance(num_bins, (int, np.integer)) and num_bins >= 2):
-            raise ValueError(f"num_bins must be an integer >= 2 (256 for 8-bit images), "
-                             f"got {num_bins!r}.")
+            raise ValueError(
+                f"num_bins must be an integer >= 2 (256 for 8-bit images), got {num_bins!r}."
+            )
         if not min_scale > 0:
-            raise ValueError(f"min_scale must be positive, got {min_scale}: a scale of 0 "
-                             "makes the masses 0/0.")
+            raise ValueError(
+                f"min_scale must be positive, got {min_scale}: a scale of 0 makes the masses 0/0."
+            )
         super().__init__(event_shape, **kwargs)
         self.num_bins = int(num_bins)
         self.min_scale = float(min_scale)
 
     def constrain(self, raw):
-        return {"loc": tf.sigmoid(raw["loc"]),
-                "scale": positive_scale(raw["scale"], self.min_scale)}
+        return {
+            "loc": tf.sigmoid(raw["loc"]),
+            "scale": positive_scale(raw["scale"], self.min_scale),
+        }
 
     def pixels(self, parameters) -> DiscretizedLogisticDistribution:
-        return DiscretizedLogisticDistribution(parameters["loc"], parameters["scale"],
-                                               self.num_bins)
+        return DiscretizedLogisticDistribution(
+            parameters["loc"], parameters["scale"], self.num_bins
+        )
 
     def distribution(self, parameters):
         return independent(self.pixels(parameters), self.event_shape)
@@ -364,12 +402,14 @@ class DiscretizedLogistic(Head):
         return {"uniform_noise": ("uniform", self.event_shape)}
 
     def draw(self, parameters, noise):
-        return discretized_logistic_draw(parameters["loc"], parameters["scale"],
-                                         noise["uniform_noise"], self.num_bins)
+        return discretized_logistic_draw(
+            parameters["loc"], parameters["scale"], noise["uniform_noise"], self.num_bins
+        )
 
     def elementwise_log_prob(self, parameters, x):
-        return discretized_logistic_log_prob(x, parameters["loc"], parameters["scale"],
-                                             self.num_bins)
+        return discretized_logistic_log_prob(
+            x, parameters["loc"], parameters["scale"], self.num_bins
+        )
 
     def get_config(self):
         return {**super().get_config(), "num_bins": self.num_bins, "min_scale": self.min_scale}

@@ -17,7 +17,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -56,9 +56,18 @@ class MaskedDense(keras.layers.Layer):
         `[..., units]`, of the inputs' dtype.
     """
 
-    def __init__(self, units: int, *, activation=None, input_degrees=None, output_degrees=None,
-                 exclusive: bool = False, kernel_initializer="glorot_uniform",
-                 kernel_regularizer=None, **kwargs):
+    def __init__(
+        self,
+        units: int,
+        *,
+        activation=None,
+        input_degrees=None,
+        output_degrees=None,
+        exclusive: bool = False,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
         # Keras casts the inputs of an autocast layer to float32; the flows'
         # densities must stay in float64 when given float64.
         super().__init__(autocast=False, **kwargs)
@@ -86,9 +95,12 @@ class MaskedDense(keras.layers.Layer):
         n_in = int(input_shape[-1])
         if self.input_degrees is not None and len(self.input_degrees) != n_in:
             raise ValueError(f"{len(self.input_degrees)} input degrees for {n_in} inputs.")
-        self.kernel = self.add_weight(shape=(n_in, self.units), name="kernel",
-                                      initializer=self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer)
+        self.kernel = self.add_weight(
+            shape=(n_in, self.units),
+            name="kernel",
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
         self.bias = self.add_weight(shape=(self.units,), name="bias", initializer="zeros")
         self.built = True
 
@@ -103,12 +115,16 @@ class MaskedDense(keras.layers.Layer):
         return (*input_shape[:-1], self.units)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units,
-                "activation": keras.activations.serialize(self.activation),
-                "input_degrees": self.input_degrees, "output_degrees": self.output_degrees,
-                "exclusive": self.exclusive,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)}
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "activation": keras.activations.serialize(self.activation),
+            "input_degrees": self.input_degrees,
+            "output_degrees": self.output_degrees,
+            "exclusive": self.exclusive,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -135,9 +151,18 @@ class ShiftAndLogScaleNetwork(keras.layers.Layer):
         (shift, log_scale), each `[..., output_size]`, of the inputs' dtype.
     """
 
-    def __init__(self, input_size: int, output_size: int, hidden_units: Sequence[int] = (64,),
-                 *, activation: str = "tanh", max_log_scale: float = 3.0,
-                 weight_decay: float = 0.0, seed: int | None = None, **kwargs):
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        hidden_units: Sequence[int] = (64,),
+        *,
+        activation: str = "tanh",
+        max_log_scale: float = 3.0,
+        weight_decay: float = 0.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
         super().__init__(autocast=False, **kwargs)
         if not max_log_scale > 0:
             raise ValueError(f"max_log_scale must be positive, got {max_log_scale}.")
@@ -150,17 +175,30 @@ class ShiftAndLogScaleNetwork(keras.layers.Layer):
         regularizer = keras.regularizers.L2(weight_decay) if weight_decay else None
         degrees = self.degrees()
         self.hidden = [
-            MaskedDense(units, activation=activation, input_degrees=degrees[i],
-                        output_degrees=degrees[i + 1], kernel_regularizer=regularizer,
-                        kernel_initializer=keras.initializers.GlorotUniform(child_seed(seed, i)),
-                        name=f"hidden_{i}", dtype=self.dtype_policy)
-            for i, units in enumerate(self.hidden_units)]
+            MaskedDense(
+                units,
+                activation=activation,
+                input_degrees=degrees[i],
+                output_degrees=degrees[i + 1],
+                kernel_regularizer=regularizer,
+                kernel_initializer=keras.initializers.GlorotUniform(child_seed(seed, i)),
+                name=f"hidden_{i}",
+                dtype=self.dtype_policy,
+            )
+            for i, units in enumerate(self.hidden_units)
+        ]
         # Shift and log-scale of output j share output j's degree.
         output_degrees = None if degrees[-1] is None else np.tile(degrees[-1], 2)
-        self.last = MaskedDense(2 * self.output_size, input_degrees=degrees[-2],
-                                output_degrees=output_degrees, exclusive=True,
-                                kernel_initializer="zeros", kernel_regularizer=regularizer,
-                                name="shift_and_log_scale", dtype=self.dtype_policy)
+        self.last = MaskedDense(
+            2 * self.output_size,
+            input_degrees=degrees[-2],
+            output_degrees=output_degrees,
+            exclusive=True,
+            kernel_initializer="zeros",
+            kernel_regularizer=regularizer,
+            name="shift_and_log_scale",
+            dtype=self.dtype_policy,
+        )
 
     def degrees(self) -> list[np.ndarray | None]:
         """Degrees of the inputs, of each hidden layer and of the outputs; None: unmasked."""
@@ -183,10 +221,16 @@ class ShiftAndLogScaleNetwork(keras.layers.Layer):
         return shift, c * tf.tanh(raw_log_scale / c)
 
     def get_config(self):
-        return {**super().get_config(), "input_size": self.input_size,
-                "output_size": self.output_size, "hidden_units": self.hidden_units,
-                "activation": self.activation, "max_log_scale": self.max_log_scale,
-                "weight_decay": self.weight_decay, "seed": self.seed}
+        return {
+            **super().get_config(),
+            "input_size": self.input_size,
+            "output_size": self.output_size,
+            "hidden_units": self.hidden_units,
+            "activation": self.activation,
+            "max_log_scale": self.max_log_scale,
+            "weight_decay": self.weight_decay,
+            "seed": self.seed,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -217,8 +261,10 @@ class MADE(ShiftAndLogScaleNetwork):
 
     def degrees(self):
         size = self.input_size
-        hidden = [np.zeros(units, int) if size == 1 else np.arange(units) % (size - 1) + 1
-                  for units in self.hidden_units]
+        hidden = [
+            np.zeros(units, int) if size == 1 else np.arange(units) % (size - 1) + 1
+            for units in self.hidden_units
+        ]
         return [np.arange(1, size + 1), *hidden, np.arange(1, size + 1)]
 
     def get_config(self):

@@ -89,10 +89,19 @@ class VAE(OwnLossModel):
     `loss`, which stays a bound in nats.
     """
 
-    def __init__(self, encoder: keras.Model, decoder: keras.Model, prior=None, *,
-                 objective: str = "elbo", num_samples: int = 1,
-                 kl_estimator: str = "auto", num_classes: int | None = None,
-                 seed: int | None = None, **kwargs):
+    def __init__(
+        self,
+        encoder: keras.Model,
+        decoder: keras.Model,
+        prior=None,
+        *,
+        objective: str = "elbo",
+        num_samples: int = 1,
+        kl_estimator: str = "auto",
+        num_classes: int | None = None,
+        seed: int | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         objective = objectives.get(objective)
         if kl_estimator not in KL_ESTIMATORS:
@@ -110,7 +119,8 @@ class VAE(OwnLossModel):
         self.num_classes = num_classes
         self.seed = seeds.fresh_seed() if seed is None else int(seed)
         self.seed_generator = keras.random.SeedGenerator(
-            seeds.child_seed(self.seed, seeds.STREAMS["draw"]))
+            seeds.child_seed(self.seed, seeds.STREAMS["draw"])
+        )
         self.has_density = getattr(getattr(encoder, "head", None), "has_density", True)
         objective.check(self.num_samples, self.has_density)
         names = METRIC_NAMES if self.has_density else POINT_MASS_METRIC_NAMES
@@ -130,8 +140,9 @@ class VAE(OwnLossModel):
 
     def decode(self, z, labels=None) -> tfd.Distribution:
         """p(x|z): batch shape `[B]`, event shape `event`, for z `[B, latent_dim]`."""
-        return _call(self.decoder, tf.convert_to_tensor(z, self.probability_dtype),
-                     self.condition(labels))
+        return _call(
+            self.decoder, tf.convert_to_tensor(z, self.probability_dtype), self.condition(labels)
+        )
 
     def condition(self, labels) -> tf.Tensor | None:
         """The networks' condition: one-hot labels `[B, K]`, or None if unconditional.
@@ -142,19 +153,24 @@ class VAE(OwnLossModel):
         """
         if self.num_classes is None:
             if labels is not None:
-                raise ValueError("This VAE is not conditional (num_classes=None): it takes "
-                                 "no labels.")
+                raise ValueError(
+                    "This VAE is not conditional (num_classes=None): it takes no labels."
+                )
             return None
         if labels is None:
-            raise ValueError(f"This VAE is conditional on {self.num_classes} classes: pass "
-                             "labels [B] (ints 0..K-1), e.g. fit(x, y), elbo(x, labels=y), "
-                             "sample(n, labels=...).")
+            raise ValueError(
+                f"This VAE is conditional on {self.num_classes} classes: pass "
+                "labels [B] (ints 0..K-1), e.g. fit(x, y), elbo(x, labels=y), "
+                "sample(n, labels=...)."
+            )
         labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
         if tf.executing_eagerly():  # In a graph, tf.one_hot maps a bad label to zeros.
             values = labels.numpy()
             if values.size and (values.min() < 0 or values.max() >= self.num_classes):
-                raise ValueError(f"Labels must be 0..{self.num_classes - 1}; got values from "
-                                 f"{values.min()} to {values.max()}.")
+                raise ValueError(
+                    f"Labels must be 0..{self.num_classes - 1}; got values from "
+                    f"{values.min()} to {values.max()}."
+                )
         return tf.one_hot(labels, self.num_classes, dtype=self.probability_dtype)
 
     @property
@@ -172,8 +188,9 @@ class VAE(OwnLossModel):
 
     def likelihood_parameters(self, z, labels=None) -> dict:
         """The likelihood head's parameters {name: `[B, ...]`} for z `[B, latent_dim]`."""
-        return _parameters(self.decoder, tf.convert_to_tensor(z, self.probability_dtype),
-                           self.condition(labels))
+        return _parameters(
+            self.decoder, tf.convert_to_tensor(z, self.probability_dtype), self.condition(labels)
+        )
 
     def prior(self) -> tfd.Distribution:
         """p(z) with batch shape `[]` and event shape `[latent_dim]`."""
@@ -184,15 +201,18 @@ class VAE(OwnLossModel):
     def prior_part(self) -> priors.Prior:
         """The prior as a `tfvae.priors` layer (N(0, I) when none was given)."""
         if isinstance(self.prior_model, tfd.Distribution):
-            raise TypeError("This VAE's prior is a fixed tfd.Distribution, not a "
-                            "tfvae.priors layer.")
+            raise TypeError(
+                "This VAE's prior is a fixed tfd.Distribution, not a tfvae.priors layer."
+            )
         if self.prior_model is not None:
             if not self.prior_model.built and self.input_event_shape is not None:
                 self.prior_model.build((None,) + self.input_event_shape)
             return self.prior_model
         if self.latent_shape is None:
-            raise RuntimeError("The latent size is unknown until the model has seen "
-                               "data: call it, fit it, or build(input_shape) first.")
+            raise RuntimeError(
+                "The latent size is unknown until the model has seen "
+                "data: call it, fit it, or build(input_shape) first."
+            )
         return priors.StandardNormal(self.latent_shape)
 
     # Tensors from the parts (export, predict, plots and diagnostics use them).
@@ -236,10 +256,18 @@ class VAE(OwnLossModel):
             raise ValueError(
                 f"{method}: the posterior is a point mass (the plain autoencoder), which has "
                 "no density and so no bound on log p(x); its loss is the distortion, "
-                "bound_terms(x).distortion.")
+                "bound_terms(x).distortion."
+            )
 
-    def bound_terms(self, x, objective: str | None = None, num_samples: int | None = None,
-                    seed=None, kl_weight=None, labels=None) -> objectives.Bound:
+    def bound_terms(
+        self,
+        x,
+        objective: str | None = None,
+        num_samples: int | None = None,
+        seed=None,
+        kl_weight=None,
+        labels=None,
+    ) -> objectives.Bound:
         """The bound, ELBO, rate and distortion per example, each `[B]` nats.
 
         Args:
@@ -268,15 +296,20 @@ class VAE(OwnLossModel):
         if rate is not None:
             z = posterior.sample(num_samples, seed=seed)
             return objectives.elbo(self.log_likelihood(x, z, labels), rate)
-        return self._monte_carlo_terms(x, posterior, prior, objective, num_samples, seed,
-                                       kl_weight, labels)
+        return self._monte_carlo_terms(
+            x, posterior, prior, objective, num_samples, seed, kl_weight, labels
+        )
 
     def _reconstruction_terms(self, x, labels=None) -> objectives.Bound:
         """The plain autoencoder's terms: the distortion at z = f(x), no rate."""
         z = self.posterior_mean(x, labels)[tf.newaxis]
         distortion = -self.log_likelihood(x, z, labels)[0]
-        return objectives.Bound(bound=-distortion, elbo=-distortion,
-                                rate=tf.zeros_like(distortion), distortion=distortion)
+        return objectives.Bound(
+            bound=-distortion,
+            elbo=-distortion,
+            rate=tf.zeros_like(distortion),
+            distortion=distortion,
+        )
 
     def rate(self, posterior, prior, z) -> tf.Tensor:
         """KL(q(z|x) || p(z)) per example, `[B]`, by the model's `kl_estimator`.
@@ -324,11 +357,13 @@ class VAE(OwnLossModel):
             raise ValueError(
                 f"TFP has no closed-form KL from this posterior ({posterior_name}) to this "
                 f"prior ({prior_name}): use kl_estimator='auto' (--kl-estimator auto) or "
-                "'monte_carlo'.")
+                "'monte_carlo'."
+            )
         return rate
 
-    def _monte_carlo_terms(self, x, posterior, prior, objective, num_samples, seed,
-                           kl_weight=None, labels=None):
+    def _monte_carlo_terms(
+        self, x, posterior, prior, objective, num_samples, seed, kl_weight=None, labels=None
+    ):
         """Bound through `tfp.vi`; the ELBO parts from the very same draws of z."""
         draws = {}
 
@@ -337,20 +372,27 @@ class VAE(OwnLossModel):
             if kl_weight is None:
                 return draws["log_likelihood"] + prior.log_prob(z)
             # tfp.vi subtracts log q once: add back (1 - w) log q (cached for z drawn).
-            return (draws["log_likelihood"] + kl_weight * prior.log_prob(z)
-                    + (1 - kl_weight) * posterior.log_prob(z))
+            return (
+                draws["log_likelihood"]
+                + kl_weight * prior.log_prob(z)
+                + (1 - kl_weight) * posterior.log_prob(z)
+            )
 
         bound = objectives.monte_carlo_bound(
-            log_joint, posterior, num_samples=num_samples,
-            importance_weighted=objective == "iwae", seed=seed)
-        terms = objectives.elbo(draws["log_likelihood"],
-                                objectives.monte_carlo_rate(posterior, prior, draws["z"]))
+            log_joint,
+            posterior,
+            num_samples=num_samples,
+            importance_weighted=objective == "iwae",
+            seed=seed,
+        )
+        terms = objectives.elbo(
+            draws["log_likelihood"], objectives.monte_carlo_rate(posterior, prior, draws["z"])
+        )
         return terms._replace(bound=bound)
 
     # Generation.
 
-    def sample(self, num_samples: int, seed=None, mean: bool = False,
-               labels=None) -> tf.Tensor:
+    def sample(self, num_samples: int, seed=None, mean: bool = False, labels=None) -> tf.Tensor:
         """Draws x ~ p(x) = E_p(z) p(x|z) (p(x|y) if conditional). Returns `[num_samples, *event]`.
 
         Args:
@@ -379,8 +421,7 @@ class VAE(OwnLossModel):
         # Read once, before the update: the logged KL weight is the one the step used.
         step = tf.identity(self.optimizer.iterations)
         seed = distribute.replica_seed(seeds.stream_seed(self.seed, "train", step))
-        (loss, terms), applied = self.minimise(
-            lambda: self._loss_and_terms(x, seed, step, labels))
+        (loss, terms), applied = self.minimise(lambda: self._loss_and_terms(x, seed, step, labels))
         return {**self._update_metrics(loss, terms, step, applied), **self.step_logs()}
 
     def _loss_and_terms(self, x, seed, step, labels):
@@ -390,7 +431,8 @@ class VAE(OwnLossModel):
     def test_step(self, data):
         x, labels = self._inputs(data)
         seed = distribute.replica_seed(
-            seeds.stream_seed(self.seed, "evaluate", self.next_evaluation_batch()))
+            seeds.stream_seed(self.seed, "evaluate", self.next_evaluation_batch())
+        )
         # The objective at the current training step (its current KL weight).
         step = self.optimizer.iterations if self.optimizer is not None else 0
         loss, terms = self.objective.loss(self, x, seed, step, labels)
@@ -402,8 +444,11 @@ class VAE(OwnLossModel):
         x, labels = self._inputs(data)
         parameters = self.posterior_parameters(x, labels)
         z_mean = self.posterior_head().mean(parameters)
-        return {"z_mean": z_mean, "reconstruction": self.likelihood_mean(z_mean, labels),
-                **{f"posterior_{name}": value for name, value in parameters.items()}}
+        return {
+            "z_mean": z_mean,
+            "reconstruction": self.likelihood_mean(z_mean, labels),
+            **{f"posterior_{name}": value for name, value in parameters.items()},
+        }
 
     def _inputs(self, data) -> tuple[tf.Tensor, tf.Tensor | None]:
         """(x `[B, *event]`, labels `[B]` or None) from `x`, `(x,)`, `(x, y)` or
@@ -422,10 +467,13 @@ class VAE(OwnLossModel):
         `base_model.update_means`) and logs the objective's KL weight at `step`."""
         # Per-example values, so that every metric averages over examples alike,
         # also across a last, smaller batch.
-        values = {"loss": loss, "elbo": terms.elbo, "rate": terms.rate,
-                  "distortion": terms.distortion}
-        logs = update_means(self.trackers, {name: values[name] for name in self.trackers},
-                            applied)
+        values = {
+            "loss": loss,
+            "elbo": terms.elbo,
+            "rate": terms.rate,
+            "distortion": terms.distortion,
+        }
+        logs = update_means(self.trackers, {name: values[name] for name in self.trackers}, applied)
         if self.has_density:
             logs["kl_weight"] = self.objective.kl_weight(step)
         return logs
@@ -478,10 +526,15 @@ class VAE(OwnLossModel):
         if self.num_classes is None or not isinstance(labels, (np.ndarray, tf.Tensor, list)):
             return
         values = np.asarray(labels)
-        if values.size and (not np.issubdtype(values.dtype, np.integer)
-                            or values.min() < 0 or values.max() >= self.num_classes):
-            raise ValueError(f"{name} must be integer labels 0..{self.num_classes - 1}; got "
-                             f"{values.dtype} values from {values.min()} to {values.max()}.")
+        if values.size and (
+            not np.issubdtype(values.dtype, np.integer)
+            or values.min() < 0
+            or values.max() >= self.num_classes
+        ):
+            raise ValueError(
+                f"{name} must be integer labels 0..{self.num_classes - 1}; got "
+                f"{values.dtype} values from {values.min()} to {values.max()}."
+            )
 
     def _as_input(self, x) -> tf.Tensor:
         """x as a float tensor `[B, *event]`; the first call fixes `event`.
@@ -501,11 +554,13 @@ class VAE(OwnLossModel):
             self.input_event_shape = event
             self.built = True
         elif len(event) != len(self.input_event_shape) or any(
-                a is not None and b is not None and a != b
-                for a, b in zip(event, self.input_event_shape)):
+            a is not None and b is not None and a != b
+            for a, b in zip(event, self.input_event_shape)
+        ):
             raise ValueError(
                 f"This model takes x of shape [B, {', '.join(map(str, self.input_event_shape))}]"
-                f", got {list(x.shape)}: pass images of the shape it was built for.")
+                f", got {list(x.shape)}: pass images of the shape it was built for."
+            )
         return x
 
     def get_config(self):
@@ -513,15 +568,20 @@ class VAE(OwnLossModel):
             raise TypeError(
                 "A tfd.Distribution prior cannot be saved in a .keras file. Pass a "
                 "tfvae.priors layer (e.g. MixtureOfGaussians), or a subclass of "
-                "tfvae.priors.Prior whose distribution() returns yours, as `prior`.")
+                "tfvae.priors.Prior whose distribution() returns yours, as `prior`."
+            )
         serialize = keras.saving.serialize_keras_object
-        return {**super().get_config(),
-                "encoder": serialize(self.encoder), "decoder": serialize(self.decoder),
-                "prior": serialize(self.prior_model) if self.prior_model else None,
-                "objective": keras.saving.serialize_keras_object(self.objective),
-                "num_samples": self.num_samples,
-                "kl_estimator": self.kl_estimator, "num_classes": self.num_classes,
-                "seed": self.seed}
+        return {
+            **super().get_config(),
+            "encoder": serialize(self.encoder),
+            "decoder": serialize(self.decoder),
+            "prior": serialize(self.prior_model) if self.prior_model else None,
+            "objective": keras.saving.serialize_keras_object(self.objective),
+            "num_samples": self.num_samples,
+            "kl_estimator": self.kl_estimator,
+            "num_classes": self.num_classes,
+            "seed": self.seed,
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -532,10 +592,13 @@ class VAE(OwnLossModel):
                 raise ValueError(
                     "This model was saved by tfvae 0.2 or older, whose networks "
                     "(ProbabilisticMLP with tfvae.heads) this version no longer reads: "
-                    "retrain it (python scripts/train.py with the run's flags).")
+                    "retrain it (python scripts/train.py with the run's flags)."
+                )
         deserialize = keras.saving.deserialize_keras_object
-        networks = {key: deserialize(config.pop(key)) if config.get(key) else None
-                    for key in ("encoder", "decoder", "prior")}
+        networks = {
+            key: deserialize(config.pop(key)) if config.get(key) else None
+            for key in ("encoder", "decoder", "prior")
+        }
         config.pop("prior", None)
         if isinstance(config.get("objective"), dict):  # A plain name before 0.4.
             config["objective"] = deserialize(config["objective"])
@@ -564,7 +627,8 @@ def _head_of(network, role: str, module: str):
         raise TypeError(
             f"The {role} ({type(network).__name__}) has no tfvae part head: export, "
             f"predict and the diagnostics need a tfvae.networks.ProbabilisticNetwork "
-            f"with a {module} head.")
+            f"with a {module} head."
+        )
     return head
 
 
@@ -582,6 +646,5 @@ def _parameters(network, inputs, condition) -> dict:
 def _tile(values, times) -> tf.Tensor:
     """values `[B, ...]` repeated `times` times along a new leading axis, folded into
     the batch: `[times * B, ...]` (draw-major, as z `[S, B, ...]` folds)."""
-    tiled = tf.broadcast_to(values[tf.newaxis],
-                            tf.concat([[times], tf.shape(values)], 0))
+    tiled = tf.broadcast_to(values[tf.newaxis], tf.concat([[times], tf.shape(values)], 0))
     return tf.reshape(tiled, tf.concat([[-1], tf.shape(values)[1:]], axis=0))

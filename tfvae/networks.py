@@ -46,7 +46,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 
@@ -60,9 +60,16 @@ def _l2(weight_decay: float):
     return keras.regularizers.L2(weight_decay) if weight_decay else None
 
 
-def dense(units: int, *, activation=None, init_stddev: float = 0.01,
-          weight_decay: float = 0.0, seed: int | None = None,
-          name: str | None = None, dtype=None) -> keras.layers.Dense:
+def dense(
+    units: int,
+    *,
+    activation=None,
+    init_stddev: float = 0.01,
+    weight_decay: float = 0.0,
+    seed: int | None = None,
+    name: str | None = None,
+    dtype=None,
+) -> keras.layers.Dense:
     """A Dense layer initialised from N(0, init_stddev^2), as in the paper.
 
     `weight_decay` is the L2 coefficient of an N(0, I) prior on the weights,
@@ -71,9 +78,13 @@ def dense(units: int, *, activation=None, init_stddev: float = 0.01,
     (`None`: the global one).
     """
     return keras.layers.Dense(
-        units, activation=activation, name=name, dtype=dtype,
+        units,
+        activation=activation,
+        name=name,
+        dtype=dtype,
         kernel_initializer=keras.initializers.RandomNormal(stddev=init_stddev, seed=seed),
-        kernel_regularizer=_l2(weight_decay))
+        kernel_regularizer=_l2(weight_decay),
+    )
 
 
 def variance_preserving(activation: str, seed: int | None) -> keras.initializers.Initializer:
@@ -89,16 +100,32 @@ def variance_preserving(activation: str, seed: int | None) -> keras.initializers
     return keras.initializers.GlorotUniform(seed=seed)
 
 
-def _trunk_dense(units: int, activation: str, init_stddev: float | None,
-                 weight_decay: float, seed: int | None, name: str) -> keras.layers.Dense:
+def _trunk_dense(
+    units: int,
+    activation: str,
+    init_stddev: float | None,
+    weight_decay: float,
+    seed: int | None,
+    name: str,
+) -> keras.layers.Dense:
     """A convolutional trunk's Dense layer: N(0, init_stddev^2) if given, else
     variance-preserving."""
     if init_stddev is not None:
-        return dense(units, activation=activation, init_stddev=init_stddev,
-                     weight_decay=weight_decay, seed=seed, name=name)
-    return keras.layers.Dense(units, activation=activation, name=name,
-                              kernel_initializer=variance_preserving(activation, seed),
-                              kernel_regularizer=_l2(weight_decay))
+        return dense(
+            units,
+            activation=activation,
+            init_stddev=init_stddev,
+            weight_decay=weight_decay,
+            seed=seed,
+            name=name,
+        )
+    return keras.layers.Dense(
+        units,
+        activation=activation,
+        name=name,
+        kernel_initializer=variance_preserving(activation, seed),
+        kernel_regularizer=_l2(weight_decay),
+    )
 
 
 def concatenate_condition(h, condition, condition_size: int, trunk: str):
@@ -111,16 +138,21 @@ def concatenate_condition(h, condition, condition_size: int, trunk: str):
     """
     if condition is None:
         if condition_size:
-            raise ValueError(f"{trunk} was built with condition_size={condition_size}: pass "
-                             f"condition=[B, {condition_size}] (e.g. a one-hot label).")
+            raise ValueError(
+                f"{trunk} was built with condition_size={condition_size}: pass "
+                f"condition=[B, {condition_size}] (e.g. a one-hot label)."
+            )
         return h
     if not condition_size:
-        raise ValueError(f"{trunk} was built without a condition (condition_size=0), but "
-                         "got one: build it with condition_size=K for a [B, K] condition.")
+        raise ValueError(
+            f"{trunk} was built without a condition (condition_size=0), but "
+            "got one: build it with condition_size=K for a [B, K] condition."
+        )
     condition = keras.ops.cast(condition, h.dtype)
     if len(condition.shape) != 2 or condition.shape[-1] not in (None, condition_size):
-        raise ValueError(f"{trunk} takes a condition [B, {condition_size}], got "
-                         f"{list(condition.shape)}.")
+        raise ValueError(
+            f"{trunk} takes a condition [B, {condition_size}], got {list(condition.shape)}."
+        )
     return keras.ops.concatenate([h, condition], axis=-1)
 
 
@@ -155,9 +187,17 @@ class MLP(keras.layers.Layer):
         `[B, hidden_units[-1]]` features (`[B, prod(shape) + K]` with no hidden layer).
     """
 
-    def __init__(self, hidden_units: Sequence[int] = (500,), activation: str = "tanh",
-                 init_stddev: float = 0.01, weight_decay: float = 0.0,
-                 seed: int | None = None, *, condition_size: int = 0, **kwargs):
+    def __init__(
+        self,
+        hidden_units: Sequence[int] = (500,),
+        activation: str = "tanh",
+        init_stddev: float = 0.01,
+        weight_decay: float = 0.0,
+        seed: int | None = None,
+        *,
+        condition_size: int = 0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.activation = activation
@@ -165,10 +205,17 @@ class MLP(keras.layers.Layer):
         self.weight_decay = weight_decay
         self.seed = seed
         self.condition_size = int(condition_size)
-        self.hidden = [dense(u, activation=activation, init_stddev=init_stddev,
-                             weight_decay=weight_decay, seed=child_seed(seed, i),
-                             name=f"hidden_{i}")
-                       for i, u in enumerate(self.hidden_units)]
+        self.hidden = [
+            dense(
+                u,
+                activation=activation,
+                init_stddev=init_stddev,
+                weight_decay=weight_decay,
+                seed=child_seed(seed, i),
+                name=f"hidden_{i}",
+            )
+            for i, u in enumerate(self.hidden_units)
+        ]
 
     def build(self, input_shape):
         _output_shape(self.hidden, (input_shape[0], self._flat_width(input_shape)), build=True)
@@ -189,10 +236,15 @@ class MLP(keras.layers.Layer):
         return h
 
     def get_config(self):
-        return {**super().get_config(), "hidden_units": self.hidden_units,
-                "activation": self.activation, "init_stddev": self.init_stddev,
-                "weight_decay": self.weight_decay, "seed": self.seed,
-                "condition_size": self.condition_size}
+        return {
+            **super().get_config(),
+            "hidden_units": self.hidden_units,
+            "activation": self.activation,
+            "init_stddev": self.init_stddev,
+            "weight_decay": self.weight_decay,
+            "seed": self.seed,
+            "condition_size": self.condition_size,
+        }
 
 
 class ConvolutionalTrunk(keras.layers.Layer):
@@ -214,9 +266,19 @@ class ConvolutionalTrunk(keras.layers.Layer):
         condition_size: K, the width of the condition (0: none).
     """
 
-    def __init__(self, filters: Sequence[int], hidden_units: Sequence[int], *,
-                 kernel_size: int, activation: str, init_stddev: float | None,
-                 weight_decay: float, seed: int | None, condition_size: int, **kwargs):
+    def __init__(
+        self,
+        filters: Sequence[int],
+        hidden_units: Sequence[int],
+        *,
+        kernel_size: int,
+        activation: str,
+        init_stddev: float | None,
+        weight_decay: float,
+        seed: int | None,
+        condition_size: int,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.filters = tuple(int(f) for f in filters)
         if not self.filters:
@@ -232,23 +294,40 @@ class ConvolutionalTrunk(keras.layers.Layer):
     def convolution(self, layer_class, filters: int, index: int, name: str):
         """A stride-2, "same"-padded Conv2D or Conv2DTranspose, seeded `index`:
         it halves (rounding up) or doubles H and W."""
-        return layer_class(filters, self.kernel_size, strides=2, padding="same",
-                           activation=self.activation, name=name,
-                           kernel_initializer=variance_preserving(
-                               self.activation, child_seed(self.seed, index)),
-                           kernel_regularizer=_l2(self.weight_decay))
+        return layer_class(
+            filters,
+            self.kernel_size,
+            strides=2,
+            padding="same",
+            activation=self.activation,
+            name=name,
+            kernel_initializer=variance_preserving(self.activation, child_seed(self.seed, index)),
+            kernel_regularizer=_l2(self.weight_decay),
+        )
 
     def dense(self, units: int, index: int, name: str) -> keras.layers.Dense:
         """A Dense layer with the trunk's activation, seeded `index`."""
-        return _trunk_dense(units, self.activation, self.init_stddev, self.weight_decay,
-                            child_seed(self.seed, index), name)
+        return _trunk_dense(
+            units,
+            self.activation,
+            self.init_stddev,
+            self.weight_decay,
+            child_seed(self.seed, index),
+            name,
+        )
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters,
-                "hidden_units": self.hidden_units, "kernel_size": self.kernel_size,
-                "activation": self.activation, "init_stddev": self.init_stddev,
-                "weight_decay": self.weight_decay, "seed": self.seed,
-                "condition_size": self.condition_size}
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "hidden_units": self.hidden_units,
+            "kernel_size": self.kernel_size,
+            "activation": self.activation,
+            "init_stddev": self.init_stddev,
+            "weight_decay": self.weight_decay,
+            "seed": self.seed,
+            "condition_size": self.condition_size,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -270,24 +349,45 @@ class ConvolutionalEncoder(ConvolutionalTrunk):
         Dense layer).
     """
 
-    def __init__(self, filters: Sequence[int] = (32, 64), hidden_units: Sequence[int] = (256,),
-                 *, kernel_size: int = 4, activation: str = "relu",
-                 init_stddev: float | None = None, weight_decay: float = 0.0,
-                 seed: int | None = None, condition_size: int = 0, **kwargs):
-        super().__init__(filters, hidden_units, kernel_size=kernel_size,
-                         activation=activation, init_stddev=init_stddev,
-                         weight_decay=weight_decay, seed=seed,
-                         condition_size=condition_size, **kwargs)
-        self.convolutions = [self.convolution(keras.layers.Conv2D, f, i, f"conv_{i}")
-                             for i, f in enumerate(self.filters)]
-        self.hidden = [self.dense(u, len(self.filters) + i, f"hidden_{i}")
-                       for i, u in enumerate(self.hidden_units)]
+    def __init__(
+        self,
+        filters: Sequence[int] = (32, 64),
+        hidden_units: Sequence[int] = (256,),
+        *,
+        kernel_size: int = 4,
+        activation: str = "relu",
+        init_stddev: float | None = None,
+        weight_decay: float = 0.0,
+        seed: int | None = None,
+        condition_size: int = 0,
+        **kwargs,
+    ):
+        super().__init__(
+            filters,
+            hidden_units,
+            kernel_size=kernel_size,
+            activation=activation,
+            init_stddev=init_stddev,
+            weight_decay=weight_decay,
+            seed=seed,
+            condition_size=condition_size,
+            **kwargs,
+        )
+        self.convolutions = [
+            self.convolution(keras.layers.Conv2D, f, i, f"conv_{i}")
+            for i, f in enumerate(self.filters)
+        ]
+        self.hidden = [
+            self.dense(u, len(self.filters) + i, f"hidden_{i}")
+            for i, u in enumerate(self.hidden_units)
+        ]
 
     def _image_shape(self, input_shape) -> tuple:
         """`[B, H, W, C]`, with C = 1 for grey images `[B, H, W]`."""
         if len(input_shape) not in (3, 4):
-            raise ValueError(f"{self.name} takes images [B, H, W] or [B, H, W, C], got "
-                             f"{list(input_shape)}.")
+            raise ValueError(
+                f"{self.name} takes images [B, H, W] or [B, H, W, C], got {list(input_shape)}."
+            )
         return tuple(input_shape) + (1,) * (len(input_shape) == 3)
 
     def _flat_shape(self, input_shape, build: bool = False) -> tuple:
@@ -338,36 +438,61 @@ class ConvolutionalDecoder(ConvolutionalTrunk):
         A feature map `[B, H, W, filters[-1]]`, for a head with `spatial=True`.
     """
 
-    def __init__(self, event_shape: Sequence[int], filters: Sequence[int] = (64, 32),
-                 hidden_units: Sequence[int] = (256,), *, kernel_size: int = 4,
-                 activation: str = "relu", init_stddev: float | None = None,
-                 weight_decay: float = 0.0, seed: int | None = None,
-                 condition_size: int = 0, **kwargs):
-        super().__init__(filters, hidden_units, kernel_size=kernel_size,
-                         activation=activation, init_stddev=init_stddev,
-                         weight_decay=weight_decay, seed=seed,
-                         condition_size=condition_size, **kwargs)
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        filters: Sequence[int] = (64, 32),
+        hidden_units: Sequence[int] = (256,),
+        *,
+        kernel_size: int = 4,
+        activation: str = "relu",
+        init_stddev: float | None = None,
+        weight_decay: float = 0.0,
+        seed: int | None = None,
+        condition_size: int = 0,
+        **kwargs,
+    ):
+        super().__init__(
+            filters,
+            hidden_units,
+            kernel_size=kernel_size,
+            activation=activation,
+            init_stddev=init_stddev,
+            weight_decay=weight_decay,
+            seed=seed,
+            condition_size=condition_size,
+            **kwargs,
+        )
         self.event_shape = tuple(int(d) for d in event_shape)
         if len(self.event_shape) not in (2, 3):
-            raise ValueError(f"{type(self).__name__} makes images: event_shape must be "
-                             f"(H, W) or (H, W, C), got {self.event_shape}.")
+            raise ValueError(
+                f"{type(self).__name__} makes images: event_shape must be "
+                f"(H, W) or (H, W, C), got {self.event_shape}."
+            )
         upsampling = 2 ** len(self.filters)
         self.base_shape = tuple(-(-d // upsampling) for d in self.event_shape[:2])
         self.upsampled_shape = tuple(d * upsampling for d in self.base_shape)
         self.hidden = [self.dense(u, i, f"hidden_{i}") for i, u in enumerate(self.hidden_units)]
-        self.to_feature_map = self.dense(math.prod(self.base_shape) * self.filters[0],
-                                         len(self.hidden), "to_feature_map")
+        self.to_feature_map = self.dense(
+            math.prod(self.base_shape) * self.filters[0], len(self.hidden), "to_feature_map"
+        )
         self.transposed_convolutions = [
-            self.convolution(keras.layers.Conv2DTranspose, f, len(self.hidden) + 1 + i,
-                             f"conv_transpose_{i}")
-            for i, f in enumerate(self.filters)]
+            self.convolution(
+                keras.layers.Conv2DTranspose, f, len(self.hidden) + 1 + i, f"conv_transpose_{i}"
+            )
+            for i, f in enumerate(self.filters)
+        ]
 
     def build(self, input_shape):
         batch = input_shape[0]
-        _output_shape([*self.hidden, self.to_feature_map],
-                      (batch, input_shape[-1] + self.condition_size), build=True)
-        _output_shape(self.transposed_convolutions, (batch, *self.base_shape, self.filters[0]),
-                      build=True)
+        _output_shape(
+            [*self.hidden, self.to_feature_map],
+            (batch, input_shape[-1] + self.condition_size),
+            build=True,
+        )
+        _output_shape(
+            self.transposed_convolutions, (batch, *self.base_shape, self.filters[0]), build=True
+        )
         self.built = True
 
     def compute_output_shape(self, input_shape):
@@ -387,9 +512,10 @@ class ConvolutionalDecoder(ConvolutionalTrunk):
         height, width = self.event_shape[:2]
         if (height, width) == self.upsampled_shape:
             return h
-        top, left = ((full - size) // 2 for full, size
-                     in zip(self.upsampled_shape, (height, width)))
-        return h[:, top:top + height, left:left + width, :]
+        top, left = (
+            (full - size) // 2 for full, size in zip(self.upsampled_shape, (height, width))
+        )
+        return h[:, top : top + height, left : left + width, :]
 
     def get_config(self):
         return {**super().get_config(), "event_shape": self.event_shape}
@@ -457,12 +583,16 @@ class ProbabilisticNetwork(keras.Model):
 
     def get_config(self):
         serialize = keras.saving.serialize_keras_object
-        return {**super().get_config(), "trunk": serialize(self.trunk),
-                "head": serialize(self.head)}
+        return {
+            **super().get_config(),
+            "trunk": serialize(self.trunk),
+            "head": serialize(self.head),
+        }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        parts = {key: keras.saving.deserialize_keras_object(config.pop(key))
-                 for key in ("trunk", "head")}
+        parts = {
+            key: keras.saving.deserialize_keras_object(config.pop(key)) for key in ("trunk", "head")
+        }
         return cls(**parts, **config)

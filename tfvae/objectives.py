@@ -46,7 +46,8 @@ References:
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -74,8 +75,7 @@ class Bound(NamedTuple):
     distortion: tf.Tensor
 
 
-def analytic_rate(posterior: tfd.Distribution,
-                  prior: tfd.Distribution) -> tf.Tensor | None:
+def analytic_rate(posterior: tfd.Distribution, prior: tfd.Distribution) -> tf.Tensor | None:
     """KL(q || p) in closed form, `[B]` for a posterior of batch `[B]`.
 
     Returns `None` where TFP registers no closed form for the pair.
@@ -91,8 +91,9 @@ def has_analytic_kl(posterior: tfd.Distribution, prior: tfd.Distribution) -> boo
     return analytic_rate(posterior, prior) is not None
 
 
-def monte_carlo_rate(posterior: tfd.Distribution, prior: tfd.Distribution,
-                     z: tf.Tensor) -> tf.Tensor:
+def monte_carlo_rate(
+    posterior: tfd.Distribution, prior: tfd.Distribution, z: tf.Tensor
+) -> tf.Tensor:
     """Mean of log q(z|x) - log p(z) over samples z `[S, B, *latent]`. Returns `[B]`."""
     return tf.reduce_mean(posterior.log_prob(z) - prior.log_prob(z), axis=0)
 
@@ -110,9 +111,14 @@ def iwae_bound(log_weights: tf.Tensor) -> tf.Tensor:
     return tf.reduce_logsumexp(log_weights, axis=0) - tf.math.log(k)
 
 
-def monte_carlo_bound(target_log_prob_fn: Callable[[tf.Tensor], tf.Tensor],
-                      posterior: tfd.Distribution, *, num_samples: int = 1,
-                      importance_weighted: bool = False, seed=None) -> tf.Tensor:
+def monte_carlo_bound(
+    target_log_prob_fn: Callable[[tf.Tensor], tf.Tensor],
+    posterior: tfd.Distribution,
+    *,
+    num_samples: int = 1,
+    importance_weighted: bool = False,
+    seed=None,
+) -> tf.Tensor:
     """A Monte Carlo ELBO (estimator A) or IWAE bound, through `tfp.vi`.
 
     Args:
@@ -128,10 +134,13 @@ def monte_carlo_bound(target_log_prob_fn: Callable[[tf.Tensor], tf.Tensor],
     """
     k = num_samples if importance_weighted else 1
     loss = tfp.vi.monte_carlo_variational_loss(
-        target_log_prob_fn, posterior, sample_size=num_samples // k,
-        importance_sample_size=k, seed=seed)
+        target_log_prob_fn,
+        posterior,
+        sample_size=num_samples // k,
+        importance_sample_size=k,
+        seed=seed,
+    )
     return -loss
-
 
 
 def free_bits_rate(rate_per_dimension: tf.Tensor, free_bits: float) -> tf.Tensor:
@@ -140,19 +149,27 @@ def free_bits_rate(rate_per_dimension: tf.Tensor, free_bits: float) -> tf.Tensor
     Below lambda a dimension's term is the constant lambda: no gradient pushes
     its KL lower (Kingma et al. 2016, eq. 15, one group per dimension).
     """
-    return tf.reduce_sum(tf.maximum(tf.cast(free_bits, rate_per_dimension.dtype),
-                                    tf.reduce_mean(rate_per_dimension, axis=0)))
+    return tf.reduce_sum(
+        tf.maximum(
+            tf.cast(free_bits, rate_per_dimension.dtype), tf.reduce_mean(rate_per_dimension, axis=0)
+        )
+    )
 
 
-def weighted_kl_decomposition(terms, mi_weight: float, tc_weight: float,
-                              dimension_kl_weight: float) -> tf.Tensor:
+def weighted_kl_decomposition(
+    terms, mi_weight: float, tc_weight: float, dimension_kl_weight: float
+) -> tf.Tensor:
     """alpha MI + beta TC + gamma dimension-wise KL (Chen et al. 2018, eq. 4), each `[B]`."""
-    return (mi_weight * terms.mutual_information + tc_weight * terms.total_correlation
-            + dimension_kl_weight * terms.dimensionwise_kl)
+    return (
+        mi_weight * terms.mutual_information
+        + tc_weight * terms.total_correlation
+        + dimension_kl_weight * terms.dimensionwise_kl
+    )
 
 
-def score_function_surrogate(signal: tf.Tensor, log_posterior: tf.Tensor,
-                             baseline: str = "none") -> tf.Tensor:
+def score_function_surrogate(
+    signal: tf.Tensor, log_posterior: tf.Tensor, baseline: str = "none"
+) -> tf.Tensor:
     """A surrogate whose value is mean_s f_s and whose gradient is the score-function one.
 
     With z_s drawn without a gradient (Williams 1992; seed 003, section 5.1):
@@ -184,7 +201,6 @@ def score_function_surrogate(signal: tf.Tensor, log_posterior: tf.Tensor,
     return tf.reduce_mean(signal + advantage * score, axis=0)
 
 
-
 class Objective:
     """What a VAE's `train_step` minimises: distortion + w_t * (a KL term), per example.
 
@@ -204,19 +220,29 @@ class Objective:
     bound = "elbo"  # The bound `VAE.bound_terms` computes by default.
     supports_score_function = False
 
-    def __init__(self, kl_weight: KLWeight | None = None, *,
-                 gradient_estimator: str = "reparameterization", baseline: str = "none"):
+    def __init__(
+        self,
+        kl_weight: KLWeight | None = None,
+        *,
+        gradient_estimator: str = "reparameterization",
+        baseline: str = "none",
+    ):
         if gradient_estimator not in GRADIENT_ESTIMATORS:
-            raise ValueError(f"gradient_estimator={gradient_estimator!r} is not one of "
-                             f"{GRADIENT_ESTIMATORS}.")
+            raise ValueError(
+                f"gradient_estimator={gradient_estimator!r} is not one of {GRADIENT_ESTIMATORS}."
+            )
         if baseline not in BASELINES:
             raise ValueError(f"baseline={baseline!r} is not one of {BASELINES}.")
         if gradient_estimator == "score_function" and not self.supports_score_function:
-            raise ValueError(f"The score-function estimator is implemented for the elbo "
-                             f"objective only, not {self.name!r}.")
+            raise ValueError(
+                f"The score-function estimator is implemented for the elbo "
+                f"objective only, not {self.name!r}."
+            )
         if baseline != "none" and gradient_estimator != "score_function":
-            raise ValueError("A baseline is a control variate of the score-function "
-                             "estimator: add gradient_estimator='score_function'.")
+            raise ValueError(
+                "A baseline is a control variate of the score-function "
+                "estimator: add gradient_estimator='score_function'."
+            )
         self.kl_weight = kl_weight or KLWeight()
         self.gradient_estimator = gradient_estimator
         self.baseline = baseline
@@ -230,10 +256,13 @@ class Objective:
         if not has_density and (self.name != "elbo" or not self.kl_weight.is_one):
             raise ValueError(
                 "A point-mass posterior (the plain autoencoder) has no KL term to weight: "
-                "it trains on the distortion alone, with the plain elbo objective.")
+                "it trains on the distortion alone, with the plain elbo objective."
+            )
         if self.baseline == "leave_one_out" and num_samples < 2:
-            raise ValueError("baseline='leave_one_out' averages the other draws: it needs "
-                             "num_samples >= 2 (--num-samples).")
+            raise ValueError(
+                "baseline='leave_one_out' averages the other draws: it needs "
+                "num_samples >= 2 (--num-samples)."
+            )
 
     def loss(self, model, x, seed, step, labels=None) -> tuple[tf.Tensor, Bound]:
         """(the minimised loss `[B]`, the true terms) at training step t.
@@ -255,11 +284,14 @@ class Objective:
         raise NotImplementedError
 
     def get_config(self) -> dict:
-        return {"kl_weight": self.kl_weight.get_config(),
-                "gradient_estimator": self.gradient_estimator, "baseline": self.baseline}
+        return {
+            "kl_weight": self.kl_weight.get_config(),
+            "gradient_estimator": self.gradient_estimator,
+            "baseline": self.baseline,
+        }
 
     @classmethod
-    def from_config(cls, config: dict) -> "Objective":
+    def from_config(cls, config: dict) -> Objective:
         config = dict(config)
         config["kl_weight"] = KLWeight.from_config(config["kl_weight"])
         return cls(**config)
@@ -267,8 +299,7 @@ class Objective:
 
 def _terms(draws: estimators.Draws) -> Bound:
     elbo_value = -draws.distortion - draws.rate
-    return Bound(bound=elbo_value, elbo=elbo_value, rate=draws.rate,
-                 distortion=draws.distortion)
+    return Bound(bound=elbo_value, elbo=elbo_value, rate=draws.rate, distortion=draws.distortion)
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -280,14 +311,16 @@ class ELBO(Objective):
     supports_score_function = True
 
     def weighted_loss(self, model, x, seed, weight, labels):
-        draws = estimators.draw(model, x, model.num_samples, seed, labels=labels,
-                                score_function=self.score_function)
+        draws = estimators.draw(
+            model, x, model.num_samples, seed, labels=labels, score_function=self.score_function
+        )
         if not self.score_function:
             return draws.distortion + weight * draws.rate, _terms(draws)
         if draws.closed_form_rate is not None:
             # Only the expectation needs the score; the closed-form KL keeps its exact gradient.
-            surrogate = score_function_surrogate(draws.log_likelihood, draws.log_posterior,
-                                                 self.baseline)
+            surrogate = score_function_surrogate(
+                draws.log_likelihood, draws.log_posterior, self.baseline
+            )
             return -surrogate + weight * draws.closed_form_rate, _terms(draws)
         signal = draws.log_likelihood + weight * (draws.log_prior - draws.log_posterior)
         surrogate = score_function_surrogate(signal, draws.log_posterior, self.baseline)
@@ -355,15 +388,23 @@ class BetaTCVAE(Objective):
 
     name = "beta_tcvae"
 
-    def __init__(self, dataset_size: int, mi_weight: float = 1.0, tc_weight: float = 6.0,
-                 dimension_kl_weight: float = 1.0, estimator: str = "stratified", **kwargs):
+    def __init__(
+        self,
+        dataset_size: int,
+        mi_weight: float = 1.0,
+        tc_weight: float = 6.0,
+        dimension_kl_weight: float = 1.0,
+        estimator: str = "stratified",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not isinstance(dataset_size, int) or dataset_size < 2:
-            raise ValueError(f"dataset_size is N, the number of training examples (at "
-                             f"least 2), given explicitly; got {dataset_size!r}.")
+            raise ValueError(
+                f"dataset_size is N, the number of training examples (at "
+                f"least 2), given explicitly; got {dataset_size!r}."
+            )
         if estimator not in decomposition.ESTIMATORS:
-            raise ValueError(f"estimator={estimator!r} is not one of "
-                             f"{decomposition.ESTIMATORS}.")
+            raise ValueError(f"estimator={estimator!r} is not one of {decomposition.ESTIMATORS}.")
         self.dataset_size = dataset_size
         self.weights = (float(mi_weight), float(tc_weight), float(dimension_kl_weight))
         self.estimator = estimator
@@ -371,23 +412,32 @@ class BetaTCVAE(Objective):
     def check(self, num_samples, has_density):
         super().check(num_samples, has_density)
         if num_samples != 1:
-            raise ValueError("beta_tcvae estimates q(z) from one z per datapoint: use "
-                             "num_samples=1.")
+            raise ValueError(
+                "beta_tcvae estimates q(z) from one z per datapoint: use num_samples=1."
+            )
 
     def weighted_loss(self, model, x, seed, weight, labels):
         draws = estimators.draw(model, x, 1, seed, densities=True, labels=labels)
         z = draws.z[0]
         parts = decomposition.decompose_pairwise_per_example(
             estimators.pairwise_log_posterior(model, x, z, labels, draws.parameters),
-            model.prior_part().elementwise_log_prob(z), self.dataset_size, self.estimator)
+            model.prior_part().elementwise_log_prob(z),
+            self.dataset_size,
+            self.estimator,
+        )
         kl_term = weighted_kl_decomposition(parts, *self.weights)
         return draws.distortion + weight * kl_term, _terms(draws)
 
     def get_config(self):
         mi, tc, dimension_kl = self.weights
-        return {**super().get_config(), "dataset_size": self.dataset_size,
-                "mi_weight": mi, "tc_weight": tc, "dimension_kl_weight": dimension_kl,
-                "estimator": self.estimator}
+        return {
+            **super().get_config(),
+            "dataset_size": self.dataset_size,
+            "mi_weight": mi,
+            "tc_weight": tc,
+            "dimension_kl_weight": dimension_kl,
+            "estimator": self.estimator,
+        }
 
 
 OBJECTIVES = {cls.name: cls for cls in (ELBO, IWAE, FreeBits, BetaTCVAE)}
@@ -400,7 +450,13 @@ def get(objective: str | Objective) -> Objective:
         return objective
     if objective in ("elbo", "iwae"):
         return OBJECTIVES[objective]()
-    hint = (" The plain autoencoder is a VAE whose encoder has a tfvae.posteriors.PointMass "
-            "head (--posterior point_mass)." if objective == "reconstruction" else "")
-    raise ValueError(f"objective={objective!r}: pass 'elbo', 'iwae' or a "
-                     f"tfvae.objectives.Objective ({', '.join(OBJECTIVES)}).{hint}")
+    hint = (
+        " The plain autoencoder is a VAE whose encoder has a tfvae.posteriors.PointMass "
+        "head (--posterior point_mass)."
+        if objective == "reconstruction"
+        else ""
+    )
+    raise ValueError(
+        f"objective={objective!r}: pass 'elbo', 'iwae' or a "
+        f"tfvae.objectives.Objective ({', '.join(OBJECTIVES)}).{hint}"
+    )

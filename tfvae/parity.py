@@ -62,9 +62,18 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfvae.endpoints import (LABELS, QUANTIZATIONS, SAVED_MODEL_DIR, draw_labels, draw_noise,
-                             endpoints, posterior_noise, prior_draw,
-                             sampling_noise, tflite_name)
+from tfvae.endpoints import (
+    LABELS,
+    QUANTIZATIONS,
+    SAVED_MODEL_DIR,
+    draw_labels,
+    draw_noise,
+    endpoints,
+    posterior_noise,
+    prior_draw,
+    sampling_noise,
+    tflite_name,
+)
 from tfvae.model import VAE
 
 NUM_CHECK_SAMPLES = 256
@@ -81,8 +90,9 @@ class ParityError(RuntimeError):
     """
 
     def __init__(self, failures: list[str], report: dict):
-        super().__init__("Exported artifacts disagree with the Keras model:\n  "
-                         + "\n  ".join(failures))
+        super().__init__(
+            "Exported artifacts disagree with the Keras model:\n  " + "\n  ".join(failures)
+        )
         self.report = report
 
 
@@ -110,9 +120,15 @@ TOLERANCES = {
 }
 
 
-def check_export(model: VAE, export_dir: Path, x_test: np.ndarray,
-                 y_test: np.ndarray | None = None, *, quantizations=None,
-                 seed: int = 0) -> dict:
+def check_export(
+    model: VAE,
+    export_dir: Path,
+    x_test: np.ndarray,
+    y_test: np.ndarray | None = None,
+    *,
+    quantizations=None,
+    seed: int = 0,
+) -> dict:
     """Compares the SavedModel and every `.tflite` in `export_dir` with `model`.
 
     Args:
@@ -134,14 +150,19 @@ def check_export(model: VAE, export_dir: Path, x_test: np.ndarray,
     """
     check_labels(model, x_test, y_test)
     export_dir = Path(export_dir)
-    quantizations = quantizations or [q for q in QUANTIZATIONS
-                                      if (export_dir / tflite_name(q)).exists()]
-    report = {SAVED_MODEL_DIR: _check_saved_model(model, export_dir / SAVED_MODEL_DIR,
-                                                  x_test, y_test, seed)}
+    quantizations = quantizations or [
+        q for q in QUANTIZATIONS if (export_dir / tflite_name(q)).exists()
+    ]
+    report = {
+        SAVED_MODEL_DIR: _check_saved_model(
+            model, export_dir / SAVED_MODEL_DIR, x_test, y_test, seed
+        )
+    }
     for quantization in quantizations:
         flatbuffer = (export_dir / tflite_name(quantization)).read_bytes()
-        report[tflite_name(quantization)] = _check_tflite(model, flatbuffer, quantization,
-                                                          x_test, y_test, seed)
+        report[tflite_name(quantization)] = _check_tflite(
+            model, flatbuffer, quantization, x_test, y_test, seed
+        )
     failures = []
     for artifact, metrics in report.items():
         metrics["passed"] = not metrics["failures"]
@@ -166,13 +187,20 @@ def check_labels(model: VAE, x: np.ndarray, labels: np.ndarray | None) -> None:
         raise ValueError(
             f"This VAE is conditional on {model.num_classes} classes: its parity checks "
             "need the labels of the test images (y_test), since log p(x | z, y) at other "
-            "labels is no test log-likelihood.")
+            "labels is no test log-likelihood."
+        )
     labels = np.asarray(labels)
-    if (labels.shape != (len(x),) or not np.issubdtype(labels.dtype, np.integer)
-            or labels.min(initial=0) < 0 or labels.max(initial=0) >= model.num_classes):
-        raise ValueError(f"The test labels must be {len(x)} integers in "
-                         f"0..{model.num_classes - 1} (one per test image), got "
-                         f"{labels.dtype} {list(labels.shape)}.")
+    if (
+        labels.shape != (len(x),)
+        or not np.issubdtype(labels.dtype, np.integer)
+        or labels.min(initial=0) < 0
+        or labels.max(initial=0) >= model.num_classes
+    ):
+        raise ValueError(
+            f"The test labels must be {len(x)} integers in "
+            f"0..{model.num_classes - 1} (one per test image), got "
+            f"{labels.dtype} {list(labels.shape)}."
+        )
 
 
 def sample_inputs(model: VAE, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -181,8 +209,9 @@ def sample_inputs(model: VAE, rng: np.random.Generator, n: int) -> dict[str, np.
     return draw_labels(model, rng, n) or {"num_samples": np.array(n, np.int32)}
 
 
-def _check_saved_model(model: VAE, path: Path, x: np.ndarray, y: np.ndarray | None,
-                       seed: int) -> dict:
+def _check_saved_model(
+    model: VAE, path: Path, x: np.ndarray, y: np.ndarray | None, seed: int
+) -> dict:
     """Every SavedModel endpoint against the same function run on `model`.
 
     Args:
@@ -204,9 +233,13 @@ def _check_saved_model(model: VAE, path: Path, x: np.ndarray, y: np.ndarray | No
     # Positional inputs end in labels (none for an ordinary VAE): x's own, drawn ones for z.
     x_labels = [] if y is None else [np.asarray(y, np.int32)]
     z_labels = list(draw_labels(model, rng, len(x)).values())
-    inputs = {"encode": [x, *x_labels], "decode": [z, *z_labels],
-              "sample_from_noise": [*noise.values(), *z_labels],
-              "reconstruct": [x, *x_labels], "elbo": [x, *z_noise.values(), *x_labels]}
+    inputs = {
+        "encode": [x, *x_labels],
+        "decode": [z, *z_labels],
+        "sample_from_noise": [*noise.values(), *z_labels],
+        "reconstruct": [x, *x_labels],
+        "elbo": [x, *z_noise.values(), *x_labels],
+    }
     functions = {name: function for name, (function, _) in endpoints(model).items()}
     bound_tolerances = _bound_tolerances(model, x, z_noise, y)
     differences, failures = {}, []
@@ -220,7 +253,8 @@ def _check_saved_model(model: VAE, path: Path, x: np.ndarray, y: np.ndarray | No
         for key, value in want.items():
             output = f"{name}/{key}"
             tolerance = bound_tolerances.get(
-                output, SAVED_MODEL_ATOL + SAVED_MODEL_RTOL * np.abs(value))
+                output, SAVED_MODEL_ATOL + SAVED_MODEL_RTOL * np.abs(value)
+            )
             differences[output] = float(np.abs(got[key] - value).max())
             failures += _closeness_failures(output, got[key], value, tolerance)
     drawn = loaded.sample(*map(tf.constant, sample_inputs(model, rng, 3).values()))
@@ -228,8 +262,9 @@ def _check_saved_model(model: VAE, path: Path, x: np.ndarray, y: np.ndarray | No
     return {"max_abs_diff": differences, "failures": failures}
 
 
-def _bound_tolerances(model: VAE, x: np.ndarray, z_noise: dict,
-                      labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def _bound_tolerances(
+    model: VAE, x: np.ndarray, z_noise: dict, labels: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Per-example tolerances `[N]` of the `elbo` endpoint's outputs (module docstring).
 
     The magnitude of the distortion's sum is sum_i |log p(x_i|z)| over the
@@ -240,20 +275,22 @@ def _bound_tolerances(model: VAE, x: np.ndarray, z_noise: dict,
     head, parameters = model.posterior_head(), model.posterior_parameters(x, labels)
     posterior, prior = head.distribution(parameters), model.prior()
     z = head.draw(parameters, {k: tf.constant(v) for k, v in z_noise.items()})
-    terms = model.likelihood_head().elementwise_log_prob(
-        model.likelihood_parameters(z, labels), x)
+    terms = model.likelihood_head().elementwise_log_prob(model.likelihood_parameters(z, labels), x)
     terms = terms.numpy().reshape(len(x), -1)
     distortion = np.abs(terms).sum(axis=1), terms.shape[1]
     rate_value = model.rate(posterior, prior, z[tf.newaxis])
-    rate = (np.abs(posterior.log_prob(z)) + np.abs(prior.log_prob(z))
-            + np.abs(rate_value)), int(np.prod(model.latent_shape))
+    rate = (
+        (np.abs(posterior.log_prob(z)) + np.abs(prior.log_prob(z)) + np.abs(rate_value)),
+        int(np.prod(model.latent_shape)),
+    )
     elbo = distortion[0] + rate[0], distortion[1] + rate[1]
-    return {output: SAVED_MODEL_RTOL * magnitude + SAVED_MODEL_ATOL_PER_TERM * count
-            for output, (magnitude, count) in zip(BOUND_OUTPUTS, (elbo, rate, distortion))}
+    return {
+        output: SAVED_MODEL_RTOL * magnitude + SAVED_MODEL_ATOL_PER_TERM * count
+        for output, (magnitude, count) in zip(BOUND_OUTPUTS, (elbo, rate, distortion))
+    }
 
 
-def _closeness_failures(output: str, got: np.ndarray, want: np.ndarray,
-                        tolerance) -> list[str]:
+def _closeness_failures(output: str, got: np.ndarray, want: np.ndarray, tolerance) -> list[str]:
     """One message for `output` if any |got - want| exceeds its tolerance (or is NaN)."""
     difference = np.abs(got - want)
     bad = ~(difference <= tolerance)  # `~(<=)` so that NaN fails.
@@ -262,14 +299,17 @@ def _closeness_failures(output: str, got: np.ndarray, want: np.ndarray,
     tolerance = np.broadcast_to(tolerance, difference.shape)
     ratio = np.where(np.isnan(difference), np.inf, difference / tolerance)
     worst = np.unravel_index(np.argmax(ratio), difference.shape)
-    return [f"{output} differs at {int(bad.sum())} of {bad.size} values; the worst, at "
-            f"index {tuple(int(i) for i in worst)}: exported {got[worst]:.7g}, Keras "
-            f"{want[worst]:.7g}, |difference| {difference[worst]:.3g} > tolerance "
-            f"{tolerance[worst]:.3g}"]
+    return [
+        f"{output} differs at {int(bad.sum())} of {bad.size} values; the worst, at "
+        f"index {tuple(int(i) for i in worst)}: exported {got[worst]:.7g}, Keras "
+        f"{want[worst]:.7g}, |difference| {difference[worst]:.3g} > tolerance "
+        f"{tolerance[worst]:.3g}"
+    ]
 
 
-def _check_tflite(model: VAE, flatbuffer: bytes, quantization: str, x: np.ndarray,
-                  y: np.ndarray | None, seed: int) -> dict:
+def _check_tflite(
+    model: VAE, flatbuffer: bytes, quantization: str, x: np.ndarray, y: np.ndarray | None, seed: int
+) -> dict:
     """A `.tflite` decoder against `model`, run in the LiteRT interpreter.
 
     Args:
@@ -285,6 +325,7 @@ def _check_tflite(model: VAE, flatbuffer: bytes, quantization: str, x: np.ndarra
         The metrics of export.json's parity report, with `failures`.
     """
     from ai_edge_litert.interpreter import Interpreter
+
     ops = tflite_op_names(flatbuffer)
     runner = Interpreter(model_content=flatbuffer).get_signature_runner
     # Against decode at the file's own z: quantized prior weights (a mixture's
@@ -298,18 +339,28 @@ def _check_tflite(model: VAE, flatbuffer: bytes, quantization: str, x: np.ndarra
     difference = np.abs(decoded["mean"] - model.likelihood_mean(z, labels.get(LABELS)).numpy())
     log_likelihood, reference = _test_log_likelihoods(model, runner("decode"), x, y)
     metrics = {
-        "quantization": quantization, "ops": sorted(ops),
-        "mean_abs_diff": float(difference.mean()), "max_abs_diff": float(difference.max()),
+        "quantization": quantization,
+        "ops": sorted(ops),
+        "mean_abs_diff": float(difference.mean()),
+        "max_abs_diff": float(difference.max()),
         "log_likelihood": float(log_likelihood.mean()),
         "log_likelihood_abs_change_per_pixel": float(
-            np.mean(np.abs(log_likelihood - reference)) / np.prod(model.input_event_shape)),
+            np.mean(np.abs(log_likelihood - reference)) / np.prod(model.input_event_shape)
+        ),
         "tolerance": dataclasses.asdict(TOLERANCES[quantization]),
     }
-    failures = (_flex_failures(ops)
-                + _formula_failures(model, drawn, runner("decode")(z=drawn["z"], **labels),
-                                    noise, TOLERANCES[quantization].max_abs)
-                + _tolerance_failures(metrics, TOLERANCES[quantization])
-                + _sample_failures(runner("sample")(**sample_inputs(model, rng, 3)), model, 3))
+    failures = (
+        _flex_failures(ops)
+        + _formula_failures(
+            model,
+            drawn,
+            runner("decode")(z=drawn["z"], **labels),
+            noise,
+            TOLERANCES[quantization].max_abs,
+        )
+        + _tolerance_failures(metrics, TOLERANCES[quantization])
+        + _sample_failures(runner("sample")(**sample_inputs(model, rng, 3)), model, 3)
+    )
     return {**metrics, "failures": failures}
 
 
@@ -321,8 +372,12 @@ def tflite_op_names(flatbuffer: bytes) -> set[str]:
     only the first subgraph, and a Flex model fails before it could be asked.
     """
     from ai_edge_litert import schema_py_generated as schema
-    names = {code: name for name, code in vars(schema.BuiltinOperator).items()
-             if not name.startswith("_")}
+
+    names = {
+        code: name
+        for name, code in vars(schema.BuiltinOperator).items()
+        if not name.startswith("_")
+    }
     model = schema.Model.GetRootAs(flatbuffer, 0)
     ops = set()
     for i in range(model.OperatorCodesLength()):
@@ -335,8 +390,12 @@ def tflite_op_names(flatbuffer: bytes) -> set[str]:
 
 def _builtin_operators() -> set[str]:
     from ai_edge_litert import schema_py_generated as schema
-    return {name for name in vars(schema.BuiltinOperator)
-            if not name.startswith("_") and name != "CUSTOM"}
+
+    return {
+        name
+        for name in vars(schema.BuiltinOperator)
+        if not name.startswith("_") and name != "CUSTOM"
+    }
 
 
 def _flex_failures(ops: set[str]) -> list[str]:
@@ -344,8 +403,9 @@ def _flex_failures(ops: set[str]) -> list[str]:
     return [f"non-builtin ops {custom} (Flex cannot run in LiteRT)"] if custom else []
 
 
-def _test_log_likelihoods(model: VAE, decode, x: np.ndarray,
-                          labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _test_log_likelihoods(
+    model: VAE, decode, x: np.ndarray, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """log p(x | z = posterior mean) `[N]` (p(x | z, y) given labels y `[N]`): through
     the `.tflite` `decode`, then `model`'s."""
     z = model.posterior_mean(x, labels)
@@ -357,12 +417,17 @@ def _test_log_likelihoods(model: VAE, decode, x: np.ndarray,
 def _tolerance_failures(metrics: dict, tolerance: Tolerance) -> list[str]:
     checks = {"mean_abs_diff": tolerance.mean_abs, "max_abs_diff": tolerance.max_abs}
     # `not <=` so that NaN fails.
-    failures = [f"{key} {metrics[key]:.3g} > {limit:g}" for key, limit in checks.items()
-                if not metrics[key] <= limit]
+    failures = [
+        f"{key} {metrics[key]:.3g} > {limit:g}"
+        for key, limit in checks.items()
+        if not metrics[key] <= limit
+    ]
     change = metrics["log_likelihood_abs_change_per_pixel"]
     if not change <= tolerance.log_likelihood:
-        failures.append(f"mean |log-likelihood change| {change:.3g} nats/pixel, "
-                        f"beyond {tolerance.log_likelihood:g}")
+        failures.append(
+            f"mean |log-likelihood change| {change:.3g} nats/pixel, "
+            f"beyond {tolerance.log_likelihood:g}"
+        )
     return failures
 
 
@@ -372,8 +437,9 @@ def _tolerance_failures(metrics: dict, tolerance: Tolerance) -> list[str]:
 MAX_FLIPPED_FRACTION = 1e-3
 
 
-def _formula_failures(model: VAE, drawn: dict, decoded: dict, noise: dict,
-                      atol: float = 1e-5) -> list[str]:
+def _formula_failures(
+    model: VAE, drawn: dict, decoded: dict, noise: dict, atol: float = 1e-5
+) -> list[str]:
     """`sample_from_noise`'s x against the likelihood's `draw` on `decode`'s outputs.
 
     `atol` is the quantization's max |dE[x|z]|: full int8 calibrates each
@@ -395,17 +461,20 @@ def _sample_failures(drawn: dict, model: VAE, num_samples: int) -> list[str]:
     shape = (num_samples,) + tuple(model.input_event_shape)
     drawn = {name: drawn[name] for name in ("x", "mean")}
     if any(value.shape != shape for value in drawn.values()):
-        return [f"sample returned {({k: v.shape for k, v in drawn.items()})}, not {shape}"]
+        return [f"sample returned { ({k: v.shape for k, v in drawn.items()}) }, not {shape}"]
     if not all(np.isfinite(value).all() for value in drawn.values()):
         return ["sample returned non-finite values"]
     support = model.likelihood_head().support
     x = drawn["x"]
     # Grey levels within 1% of a level: float16 weights store 1/255 as 0.0039215,
     # which puts level 255 at 254.996.
-    inside = {"binary": np.isin(x, (0, 1)).all(),
-              "grey_levels": (np.abs(x * 255 - np.round(x * 255)) < 0.01).all()
-              and 0 <= x.min() and x.max() <= 1,
-              "unit_interval": 0 <= x.min() and x.max() <= 1}.get(support, True)
+    inside = {
+        "binary": np.isin(x, (0, 1)).all(),
+        "grey_levels": (np.abs(x * 255 - np.round(x * 255)) < 0.01).all()
+        and 0 <= x.min()
+        and x.max() <= 1,
+        "unit_interval": 0 <= x.min() and x.max() <= 1,
+    }.get(support, True)
     return [] if inside else [f"sample returned draws outside the {support} support"]
 
 
@@ -414,10 +483,10 @@ def _log_prob(model: VAE, parameters: dict, x: np.ndarray) -> np.ndarray:
 
     In float64, so that float32 rounding of the sums does not hide small changes.
     """
-    parameters = {k: tf.constant(np.asarray(v, np.float64)) for k, v in parameters.items()
-                  if k != "mean"}
-    terms = model.likelihood_head().elementwise_log_prob(parameters,
-                                                         tf.constant(x, tf.float64))
+    parameters = {
+        k: tf.constant(np.asarray(v, np.float64)) for k, v in parameters.items() if k != "mean"
+    }
+    terms = model.likelihood_head().elementwise_log_prob(parameters, tf.constant(x, tf.float64))
     return terms.numpy().reshape(len(x), -1).sum(axis=1)
 
 

@@ -43,7 +43,7 @@ parameters: `distribution(encoder)`, `noise_spec(encoder)`,
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
@@ -121,9 +121,16 @@ class Head(keras.layers.Layer):
     has_density = True
     support = "real"
 
-    def __init__(self, event_shape: Sequence[int] | int, *, init_stddev: float = 0.01,
-                 weight_decay: float = 0.0, seed: int | None = None, spatial: bool = False,
-                 **kwargs):
+    def __init__(
+        self,
+        event_shape: Sequence[int] | int,
+        *,
+        init_stddev: float = 0.01,
+        weight_decay: float = 0.0,
+        seed: int | None = None,
+        spatial: bool = False,
+        **kwargs,
+    ):
         # Distribution parameters in float32 under a mixed-precision policy too.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
@@ -135,20 +142,30 @@ class Head(keras.layers.Layer):
         if self.spatial:
             self._check_spatial()
         self.parameter_layers = [
-            dense(self._units(shape), init_stddev=init_stddev, weight_decay=weight_decay,
-                  seed=child_seed(seed, i), name=name, dtype=self.dtype_policy)
-            for i, (name, shape) in enumerate(self.raw_shapes().items())]
+            dense(
+                self._units(shape),
+                init_stddev=init_stddev,
+                weight_decay=weight_decay,
+                seed=child_seed(seed, i),
+                name=name,
+                dtype=self.dtype_policy,
+            )
+            for i, (name, shape) in enumerate(self.raw_shapes().items())
+        ]
 
     def _check_spatial(self) -> None:
         """Raises unless the event is an image and every raw parameter has its shape."""
         if len(self.event_shape) not in (2, 3):
-            raise ValueError(f"A spatial {type(self).__name__} needs an image event (H, W) or "
-                             f"(H, W, C), got {self.event_shape}.")
+            raise ValueError(
+                f"A spatial {type(self).__name__} needs an image event (H, W) or "
+                f"(H, W, C), got {self.event_shape}."
+            )
         for name, shape in self.raw_shapes().items():
             if tuple(shape) != self.event_shape:
                 raise ValueError(
                     f"{type(self).__name__}'s {name!r} has shape {tuple(shape)}, not the event's "
-                    f"{self.event_shape}: it cannot be projected per pixel (spatial=True).")
+                    f"{self.event_shape}: it cannot be projected per pixel (spatial=True)."
+                )
 
     def _units(self, shape: tuple[int, ...]) -> int:
         """Dense units of a raw parameter: one per element, or per channel if spatial."""
@@ -161,13 +178,18 @@ class Head(keras.layers.Layer):
         return {name: self.event_shape for name in self.parameter_names}
 
     def build(self, input_shape):
-        if self.spatial and (len(input_shape) < 4 or any(
+        if self.spatial and (
+            len(input_shape) < 4
+            or any(
                 size not in (None, expected)
-                for size, expected in zip(input_shape[-3:-1], self.event_shape))):
+                for size, expected in zip(input_shape[-3:-1], self.event_shape)
+            )
+        ):
             raise ValueError(
                 f"A spatial {type(self).__name__} takes a feature map [B, "
                 f"{', '.join(map(str, self.event_shape[:2]))}, F] (the event's H and W), got "
-                f"{list(input_shape)}.")
+                f"{list(input_shape)}."
+            )
         for layer in self.parameter_layers:
             if not layer.built:
                 layer.build(input_shape)
@@ -202,8 +224,9 @@ class Head(keras.layers.Layer):
         """{name: (kind, shape per example)} of the noise `draw` takes."""
         raise NotImplementedError
 
-    def draw(self, parameters: Mapping[str, tf.Tensor],
-             noise: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    def draw(
+        self, parameters: Mapping[str, tf.Tensor], noise: Mapping[str, tf.Tensor]
+    ) -> tf.Tensor:
         """One draw `[B, *event_shape]` from explicit noise (builtin ops only)."""
         raise NotImplementedError
 
@@ -215,12 +238,18 @@ class Head(keras.layers.Layer):
         """
         raise NotImplementedError(
             f"{type(self).__name__} does not factorize over its event: it has no "
-            "per-element log-probabilities.")
+            "per-element log-probabilities."
+        )
 
     def get_config(self):
-        return {**super().get_config(), "event_shape": self.event_shape,
-                "init_stddev": self.init_stddev, "weight_decay": self.weight_decay,
-                "seed": self.seed, "spatial": self.spatial}
+        return {
+            **super().get_config(),
+            "event_shape": self.event_shape,
+            "init_stddev": self.init_stddev,
+            "weight_decay": self.weight_decay,
+            "seed": self.seed,
+            "spatial": self.spatial,
+        }
 
 
 def independent(distribution: tfd.Distribution, event_shape: Sequence[int]) -> tfd.Distribution:

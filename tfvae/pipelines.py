@@ -22,14 +22,20 @@ from tfvae import seeds
 from tfvae.config import BINARIZATIONS
 
 
-def make_pipeline(x: np.ndarray, batch_size: int, *, drop_remainder: bool = False,
-                  labels: np.ndarray | None = None) -> tf.data.Dataset:
+def make_pipeline(
+    x: np.ndarray,
+    batch_size: int,
+    *,
+    drop_remainder: bool = False,
+    labels: np.ndarray | None = None,
+) -> tf.data.Dataset:
     """Batches x `[N, *event]` in order into float32 `[batch_size, *event]`, or into
     (x, labels) pairs, labels int32 `[batch_size]`, when `labels` `[N]` are given."""
     _check_batch_size(len(x), batch_size, drop_remainder)
     x = np.asarray(x, np.float32)
     dataset = tf.data.Dataset.from_tensor_slices(
-        x if labels is None else (x, np.asarray(labels, np.int32)))
+        x if labels is None else (x, np.asarray(labels, np.int32))
+    )
     return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
@@ -53,8 +59,15 @@ class EpochBatches:
         steps_per_epoch: N // M.
     """
 
-    def __init__(self, x: np.ndarray, batch_size: int, *, binarization: str = "none",
-                 seed: int = 0, labels: np.ndarray | None = None):
+    def __init__(
+        self,
+        x: np.ndarray,
+        batch_size: int,
+        *,
+        binarization: str = "none",
+        seed: int = 0,
+        labels: np.ndarray | None = None,
+    ):
         if binarization not in BINARIZATIONS:
             raise ValueError(f"binarization={binarization!r} is not one of {BINARIZATIONS}.")
         _check_batch_size(len(x), batch_size, drop_remainder=True)
@@ -69,10 +82,14 @@ class EpochBatches:
         # One map call makes a whole epoch, [steps, M, *event], then unbatch
         # yields its batches: about 2x faster per epoch than a dataset of
         # batches built anew for each epoch.
-        self.dataset = (tf.data.Dataset.range(1).map(self._next_epoch).unbatch()
-                        # Known length: Keras' progress bar and epoch logic need it.
-                        .apply(tf.data.experimental.assert_cardinality(self.steps_per_epoch))
-                        .prefetch(tf.data.AUTOTUNE))
+        self.dataset = (
+            tf.data.Dataset.range(1)
+            .map(self._next_epoch)
+            .unbatch()
+            # Known length: Keras' progress bar and epoch logic need it.
+            .apply(tf.data.experimental.assert_cardinality(self.steps_per_epoch))
+            .prefetch(tf.data.AUTOTUNE)
+        )
 
     def _next_epoch(self, _):
         """The batches `[steps, M, *event]` of the epoch in `self.epoch`, which
@@ -94,20 +111,24 @@ class EpochBatches:
         """The example indices of `epoch`'s batches, `[steps_per_epoch, M]`."""
         order = tf.random.experimental.stateless_shuffle(
             tf.range(self.num_examples, dtype=tf.int64),
-            seed=seeds.stream_seed(self.seed, "data_order", epoch))
+            seed=seeds.stream_seed(self.seed, "data_order", epoch),
+        )
         used = self.steps_per_epoch * self.batch_size
         return tf.reshape(order[:used], [self.steps_per_epoch, self.batch_size])
 
     def callback(self) -> keras.callbacks.Callback:
         """Sets `epoch` to Keras' epoch index at the start of every epoch of `fit`."""
         return keras.callbacks.LambdaCallback(
-            on_epoch_begin=lambda epoch, logs=None: self.epoch.assign(epoch))
+            on_epoch_begin=lambda epoch, logs=None: self.epoch.assign(epoch)
+        )
 
 
 def _check_batch_size(num_examples: int, batch_size: int, drop_remainder: bool) -> None:
     if num_examples == 0:
         raise ValueError("The split is empty: there is nothing to batch.")
     if drop_remainder and num_examples < batch_size:
-        raise ValueError(f"{num_examples} examples are fewer than batch_size={batch_size}: "
-                         "with drop_remainder the pipeline would yield no batch. Choose "
-                         f"--batch-size {num_examples} or less.")
+        raise ValueError(
+            f"{num_examples} examples are fewer than batch_size={batch_size}: "
+            "with drop_remainder the pipeline would yield no batch. Choose "
+            f"--batch-size {num_examples} or less."
+        )

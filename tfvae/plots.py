@@ -19,7 +19,8 @@ import math
 import os
 import pathlib
 import uuid
-from typing import Callable, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Optional
 
 import numpy as np
 from matplotlib import colormaps, ticker
@@ -34,7 +35,10 @@ RECONSTRUCTIONS_PER_ROW = 10
 
 
 def image_grid(
-    images: np.ndarray, path: PathLike, *, ncols: Optional[int] = None,
+    images: np.ndarray,
+    path: PathLike,
+    *,
+    ncols: Optional[int] = None,
     title: Optional[str] = None,
 ) -> pathlib.Path:
     """Tiles images in a grid with thin gaps, e.g. samples from the model.
@@ -193,8 +197,13 @@ def training_curves(
         for color, quantity in enumerate(quantities):
             for name, linestyle in ((quantity, "-"), (f"val_{quantity}", "--")):
                 if name in keys:
-                    ax.plot(_positions(x, series[name], name), series[name], linestyle,
-                            color=f"C{color}", label=name)
+                    ax.plot(
+                        _positions(x, series[name], name),
+                        series[name],
+                        linestyle,
+                        color=f"C{color}",
+                        label=name,
+                    )
         ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if log_x else "linear")
         # Label only the decades: labelled minor ticks overlap on a log axis.
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
@@ -236,16 +245,22 @@ def latent_scatter(
     fig = _figure((6.0, 5.0))
     ax = fig.add_subplot()
     ax.scatter(z[:, 0], z[:, 1], c=palette(labels % 10), s=4, linewidths=0)
-    handles = [Line2D([], [], marker="o", linestyle="", color=palette(k % 10), label=str(k))
-               for k in np.unique(labels)]
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=palette(k % 10), label=str(k))
+        for k in np.unique(labels)
+    ]
     ax.legend(handles=handles, title="label", loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.set_aspect("equal", adjustable="datalim")
     ax.set(xlabel="$z_1$", ylabel="$z_2$", title=title or "")
     return _save(fig, path)
 
 
-def bound_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], path: PathLike, *,
-                 title: Optional[str] = None) -> pathlib.Path:
+def bound_curves(
+    histories: Mapping[str, Mapping[str, Sequence[float]]],
+    path: PathLike,
+    *,
+    title: Optional[str] = None,
+) -> pathlib.Path:
     """Kingma & Welling's Figure 2: train and test bound against samples, per run.
 
     Args:
@@ -259,12 +274,18 @@ def bound_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], path: P
     fig = _figure((6.5, 4.5))
     ax = fig.add_subplot()
     for color, (label, history) in enumerate(histories.items()):
-        ax.plot(history["samples"], history["elbo"], "-", color=f"C{color}",
-                label=f"{label}, train")
-        ax.plot(history["samples"], history["val_elbo"], "--", color=f"C{color}",
-                label=f"{label}, test")
-    ax.set(xscale="log", xlabel="training samples evaluated",
-           ylabel="lower bound per datapoint (nats)", title=title or "")
+        ax.plot(
+            history["samples"], history["elbo"], "-", color=f"C{color}", label=f"{label}, train"
+        )
+        ax.plot(
+            history["samples"], history["val_elbo"], "--", color=f"C{color}", label=f"{label}, test"
+        )
+    ax.set(
+        xscale="log",
+        xlabel="training samples evaluated",
+        ylabel="lower bound per datapoint (nats)",
+        title=title or "",
+    )
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", ncols=2)

@@ -53,7 +53,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
@@ -67,8 +67,9 @@ tfd = tfp.distributions
 
 def _check_min_scale(min_scale: float) -> float:
     if not min_scale > 0:
-        raise ValueError(f"min_scale must be positive, got {min_scale}: a scale of 0 "
-                         "makes log q infinite.")
+        raise ValueError(
+            f"min_scale must be positive, got {min_scale}: a scale of 0 makes log q infinite."
+        )
     return float(min_scale)
 
 
@@ -102,8 +103,7 @@ class LocationScaleFamily(Head):
     parameter_names = ("loc", "scale")
     family: type | None = None
 
-    def __init__(self, event_shape: Sequence[int] | int, *, min_scale: float = 1e-4,
-                 **kwargs):
+    def __init__(self, event_shape: Sequence[int] | int, *, min_scale: float = 1e-4, **kwargs):
         min_scale = _check_min_scale(min_scale)
         super().__init__(event_shape, **kwargs)
         self.min_scale = min_scale
@@ -117,8 +117,9 @@ class LocationScaleFamily(Head):
 
     def factors(self, parameters: Mapping[str, tf.Tensor]) -> tfd.Distribution:
         """The family with batch shape `[B, *event_shape]`: one factor per element of z."""
-        return self.family(loc=parameters["loc"], scale=parameters["scale"],
-                           **self.shape_parameters())
+        return self.family(
+            loc=parameters["loc"], scale=parameters["scale"], **self.shape_parameters()
+        )
 
     def distribution(self, parameters):
         return independent(self.factors(parameters), self.event_shape)
@@ -220,12 +221,12 @@ class StudentT(LocationScaleFamily):
 
     family = tfd.StudentT
 
-    def __init__(self, event_shape: Sequence[int] | int, *, degrees_of_freedom: int = 5,
-                 **kwargs):
+    def __init__(self, event_shape: Sequence[int] | int, *, degrees_of_freedom: int = 5, **kwargs):
         if int(degrees_of_freedom) != degrees_of_freedom or degrees_of_freedom < 2:
             raise ValueError(
                 f"degrees_of_freedom must be an integer >= 2, got {degrees_of_freedom}: "
-                "draw makes chi^2_nu from nu normals, and nu = 1 has no mean.")
+                "draw makes chi^2_nu from nu normals, and nu = 1 has no mean."
+            )
         super().__init__(event_shape, **kwargs)
         self.degrees_of_freedom = int(degrees_of_freedom)
 
@@ -233,16 +234,20 @@ class StudentT(LocationScaleFamily):
         return {"df": float(self.degrees_of_freedom)}
 
     def noise_spec(self):
-        return {"eps": ("normal", self.event_shape),
-                "chi2_noise": ("normal", (self.degrees_of_freedom, *self.event_shape))}
+        return {
+            "eps": ("normal", self.event_shape),
+            "chi2_noise": ("normal", (self.degrees_of_freedom, *self.event_shape)),
+        }
 
     def standard_draw(self, noise, dtype):
         eps, c = (tf.convert_to_tensor(noise[name], dtype) for name in ("eps", "chi2_noise"))
         nu_axis = -(len(self.event_shape) + 1)
         # chi^2_nu / nu; a floor at the smallest normal float makes the
         # probability-zero all-zero noise give a huge finite t, not inf.
-        chi2_over_nu = tf.maximum(tf.reduce_mean(tf.square(c), axis=nu_axis),
-                                  tf.constant(np.finfo(c.dtype.as_numpy_dtype).tiny, c.dtype))
+        chi2_over_nu = tf.maximum(
+            tf.reduce_mean(tf.square(c), axis=nu_axis),
+            tf.constant(np.finfo(c.dtype.as_numpy_dtype).tiny, c.dtype),
+        )
         return eps / tf.sqrt(chi2_over_nu)
 
     def get_config(self):
@@ -268,11 +273,12 @@ class FullCovarianceGaussian(Head):
 
     parameter_names = ("loc", "scale_tril")
 
-    def __init__(self, event_shape: Sequence[int] | int, *, min_scale: float = 1e-4,
-                 **kwargs):
+    def __init__(self, event_shape: Sequence[int] | int, *, min_scale: float = 1e-4, **kwargs):
         if len(event_shape_of(event_shape)) != 1:
-            raise ValueError(f"FullCovarianceGaussian needs a rank-1 event [J], got "
-                             f"{event_shape_of(event_shape)}: flatten z first.")
+            raise ValueError(
+                f"FullCovarianceGaussian needs a rank-1 event [J], got "
+                f"{event_shape_of(event_shape)}: flatten z first."
+            )
         min_scale = _check_min_scale(min_scale)
         super().__init__(event_shape, **kwargs)
         self.min_scale = min_scale
@@ -288,14 +294,17 @@ class FullCovarianceGaussian(Head):
         (size,) = self.event_shape
         rows, columns = np.tril_indices(size)
         entries = raw["scale_tril"]  # [B, J (J + 1) / 2], row by row
-        entries = tf.where(tf.constant(rows == columns),
-                           positive_scale(entries, self.min_scale), entries)
+        entries = tf.where(
+            tf.constant(rows == columns), positive_scale(entries, self.min_scale), entries
+        )
         # Entry J (J + 1) / 2, an appended zero, fills the upper triangle.
         index = np.full((size, size), len(rows))
         index[rows, columns] = np.arange(len(rows))
         padded = tf.concat([entries, tf.zeros_like(entries[..., :1])], axis=-1)
-        scale_tril = tf.reshape(tf.gather(padded, index.reshape(-1), axis=-1),
-                                tf.concat([tf.shape(entries)[:-1], [size, size]], axis=0))
+        scale_tril = tf.reshape(
+            tf.gather(padded, index.reshape(-1), axis=-1),
+            tf.concat([tf.shape(entries)[:-1], [size, size]], axis=0),
+        )
         return {"loc": raw["loc"], "scale_tril": scale_tril}
 
     def distribution(self, parameters):

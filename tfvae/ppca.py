@@ -34,16 +34,18 @@ LATENT_DIM = len(LOADINGS)
 def affine_encoder(full_covariance: bool = False):
     """x `[B, D]` -> q(z|x), a Gaussian with mean affine in x and a constant (diagonal or
     full) covariance: the exact pPCA posterior has this form. No hidden layer."""
-    head = (posteriors.FullCovarianceGaussian if full_covariance
-            else posteriors.DiagonalGaussian)(LATENT_DIM, name="posterior")
+    head = (posteriors.FullCovarianceGaussian if full_covariance else posteriors.DiagonalGaussian)(
+        LATENT_DIM, name="posterior"
+    )
     return ProbabilisticNetwork(MLP(()), head, name="encoder")
 
 
 def affine_decoder():
     """z `[B, J]` -> p(x|z) = N(W z + mu, diag(s^2)): the pPCA decoder, s learned per
     dimension and independent of z."""
-    head = likelihoods.Gaussian(DATA_DIM, scale="per_pixel", mean_activation=None,
-                                name="likelihood")
+    head = likelihoods.Gaussian(
+        DATA_DIM, scale="per_pixel", mean_activation=None, name="likelihood"
+    )
     return ProbabilisticNetwork(MLP(()), head, name="decoder")
 
 
@@ -56,10 +58,11 @@ def set_encoder(encoder, gain, bias, scale) -> None:
         values = inverse_positive_scale(scale, min_scale)
     else:  # Row by row, the diagonal through positive_scale (posteriors.FullCovarianceGaussian).
         rows, columns = np.tril_indices(LATENT_DIM)
-        values = np.where(rows == columns,
-                          inverse_positive_scale(np.maximum(scale[rows, columns], 1e-3),
-                                                 min_scale),
-                          scale[rows, columns])
+        values = np.where(
+            rows == columns,
+            inverse_positive_scale(np.maximum(scale[rows, columns], 1e-3), min_scale),
+            scale[rows, columns],
+        )
     raw.set_weights([np.zeros(raw.kernel.shape, np.float32), values.astype(np.float32)])
 
 
@@ -68,7 +71,8 @@ def set_decoder(decoder, weights, mean, scale) -> None:
     (loc,) = decoder.head.parameter_layers
     loc.set_weights([weights.T.astype(np.float32), mean.astype(np.float32)])
     decoder.head.raw_scale.assign(
-        inverse_positive_scale(scale, decoder.head.min_scale).astype(np.float32))
+        inverse_positive_scale(scale, decoder.head.min_scale).astype(np.float32)
+    )
 
 
 class PPCA:
@@ -84,13 +88,17 @@ class PPCA:
     def sample(self, n, seed=1):
         rng = np.random.default_rng(seed)
         z = rng.normal(size=(n, LATENT_DIM))
-        return (z @ self.weights.T + self.mean
-                + NOISE * rng.normal(size=(n, DATA_DIM))).astype(np.float32)
+        return (z @ self.weights.T + self.mean + NOISE * rng.normal(size=(n, DATA_DIM))).astype(
+            np.float32
+        )
 
     def log_evidence(self, x):
         covariance = self.weights @ self.weights.T + NOISE**2 * np.eye(DATA_DIM)
-        return tfd.MultivariateNormalTriL(self.mean, np.linalg.cholesky(covariance)).log_prob(
-            x.astype(np.float64)).numpy()
+        return (
+            tfd.MultivariateNormalTriL(self.mean, np.linalg.cholesky(covariance))
+            .log_prob(x.astype(np.float64))
+            .numpy()
+        )
 
     def vae(self, loc_shift=0.0, scale_factor=1.0, full_covariance=False):
         """VAE whose posterior is the exact one, shifted and widened as asked."""
@@ -99,8 +107,7 @@ class PPCA:
         model.build((None, DATA_DIM))
         gain = self.weights @ np.linalg.inv(self.posterior_precision)  # [D, J]
         covariance = NOISE**2 * np.linalg.inv(self.posterior_precision)
-        scale = (np.linalg.cholesky(covariance) if full_covariance
-                 else np.sqrt(np.diag(covariance)))
+        scale = np.linalg.cholesky(covariance) if full_covariance else np.sqrt(np.diag(covariance))
         set_encoder(encoder, gain, loc_shift - self.mean @ gain, scale_factor * scale)
         set_decoder(decoder, self.weights, self.mean, np.full(DATA_DIM, NOISE))
         return model
@@ -116,5 +123,8 @@ def exact_log_evidence(decoder, x: np.ndarray) -> np.ndarray:
     scale = decoder.parameters(np.zeros((1, LATENT_DIM), np.float32))["scale"][0]
     covariance = kernel.T @ kernel + np.diag(scale.numpy().astype(np.float64) ** 2)
     bias = loc.bias.numpy().astype(np.float64)
-    return tfd.MultivariateNormalTriL(bias, np.linalg.cholesky(covariance)).log_prob(
-        x.astype(np.float64)).numpy()
+    return (
+        tfd.MultivariateNormalTriL(bias, np.linalg.cholesky(covariance))
+        .log_prob(x.astype(np.float64))
+        .numpy()
+    )

@@ -17,12 +17,11 @@ weights (`as_float32`), so that it loads, evaluates and exports as any other.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import keras
 
 from tfvae.config import PRECISIONS
-
 
 
 @contextlib.contextmanager

@@ -47,7 +47,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import keras
 import tensorflow as tf
@@ -61,8 +61,9 @@ tfd = tfp.distributions
 def standard_normal(event_shape: Sequence[int], dtype=tf.float32) -> tfd.Distribution:
     """N(0, I) with batch shape `[]` and event shape `event_shape`."""
     loc = tf.zeros(event_shape, dtype=dtype)
-    return tfd.Independent(tfd.Normal(loc=loc, scale=tf.ones_like(loc)),
-                           reinterpreted_batch_ndims=len(event_shape))
+    return tfd.Independent(
+        tfd.Normal(loc=loc, scale=tf.ones_like(loc)), reinterpreted_batch_ndims=len(event_shape)
+    )
 
 
 def inverse_cdf_component(logits: tf.Tensor, component_noise: tf.Tensor) -> tf.Tensor:
@@ -140,7 +141,8 @@ class Prior(keras.layers.Layer):
         """
         raise NotImplementedError(
             f"{type(self).__name__} does not factorize over dimensions: it has no "
-            "per-dimension log-densities.")
+            "per-dimension log-densities."
+        )
 
     def get_config(self):
         return {**super().get_config(), "event_shape": self.event_shape}
@@ -204,42 +206,57 @@ class MixtureOfGaussians(Prior):
     z = loc_k + scale_k * eps.
     """
 
-    def __init__(self, event_shape: Sequence[int] | int, num_components: int = 10, *,
-                 min_scale: float = 1e-4, seed: int | None = None, **kwargs):
+    def __init__(
+        self,
+        event_shape: Sequence[int] | int,
+        num_components: int = 10,
+        *,
+        min_scale: float = 1e-4,
+        seed: int | None = None,
+        **kwargs,
+    ):
         if num_components < 1:
             raise ValueError(f"num_components must be at least 1, got {num_components}.")
         if not min_scale > 0:
-            raise ValueError(f"min_scale must be positive, got {min_scale}: a scale of 0 "
-                             "makes log p(z) infinite.")
+            raise ValueError(
+                f"min_scale must be positive, got {min_scale}: a scale of 0 "
+                "makes log p(z) infinite."
+            )
         super().__init__(event_shape, **kwargs)
         self.num_components = int(num_components)
         self.min_scale = float(min_scale)
         self.seed = seed
         shape = (self.num_components, *self.event_shape)
         # Created here, not in build: their shapes do not depend on the data.
-        self.logits = self.add_weight(shape=(self.num_components,), initializer="zeros",
-                                      name="logits")
+        self.logits = self.add_weight(
+            shape=(self.num_components,), initializer="zeros", name="logits"
+        )
         self.loc = self.add_weight(
-            shape=shape, name="loc",
-            initializer=keras.initializers.RandomNormal(stddev=1.0, seed=seed))
+            shape=shape,
+            name="loc",
+            initializer=keras.initializers.RandomNormal(stddev=1.0, seed=seed),
+        )
         self.raw_scale = self.add_weight(shape=shape, initializer="zeros", name="raw_scale")
         self.built = True
 
     def parameters(self, encoder=None):
         dtype = self.compute_dtype
-        return {"logits": tf.cast(self.logits, dtype), "loc": tf.cast(self.loc, dtype),
-                "scale": positive_scale(tf.cast(self.raw_scale, dtype), self.min_scale)}
+        return {
+            "logits": tf.cast(self.logits, dtype),
+            "loc": tf.cast(self.loc, dtype),
+            "scale": positive_scale(tf.cast(self.raw_scale, dtype), self.min_scale),
+        }
 
     def distribution(self, encoder=None):
         p = self.parameters()
-        components = tfd.Independent(tfd.Normal(p["loc"], p["scale"]),
-                                     reinterpreted_batch_ndims=len(self.event_shape))
+        components = tfd.Independent(
+            tfd.Normal(p["loc"], p["scale"]), reinterpreted_batch_ndims=len(self.event_shape)
+        )
         return tfd.MixtureSameFamily(tfd.Categorical(logits=p["logits"]), components)
 
     def mean(self, encoder=None):
         p = self.parameters()
-        weights = tf.reshape(tf.nn.softmax(p["logits"]),
-                             [-1] + [1] * len(self.event_shape))
+        weights = tf.reshape(tf.nn.softmax(p["logits"]), [-1] + [1] * len(self.event_shape))
         return tf.reduce_sum(weights * p["loc"], axis=0)
 
     def noise_spec(self, encoder=None):
@@ -252,8 +269,12 @@ class MixtureOfGaussians(Prior):
         return tf.gather(p["loc"], k) + tf.gather(p["scale"], k) * eps
 
     def get_config(self):
-        return {**super().get_config(), "num_components": self.num_components,
-                "min_scale": self.min_scale, "seed": self.seed}
+        return {
+            **super().get_config(),
+            "num_components": self.num_components,
+            "min_scale": self.min_scale,
+            "seed": self.seed,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -289,11 +310,16 @@ class VampPrior(Prior):
 
     needs_encoder = True
 
-    def __init__(self, event_shape: Sequence[int] | int, num_pseudo_inputs: int = 500, *,
-                 seed: int | None = None, **kwargs):
+    def __init__(
+        self,
+        event_shape: Sequence[int] | int,
+        num_pseudo_inputs: int = 500,
+        *,
+        seed: int | None = None,
+        **kwargs,
+    ):
         if num_pseudo_inputs < 1:
-            raise ValueError(
-                f"num_pseudo_inputs must be at least 1, got {num_pseudo_inputs}.")
+            raise ValueError(f"num_pseudo_inputs must be at least 1, got {num_pseudo_inputs}.")
         super().__init__(event_shape, **kwargs)
         self.num_pseudo_inputs = int(num_pseudo_inputs)
         self.seed = seed
@@ -302,30 +328,39 @@ class VampPrior(Prior):
     def build(self, input_shape=None):
         """Creates the pseudo-inputs `[K, *x_event]` for x of shape `(None, *x_event)`."""
         if input_shape is None or len(input_shape) < 2 or None in tuple(input_shape)[1:]:
-            raise ValueError("VampPrior.build needs the shape of x, (None, *x_event) with "
-                             f"every event axis known; got {input_shape}.")
+            raise ValueError(
+                "VampPrior.build needs the shape of x, (None, *x_event) with "
+                f"every event axis known; got {input_shape}."
+            )
         if self.raw_pseudo_inputs is not None:
             return  # built before (a reloaded prior, or a second VAE.build)
         self.raw_pseudo_inputs = self.add_weight(
             shape=(self.num_pseudo_inputs, *(int(d) for d in tuple(input_shape)[1:])),
             initializer=keras.initializers.RandomNormal(stddev=0.01, seed=self.seed),
-            name="raw_pseudo_inputs")
+            name="raw_pseudo_inputs",
+        )
 
     def pseudo_inputs(self) -> tf.Tensor:
         """u = sigmoid(raw) `[K, *x_event]`, in (0, 1)."""
         if self.raw_pseudo_inputs is None:
-            raise RuntimeError("The VampPrior has no pseudo-inputs yet: build it with the "
-                               "shape of x, prior.build((None, *x_event)).")
+            raise RuntimeError(
+                "The VampPrior has no pseudo-inputs yet: build it with the "
+                "shape of x, prior.build((None, *x_event))."
+            )
         return tf.sigmoid(tf.cast(self.raw_pseudo_inputs, self.compute_dtype))
 
     def _check_encoder(self, encoder):
         if encoder is None:
-            raise ValueError("The VampPrior is the encoder's posterior at its pseudo-inputs: "
-                             "pass the VAE's encoder, e.g. prior.distribution(encoder).")
+            raise ValueError(
+                "The VampPrior is the encoder's posterior at its pseudo-inputs: "
+                "pass the VAE's encoder, e.g. prior.distribution(encoder)."
+            )
         head_shape = getattr(getattr(encoder, "head", None), "event_shape", None)
         if head_shape is not None and tuple(head_shape) != self.event_shape:
-            raise ValueError(f"The encoder's latent shape {tuple(head_shape)} is not this "
-                             f"VampPrior's event shape {self.event_shape}.")
+            raise ValueError(
+                f"The encoder's latent shape {tuple(head_shape)} is not this "
+                f"VampPrior's event shape {self.event_shape}."
+            )
         return encoder
 
     def _encoder_parameters(self, encoder) -> dict[str, tf.Tensor]:
@@ -347,8 +382,10 @@ class VampPrior(Prior):
     def noise_spec(self, encoder=None):
         head_spec = self._check_encoder(encoder).head.noise_spec()
         if "component_noise" in head_spec:
-            raise ValueError("The encoder head's noise is named 'component_noise', the name "
-                             "of the VampPrior's own.")
+            raise ValueError(
+                "The encoder head's noise is named 'component_noise', the name "
+                "of the VampPrior's own."
+            )
         return {"component_noise": ("uniform", ()), **head_spec}
 
     def draw(self, noise, encoder=None):
@@ -359,5 +396,8 @@ class VampPrior(Prior):
         return encoder.head.draw(_gather(parameters, k), head_noise)
 
     def get_config(self):
-        return {**super().get_config(), "num_pseudo_inputs": self.num_pseudo_inputs,
-                "seed": self.seed}
+        return {
+            **super().get_config(),
+            "num_pseudo_inputs": self.num_pseudo_inputs,
+            "seed": self.seed,
+        }

@@ -10,7 +10,8 @@ importing TensorFlow; `tests/test_registry.py` keeps the two in step.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tfvae import flows, likelihoods, posteriors, priors
 
@@ -27,9 +28,14 @@ class Entry:
 
 LIKELIHOODS = {
     "bernoulli": Entry(likelihoods.Bernoulli),
-    "gaussian": Entry(likelihoods.Gaussian, {"gaussian_scale": "scale",
-                                             "fixed_scale": "fixed_scale",
-                                             "mean_activation": "mean_activation"}),
+    "gaussian": Entry(
+        likelihoods.Gaussian,
+        {
+            "gaussian_scale": "scale",
+            "fixed_scale": "fixed_scale",
+            "mean_activation": "mean_activation",
+        },
+    ),
     "continuous_bernoulli": Entry(likelihoods.ContinuousBernoulli),
     "discretized_logistic": Entry(likelihoods.DiscretizedLogistic),
 }
@@ -46,8 +52,7 @@ POSTERIORS = {
 }
 PRIORS = {
     "standard_normal": Entry(priors.StandardNormal, seeded=False),
-    "mixture_of_gaussians": Entry(priors.MixtureOfGaussians,
-                                  {"num_components": "num_components"}),
+    "mixture_of_gaussians": Entry(priors.MixtureOfGaussians, {"num_components": "num_components"}),
     "vamp": Entry(priors.VampPrior, {"num_pseudo_inputs": "num_pseudo_inputs"}),
 }
 KINDS = {"likelihood": LIKELIHOODS, "posterior": POSTERIORS, "prior": PRIORS}
@@ -62,8 +67,7 @@ def entry(kind: str, name: str) -> Entry:
     if kind not in KINDS:
         raise ValueError(f"No part kind {kind!r}; the kinds are {sorted(KINDS)}.")
     if name not in KINDS[kind]:
-        raise ValueError(f"No {kind} called {name!r}; the {kind}s are "
-                         f"{', '.join(KINDS[kind])}.")
+        raise ValueError(f"No {kind} called {name!r}; the {kind}s are {', '.join(KINDS[kind])}.")
     return KINDS[kind][name]
 
 
@@ -73,8 +77,10 @@ def build(kind: str, section, event_shape: Sequence[int], **kwargs: Any):
     registered = entry(kind, section.name)
     if not registered.seeded:
         kwargs.pop("seed", None)
-    options = {argument: _option_value(getattr(section, field))
-               for field, argument in registered.options.items()}
+    options = {
+        argument: _option_value(getattr(section, field))
+        for field, argument in registered.options.items()
+    }
     return registered.cls(tuple(event_shape), **options, **kwargs)
 
 

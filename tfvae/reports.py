@@ -33,9 +33,17 @@ from tfvae.training import write_text_atomic
 SPLITS = ("test", "train", "valid")
 
 
-def evaluate(model: VAE, x, *, num_samples: int = 5000, iwae_samples: Sequence[int] = (5, 50),
-             active_threshold: float = 0.01, decomposition_batch_size: int = 1000,
-             seed: int = 0, labels=None) -> dict:
+def evaluate(
+    model: VAE,
+    x,
+    *,
+    num_samples: int = 5000,
+    iwae_samples: Sequence[int] = (5, 50),
+    active_threshold: float = 0.01,
+    decomposition_batch_size: int = 1000,
+    seed: int = 0,
+    labels=None,
+) -> dict:
     """Every measure of `tfvae.evaluation` on x, as a JSON-ready dict.
 
     Args:
@@ -63,24 +71,34 @@ def evaluate(model: VAE, x, *, num_samples: int = 5000, iwae_samples: Sequence[i
         return result
 
     terms = timed("elbo", evaluation.rate_distortion, model, x, seed=seed, labels=labels)
-    iwae = {str(k): _log_likelihood_summary(
-                timed(f"iwae_{k}", evaluation.log_likelihood, model, x, k, seed=seed,
-                      labels=labels))
-            for k in iwae_samples}
-    likelihood = timed("log_likelihood", evaluation.log_likelihood, model, x, num_samples,
-                       seed=seed, labels=labels)
-    units = timed("active_units", evaluation.active_units, model, x,
-                  threshold=active_threshold, labels=labels)
+    iwae = {
+        str(k): _log_likelihood_summary(
+            timed(f"iwae_{k}", evaluation.log_likelihood, model, x, k, seed=seed, labels=labels)
+        )
+        for k in iwae_samples
+    }
+    likelihood = timed(
+        "log_likelihood", evaluation.log_likelihood, model, x, num_samples, seed=seed, labels=labels
+    )
+    units = timed(
+        "active_units", evaluation.active_units, model, x, threshold=active_threshold, labels=labels
+    )
     discrete = evaluation.has_discrete_likelihood(model, x)
     entropy = evaluation.data_entropy(x) if discrete else None
     bounds = evaluation.mutual_information_bounds(terms.rate, terms.distortion, entropy)
     return {
-        "num_examples": len(x), **terms._asdict(), "iwae": iwae,
+        "num_examples": len(x),
+        **terms._asdict(),
+        "iwae": iwae,
         "log_likelihood": _log_likelihood_summary(likelihood),
-        "active_units": {"count": units.count, "threshold": units.threshold,
-                         "activities": units.activities.tolist()},
-        "kl_decomposition": timed("kl_decomposition", _decompositions, model, x,
-                                  decomposition_batch_size, seed, labels),
+        "active_units": {
+            "count": units.count,
+            "threshold": units.threshold,
+            "activities": units.activities.tolist(),
+        },
+        "kl_decomposition": timed(
+            "kl_decomposition", _decompositions, model, x, decomposition_batch_size, seed, labels
+        ),
         "mutual_information_bounds": {**bounds._asdict(), "data_entropy": entropy},
         "seconds": seconds,
     }
@@ -88,17 +106,23 @@ def evaluate(model: VAE, x, *, num_samples: int = 5000, iwae_samples: Sequence[i
 
 def _log_likelihood_summary(result: evaluation.LogLikelihood) -> dict:
     """The dataset-level numbers of `result`; the `[N]` per-example arrays stay out."""
-    return {"num_samples": result.num_samples, "mean": result.mean, "stderr": result.stderr,
-            "monte_carlo_stderr": result.monte_carlo_stderr}
+    return {
+        "num_samples": result.num_samples,
+        "mean": result.mean,
+        "stderr": result.stderr,
+        "monte_carlo_stderr": result.monte_carlo_stderr,
+    }
 
 
 def _decompositions(model: VAE, x, batch_size: int, seed: int, labels=None) -> dict:
     """Both estimators' decompositions of x `[N, *event]`, or why the model has none."""
     try:
-        estimates = {name: evaluation.kl_decomposition(model, x, estimator=name,
-                                                       batch_size=batch_size, seed=seed,
-                                                       labels=labels)._asdict()
-                     for name in decomposition.ESTIMATORS}
+        estimates = {
+            name: evaluation.kl_decomposition(
+                model, x, estimator=name, batch_size=batch_size, seed=seed, labels=labels
+            )._asdict()
+            for name in decomposition.ESTIMATORS
+        }
     except evaluation.UnsupportedDistribution as error:
         # Other posterior or prior families still get every other measure.
         return {"unavailable": str(error)}
@@ -123,7 +147,7 @@ def load_split(config: RunConfig, split: str = "test") -> np.ndarray:
     if x is None:
         raise ValueError(f"{config.data.dataset} has no {split} split.")
     if split == "train" and config.data.limit is not None:
-        x = x[:config.data.limit]
+        x = x[: config.data.limit]
     return datasets.as_scored(x, config.data.binarization)
 
 
@@ -131,13 +155,18 @@ def load_labels(config: RunConfig, split: str = "test") -> np.ndarray | None:
     """The labels `[N]` of `load_split(config, split)` for a conditional run, else None."""
     if not config.model.conditional:
         return None
-    labels = getattr(datasets.load_arrays(config.data.dataset, config.data.data_dir),
-                     f"y_{split}")
-    return labels[:config.data.limit] if split == "train" and config.data.limit else labels
+    labels = getattr(datasets.load_arrays(config.data.dataset, config.data.data_dir), f"y_{split}")
+    return labels[: config.data.limit] if split == "train" and config.data.limit else labels
 
 
-def evaluate_run(run_dir, *, num_samples: int = 5000, split: str = "test",
-                 limit: int | None = None, seed: int = 0) -> Path:
+def evaluate_run(
+    run_dir,
+    *,
+    num_samples: int = 5000,
+    split: str = "test",
+    limit: int | None = None,
+    seed: int = 0,
+) -> Path:
     """Evaluates a run folder's `model.keras` and writes `evaluation.json` and `.md`.
 
     Args:
@@ -159,14 +188,19 @@ def evaluate_run(run_dir, *, num_samples: int = 5000, split: str = "test",
     if limit is not None and limit < 2:
         raise ValueError(f"limit must be at least 2 (a spread over examples), got {limit}.")
     from tfvae.export import load_run  # Here: export imports the TFLite converter.
+
     run_dir = Path(run_dir)
     model, config = load_run(run_dir)
     x = load_split(config, split)[:limit]
     labels = load_labels(config, split)
     labels = None if labels is None else labels[:limit]
-    report = {"run_dir": str(run_dir), "dataset": config.data.dataset, "split": split,
-              "seed": seed, **evaluate(model, x, num_samples=num_samples, seed=seed,
-                                       labels=labels)}
+    report = {
+        "run_dir": str(run_dir),
+        "dataset": config.data.dataset,
+        "split": split,
+        "seed": seed,
+        **evaluate(model, x, num_samples=num_samples, seed=seed, labels=labels),
+    }
     write_text_atomic(run_dir / "evaluation.json", json.dumps(report, indent=2))
     write_text_atomic(run_dir / "evaluation.md", to_markdown(report))
     return run_dir / "evaluation.json"
@@ -183,19 +217,23 @@ def to_markdown(report: dict) -> str:
         f"{report['dataset']}, {report['split']} split, {report['num_examples']} examples, "
         f"seed {report['seed']}. Nats per datapoint; ± is the standard error over examples.",
         "",
-        "| measure | value |", "|---|---|",
+        "| measure | value |",
+        "|---|---|",
         f"| ELBO | {report['elbo']:.2f} |",
         f"| rate KL(q(z\\|x) \\|\\| p(z)) | {report['rate']:.2f} |",
         f"| distortion -E log p(x\\|z) | {report['distortion']:.2f} |",
-        *(f"| IWAE bound, k = {k} | {v['mean']:.2f} ± {v['stderr']:.2f} |"
-          for k, v in report["iwae"].items()),
+        *(
+            f"| IWAE bound, k = {k} | {v['mean']:.2f} ± {v['stderr']:.2f} |"
+            for k, v in report["iwae"].items()
+        ),
         f"| log p(x), k = {likelihood['num_samples']} | {likelihood['mean']:.2f} ± "
         f"{likelihood['stderr']:.2f} (sampling z: ± {likelihood['monte_carlo_stderr']:.3f}) |",
         f"| active units (A_u > {units['threshold']}) | {units['count']} of "
         f"{len(units['activities'])} |",
         f"| I(x; z) bounds, eq. 30 | {_format_bound(bounds['lower'])} <= I <= "
         f"{bounds['upper']:.2f} |",
-        "", *_decomposition_lines(report["kl_decomposition"]),
+        "",
+        *_decomposition_lines(report["kl_decomposition"]),
     ]
     return "\n".join(lines) + "\n"
 
@@ -209,14 +247,22 @@ def _decomposition_lines(result: dict) -> list[str]:
     """The Markdown section of `evaluate`'s `kl_decomposition` entry."""
     if "unavailable" in result:
         return [f"KL decomposition: not available. {result['unavailable']}"]
-    header = ["## Rate decomposition (eq. 19-21)", "",
-              f"q(z) of the N = {result['num_data']} examples, minibatches of "
-              f"{result['batch_size']}. The weighted estimator (Chen et al.'s MWS) "
-              "underestimates q(z) and q(z_j) by a factor B to N: its MI is too high, its "
-              "dimension-wise KL too low and its TC off by their difference; read the "
-              "stratified row (eq. 29).", "",
-              "| estimator | MI | TC | dim-wise KL | sum |", "|---|---|---|---|---|"]
-    rows = [f"| {name} | {r['mutual_information']:.2f} | {r['total_correlation']:.2f} | "
-            f"{r['dimensionwise_kl']:.2f} | {sum(r.values()):.2f} |"
-            for name, r in result.items() if name in decomposition.ESTIMATORS]
+    header = [
+        "## Rate decomposition (eq. 19-21)",
+        "",
+        f"q(z) of the N = {result['num_data']} examples, minibatches of "
+        f"{result['batch_size']}. The weighted estimator (Chen et al.'s MWS) "
+        "underestimates q(z) and q(z_j) by a factor B to N: its MI is too high, its "
+        "dimension-wise KL too low and its TC off by their difference; read the "
+        "stratified row (eq. 29).",
+        "",
+        "| estimator | MI | TC | dim-wise KL | sum |",
+        "|---|---|---|---|---|",
+    ]
+    rows = [
+        f"| {name} | {r['mutual_information']:.2f} | {r['total_correlation']:.2f} | "
+        f"{r['dimensionwise_kl']:.2f} | {sum(r.values()):.2f} |"
+        for name, r in result.items()
+        if name in decomposition.ESTIMATORS
+    ]
     return header + rows

@@ -80,8 +80,9 @@ class KLWeight:
         if not self.beta >= 0:
             raise ValueError(f"beta must be 0 or more, got {self.beta!r}.")
         if self.warmup != "none" and self.warmup_steps < 1:
-            raise ValueError(f"A {self.warmup} warm-up needs warmup_steps >= 1, got "
-                             f"{self.warmup_steps!r}.")
+            raise ValueError(
+                f"A {self.warmup} warm-up needs warmup_steps >= 1, got {self.warmup_steps!r}."
+            )
         if not 0 < self.warmup_ratio <= 1:
             raise ValueError(f"warmup_ratio must be in (0, 1], got {self.warmup_ratio!r}.")
 
@@ -92,14 +93,13 @@ class KLWeight:
 
     def __call__(self, step) -> tf.Tensor:
         """w_t, a float32 scalar, at step t (an int scalar tensor)."""
-        return self.beta * warmup_factor(step, self.warmup, self.warmup_steps,
-                                         self.warmup_ratio)
+        return self.beta * warmup_factor(step, self.warmup, self.warmup_steps, self.warmup_ratio)
 
     def get_config(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_config(cls, config: dict) -> "KLWeight":
+    def from_config(cls, config: dict) -> KLWeight:
         return cls(**config)
 
 
@@ -121,10 +121,10 @@ def burda_boundaries(total_steps: int) -> list[int]:
     are `PiecewiseConstantDecay`'s boundaries: a step t <= boundary takes the
     earlier stage's rate. A run too short for a stage gives it no steps.
     """
-    total = sum(3 ** i for i in range(BURDA_STAGES))
+    total = sum(3**i for i in range(BURDA_STAGES))
     lasts, elapsed = [], 0
     for i in range(BURDA_STAGES - 1):
-        elapsed += 3 ** i
+        elapsed += 3**i
         lasts.append(max(0, round(total_steps * elapsed / total) - 1))
     return lasts
 
@@ -152,8 +152,10 @@ def learning_rate(kind: str, initial: float, final: float, total_steps: int):
         ratio = final / initial
         values = [initial * ratio ** (i / (BURDA_STAGES - 1)) for i in range(BURDA_STAGES)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(
-            burda_boundaries(total_steps), values)
+            burda_boundaries(total_steps), values
+        )
     if kind == "cosine":
-        return keras.optimizers.schedules.CosineDecay(initial, decay_steps=total_steps,
-                                                      alpha=final / initial)
+        return keras.optimizers.schedules.CosineDecay(
+            initial, decay_steps=total_steps, alpha=final / initial
+        )
     raise ValueError(f"lr_schedule={kind!r} is not one of {LEARNING_RATE_SCHEDULES}.")

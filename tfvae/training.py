@@ -38,12 +38,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import (builders, datasets, distribute, plots, precision, priors, registry,
-                   schedules)
+from tfvae import builders, datasets, distribute, plots, precision, priors, registry, schedules
 from tfvae.base_model import TrainingDiverged
 from tfvae.config import RunConfig
-from tfvae.presets import dataset_defaults
 from tfvae.model import VAE
+from tfvae.presets import dataset_defaults
 
 METRICS = ("loss", "elbo", "rate", "distortion")
 
@@ -62,8 +61,12 @@ class TrainResult(NamedTuple):
     run_dir: Path
 
 
-def train(config: RunConfig, *, verbose: int | str = "auto",
-          callbacks: list[keras.callbacks.Callback] | None = None) -> TrainResult:
+def train(
+    config: RunConfig,
+    *,
+    verbose: int | str = "auto",
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> TrainResult:
     """Trains the model `config` describes and writes its run folder.
 
     Args:
@@ -101,15 +104,22 @@ def train(config: RunConfig, *, verbose: int | str = "auto",
         model, initial_epoch = _start_or_resume(config, data, run_dir, write=chief)
     write_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="tfvae-worker-"))
     try:
-        return _fit(config, data, model, initial_epoch, run_dir, write_dir, verbose,
-                    callbacks)
+        return _fit(config, data, model, initial_epoch, run_dir, write_dir, verbose, callbacks)
     finally:
         if not chief:
             shutil.rmtree(write_dir, ignore_errors=True)
 
 
-def _fit(config: RunConfig, data, model: VAE, initial_epoch: int, run_dir: Path,
-         write_dir: Path, verbose, callbacks) -> TrainResult:
+def _fit(
+    config: RunConfig,
+    data,
+    model: VAE,
+    initial_epoch: int,
+    run_dir: Path,
+    write_dir: Path,
+    verbose,
+    callbacks,
+) -> TrainResult:
     """Fits from `initial_epoch`, writing history, logs and checkpoints to `write_dir`."""
     history_path = write_dir / "history.csv"
     finished = initial_epoch >= config.train.epochs
@@ -119,8 +129,10 @@ def _fit(config: RunConfig, data, model: VAE, initial_epoch: int, run_dir: Path,
         _truncate_history(history_path, initial_epoch)
     callbacks = [
         data.train_epochs.callback(),
-        SamplesSeen(data.train_epochs.steps_per_epoch * config.data.batch_size,
-                    learning_rate=config.train.lr_schedule != "constant"),
+        SamplesSeen(
+            data.train_epochs.steps_per_epoch * config.data.batch_size,
+            learning_rate=config.train.lr_schedule != "constant",
+        ),
         keras.callbacks.CSVLogger(str(history_path), append=initial_epoch > 0),
         keras.callbacks.TensorBoard(str(write_dir / "logs")),
         Checkpoint(write_dir, config.train.checkpoint_every),
@@ -128,9 +140,15 @@ def _fit(config: RunConfig, data, model: VAE, initial_epoch: int, run_dir: Path,
     ]
     try:
         if not finished:
-            model.fit(data.train, validation_data=data.test, epochs=config.train.epochs,
-                      initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
-                      shuffle=False)  # The pipeline shuffles, seeded.
+            model.fit(
+                data.train,
+                validation_data=data.test,
+                epochs=config.train.epochs,
+                initial_epoch=initial_epoch,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,
+            )  # The pipeline shuffles, seeded.
     except TrainingDiverged as error:
         save_atomic(shipped(model, config, data), write_dir / "model.keras")
         raise TrainingDiverged(f"{error} {run_dir / 'model.keras'} holds that model.") from error
@@ -144,8 +162,9 @@ def _fit(config: RunConfig, data, model: VAE, initial_epoch: int, run_dir: Path,
 
 def shipped(model: VAE, config: RunConfig, data) -> VAE:
     """The model as a run ships it: itself, or its float32 copy after mixed precision."""
-    return precision.as_float32(model, lambda: build_compiled(
-        config, data.num_train, data.train_epochs.steps_per_epoch))
+    return precision.as_float32(
+        model, lambda: build_compiled(config, data.num_train, data.train_epochs.steps_per_epoch)
+    )
 
 
 def _check_replicas(config: RunConfig, replicas: int) -> None:
@@ -154,7 +173,8 @@ def _check_replicas(config: RunConfig, replicas: int) -> None:
         raise ValueError(
             f"--batch-size {config.data.batch_size} does not split evenly across the "
             f"{replicas} replicas of --strategy {config.train.strategy}: the batch size is "
-            f"the global batch. Choose a multiple of {replicas}.")
+            f"the global batch. Choose a multiple of {replicas}."
+        )
 
 
 def _check_support(config: RunConfig, data: datasets.DataSplits) -> None:
@@ -164,9 +184,12 @@ def _check_support(config: RunConfig, data: datasets.DataSplits) -> None:
         # The test split is scored binarized once; training data are binarized per epoch.
         binarization = "none" if split == "test" else config.data.binarization
         support = registry.entry("likelihood", config.model.likelihood.name).cls.support
-        datasets.check_support(datasets.as_scored(x, config.data.binarization),
-                               support, binarization,
-                               name=f"the {config.data.dataset} {split} split")
+        datasets.check_support(
+            datasets.as_scored(x, config.data.binarization),
+            support,
+            binarization,
+            name=f"the {config.data.dataset} {split} split",
+        )
 
 
 def resolve(config: RunConfig, data: datasets.DataSplits) -> RunConfig:
@@ -179,12 +202,16 @@ def resolve(config: RunConfig, data: datasets.DataSplits) -> RunConfig:
     if config.model.conditional and num_classes is None:
         num_classes = data.num_classes
     model = dataclasses.replace(
-        config.model, event_shape=tuple(data.event_shape), objective=objective,
+        config.model,
+        event_shape=tuple(data.event_shape),
+        objective=objective,
         num_classes=num_classes,
-        weight_decay=builders.resolved_weight_decay(config.model, data.num_train))
+        weight_decay=builders.resolved_weight_decay(config.model, data.num_train),
+    )
     name = config.train.run_name or _run_name(config)
-    return dataclasses.replace(config, model=model,
-                               train=dataclasses.replace(config.train, run_name=name))
+    return dataclasses.replace(
+        config, model=model, train=dataclasses.replace(config.train, run_name=name)
+    )
 
 
 def _run_name(config: RunConfig) -> str:
@@ -192,11 +219,16 @@ def _run_name(config: RunConfig) -> str:
     the defaults, then the network and the parts that are not the defaults (the
     MLP; the dataset's likelihood, the diagonal Gaussian, N(0, I))."""
     model = config.model
-    defaults = {"likelihood": dataset_defaults(config.data.dataset).get("likelihood",
-                                                                         "bernoulli"),
-                "posterior": "diagonal_gaussian", "prior": "standard_normal"}
-    parts = [_part_name(getattr(model, kind)) for kind, default in defaults.items()
-             if getattr(model, kind) != type(getattr(model, kind))(default)]
+    defaults = {
+        "likelihood": dataset_defaults(config.data.dataset).get("likelihood", "bernoulli"),
+        "posterior": "diagonal_gaussian",
+        "prior": "standard_normal",
+    }
+    parts = [
+        _part_name(getattr(model, kind))
+        for kind, default in defaults.items()
+        if getattr(model, kind) != type(getattr(model, kind))(default)
+    ]
     # dataset_size follows from the data: it names no variant.
     objective = _options(dataclasses.replace(model.objective, dataset_size=None))
     if model.network != type(model.network)():
@@ -206,8 +238,14 @@ def _run_name(config: RunConfig) -> str:
     latent = f"latent{model.latent_dim}"
     if model.top_latent_dim:  # Two stochastic layers: latent<J1>-top<J2>.
         latent += f"-top{model.top_latent_dim}"
-    return "-".join([f"{config.data.dataset.replace(':', '_')}-{latent}"
-                     f"-{model.objective.name}{model.num_samples}", *objective, *parts])
+    return "-".join(
+        [
+            f"{config.data.dataset.replace(':', '_')}-{latent}"
+            f"-{model.objective.name}{model.num_samples}",
+            *objective,
+            *parts,
+        ]
+    )
 
 
 def _part_name(section) -> str:
@@ -218,39 +256,47 @@ def _part_name(section) -> str:
 
 def _options(section) -> list[str]:
     """`field=value` for the fields of `section` (but its name) that differ from the defaults."""
-    return [f"{field.name}={_flag_value(getattr(section, field.name))}"
-            for field in dataclasses.fields(section)
-            if field.name != "name" and getattr(section, field.name) != field.default]
+    return [
+        f"{field.name}={_flag_value(getattr(section, field.name))}"
+        for field in dataclasses.fields(section)
+        if field.name != "name" and getattr(section, field.name) != field.default
+    ]
 
 
 def _flag_value(value) -> str:
     return "_".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def build_compiled(config: RunConfig, num_train: int,
-                   steps_per_epoch: int | None = None) -> VAE:
+def build_compiled(config: RunConfig, num_train: int, steps_per_epoch: int | None = None) -> VAE:
     """The VAE that `config` describes, compiled (`steps_per_epoch`: for a
     warm-up in epochs and a decaying learning rate)."""
-    model = builders.build_vae(config.model, num_train=num_train, seed=config.train.seed,
-                               steps_per_epoch=steps_per_epoch)
+    model = builders.build_vae(
+        config.model, num_train=num_train, seed=config.train.seed, steps_per_epoch=steps_per_epoch
+    )
     train = config.train
     if train.lr_schedule != "constant" and steps_per_epoch is None:
         raise ValueError(f"lr_schedule={train.lr_schedule!r} needs steps_per_epoch.")
-    rate = schedules.learning_rate(train.lr_schedule, train.learning_rate,
-                                   train.last_learning_rate,
-                                   train.epochs * (steps_per_epoch or 1))
-    optimizer = keras.optimizers.get({"class_name": train.optimizer,
-                                      "config": {"learning_rate": rate}})
+    rate = schedules.learning_rate(
+        train.lr_schedule,
+        train.learning_rate,
+        train.last_learning_rate,
+        train.epochs * (steps_per_epoch or 1),
+    )
+    optimizer = keras.optimizers.get(
+        {"class_name": train.optimizer, "config": {"learning_rate": rate}}
+    )
     if tf.distribute.has_strategy():  # No XLA, one step per call (OwnLossModel.compile).
         model.compile(optimizer)
     else:
-        model.compile(optimizer, jit_compile=config.train.jit_compile,
-                      steps_per_execution=config.train.steps_per_execution)
+        model.compile(
+            optimizer,
+            jit_compile=config.train.jit_compile,
+            steps_per_execution=config.train.steps_per_execution,
+        )
     return model
 
 
-def _start_or_resume(config: RunConfig, data, run_dir: Path,
-                     write: bool = True) -> tuple[VAE, int]:
+def _start_or_resume(config: RunConfig, data, run_dir: Path, write: bool = True) -> tuple[VAE, int]:
     """Returns the model and the epoch to start from (0, or the checkpoint's);
     `write`: write config.json into a new run folder (the chief does)."""
     config_path = run_dir / "config.json"
@@ -260,12 +306,14 @@ def _start_or_resume(config: RunConfig, data, run_dir: Path,
         if differences:
             raise RunExists(
                 f"{run_dir} holds a run with another configuration ({'; '.join(differences)}). "
-                "Pass a new --run-name (or another --output-dir), or delete that folder.")
+                "Pass a new --run-name (or another --output-dir), or delete that folder."
+            )
         if saved.train.lr_schedule != "constant" and saved.train.epochs != config.train.epochs:
             raise RunExists(
                 f"{run_dir} holds a run whose {saved.train.lr_schedule} learning-rate schedule "
                 f"spans --epochs {saved.train.epochs}; it resumes with that --epochs only. "
-                "To train longer, start a new run (--run-name) with the longer --epochs.")
+                "To train longer, start a new run (--run-name) with the longer --epochs."
+            )
         state_path = run_dir / CHECKPOINT_STATE
         if state_path.exists():
             state = json.loads(state_path.read_text())
@@ -274,7 +322,8 @@ def _start_or_resume(config: RunConfig, data, run_dir: Path,
             raise RunExists(
                 f"{run_dir} holds a model.keras but no checkpoint to resume from (a shipped "
                 "or copied model keeps no optimizer state), so training it again would "
-                "start over and overwrite its history. Pass a new --run-name.")
+                "start over and overwrite its history. Pass a new --run-name."
+            )
     # Built before anything is written, so that a model that cannot be built
     # leaves no config.json to block the corrected command.
     model = build_compiled(config, data.num_train, data.train_epochs.steps_per_epoch)
@@ -292,12 +341,14 @@ def load_model(path: Path) -> keras.Model:
 
 def _differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
     """`section.field: saved there, wanted now` for every (nested) field that differs."""
+
     def walk(there: dict, now: dict, path: str):
         for name, value in there.items():
             if isinstance(value, dict):
                 yield from walk(value, now[name], f"{path}{name}.")
             elif now[name] != value:
                 yield f"{path}{name}: {value!r} there, {now[name]!r} now"
+
     return list(walk(saved.to_dict(), wanted.to_dict(), ""))
 
 
@@ -307,11 +358,19 @@ def _comparable(config: RunConfig) -> RunConfig:
     change the numbers (how often to checkpoint, how many steps per call) and
     the devices (a run may move to another machine: with another number of
     replicas its noise from then on differs)."""
-    train = dataclasses.replace(config.train, epochs=1, output_dir="", run_name=None,
-                                checkpoint_every=1, steps_per_execution=1,
-                                strategy="default", cpu_devices=None)
-    return dataclasses.replace(config, train=train,
-                               data=dataclasses.replace(config.data, data_dir=None))
+    train = dataclasses.replace(
+        config.train,
+        epochs=1,
+        output_dir="",
+        run_name=None,
+        checkpoint_every=1,
+        steps_per_execution=1,
+        strategy="default",
+        cpu_devices=None,
+    )
+    return dataclasses.replace(
+        config, train=train, data=dataclasses.replace(config.data, data_dir=None)
+    )
 
 
 class SamplesSeen(keras.callbacks.Callback):
@@ -374,8 +433,9 @@ class Checkpoint(keras.callbacks.Callback):
             return
         name = f"checkpoint-{self.epochs_done}.keras"
         save_atomic(self.model, self.run_dir / name)
-        write_text_atomic(self.run_dir / CHECKPOINT_STATE,
-                          json.dumps({"epoch": self.epochs_done, "file": name}))
+        write_text_atomic(
+            self.run_dir / CHECKPOINT_STATE, json.dumps({"epoch": self.epochs_done, "file": name})
+        )
         for old in self.run_dir.glob("checkpoint-*.keras"):
             if old.name != name:
                 old.unlink()
@@ -401,7 +461,7 @@ def _truncate_history(path: Path, epochs: int) -> None:
         return
     with open(path, newline="") as f:
         lines = f.readlines()  # With their own line endings, as CSVLogger wrote them.
-    kept = [line for line in lines[:1 + epochs] if line.endswith("\n")]  # No cut-off row.
+    kept = [line for line in lines[: 1 + epochs] if line.endswith("\n")]  # No cut-off row.
     write_text_atomic(path, "".join(kept))
 
 
@@ -412,35 +472,54 @@ def read_history(path: Path) -> dict[str, list[float]]:
     return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
 
 
-def write_pictures(model: VAE, data: datasets.DataSplits, history, run_dir: Path,
-                   *, seed: int = 0) -> None:
+def write_pictures(
+    model: VAE, data: datasets.DataSplits, history, run_dir: Path, *, seed: int = 0
+) -> None:
     """Reconstructions and the training curve; unless the posterior is a point
     mass (the plain autoencoder: its codes are not shaped to the prior), also
     samples and (2-D z) the manifold."""
     x = data.arrays.x_test[:20]
     labels = data.arrays.y_test[:20] if model.num_classes else None
-    plots.reconstructions(x, model.reconstruct(x, labels).numpy(),
-                          run_dir / "reconstructions.png",
-                          title="test images (top) and their reconstructions (bottom)")
+    plots.reconstructions(
+        x,
+        model.reconstruct(x, labels).numpy(),
+        run_dir / "reconstructions.png",
+        title="test images (top) and their reconstructions (bottom)",
+    )
     curves = {k: v for k, v in history.items() if k.removeprefix("val_") in METRICS}
     if history.get("samples"):
-        plots.training_curves(curves, run_dir / "training_curve.png",
-                              x=history["samples"], xlabel="training samples evaluated",
-                              log_x=True, title="per datapoint (nats)")
+        plots.training_curves(
+            curves,
+            run_dir / "training_curve.png",
+            x=history["samples"],
+            xlabel="training samples evaluated",
+            log_x=True,
+            title="per datapoint (nats)",
+        )
     if not model.has_density:
         return
     if model.num_classes:  # One row per label.
         labels = np.repeat(np.arange(model.num_classes), 10)
         samples = model.sample(len(labels), seed=seed, mean=True, labels=labels).numpy()
-        plots.image_grid(samples, run_dir / "samples.png", ncols=10,
-                         title="E[x|z, y], z ~ p(z), row y = 0, 1, ...")
+        plots.image_grid(
+            samples,
+            run_dir / "samples.png",
+            ncols=10,
+            title="E[x|z, y], z ~ p(z), row y = 0, 1, ...",
+        )
     else:
         samples = model.sample(100, seed=seed, mean=True).numpy()
         plots.image_grid(samples, run_dir / "samples.png", ncols=10, title="E[x|z], z ~ p(z)")
     # The manifold decodes N(0, I)'s quantiles; they say little about a learned prior.
-    if (model.latent_shape == (2,) and isinstance(model.prior_part(), priors.StandardNormal)
-            and not model.num_classes):
-        plots.manifold(lambda z: model.likelihood_mean(z.astype(np.float32)).numpy(),
-                       run_dir / "manifold.png", grid_size=20,
-                       image_shape=tuple(data.event_shape),
-                       title="decoded prior quantiles (Kingma & Welling, Fig. 4)")
+    if (
+        model.latent_shape == (2,)
+        and isinstance(model.prior_part(), priors.StandardNormal)
+        and not model.num_classes
+    ):
+        plots.manifold(
+            lambda z: model.likelihood_mean(z.astype(np.float32)).numpy(),
+            run_dir / "manifold.png",
+            grid_size=20,
+            image_shape=tuple(data.event_shape),
+            title="decoded prior quantiles (Kingma & Welling, Fig. 4)",
+        )

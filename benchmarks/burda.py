@@ -61,10 +61,7 @@ def row(name, k, result, report) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--output-dir", default="/work/runs/burda")
+    parser = scored_runs.parser(__doc__, output_dir="/work/runs/burda")
     parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=["vae", "iwae5"])
     parser.add_argument("--epochs", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=100)
@@ -76,13 +73,6 @@ def main():
         help="down to a tenth of --learning-rate",
     )
     parser.add_argument("--warmup-epochs", type=int, default=100, help="0: no warm-up")
-    parser.add_argument("--num-samples", type=int, default=5000)
-    parser.add_argument(
-        "--ship-dir",
-        default="saved_models",
-        help="where each finished, evaluated run is copied (model.keras, "
-        "config.json, history.csv, evaluation.json and .md)",
-    )
     args = parser.parse_args()
     print(
         "| model | k | epochs | training time | test -ELBO | test NLL (k = "

@@ -5,6 +5,7 @@ again resumes an interrupted run, reuses a finished one and its evaluation,
 and prints the table again.
 """
 
+import argparse
 import json
 import os
 import shutil
@@ -37,6 +38,23 @@ def train_and_score(
     if ship_dir is not None:
         ship(result.run_dir, ship_dir)
     return result, report
+
+
+def parser(doc: str, output_dir: str) -> argparse.ArgumentParser:
+    """A script's parser with the flags every reproduction has: where its runs go,
+    the k of the NLL and where finished runs are shipped."""
+    result = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    result.add_argument("--output-dir", default=output_dir)
+    result.add_argument("--num-samples", type=int, default=5000)
+    result.add_argument(
+        "--ship-dir",
+        default="saved_models",
+        help="where each finished, evaluated run is copied (model.keras, "
+        "config.json, history.csv, evaluation.json and .md)",
+    )
+    return result
 
 
 SHIPPED_FILES = ("model.keras", "config.json", "history.csv", "evaluation.json", "evaluation.md")

@@ -72,20 +72,10 @@ def row(prior: str, dataset: str, result, report, pixels: int) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = scored_runs.parser(__doc__, output_dir="/work/runs/vampprior")
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
-    parser.add_argument("--output-dir", default="/work/runs/vampprior")
     parser.add_argument("--rows", nargs="+", choices=list(PRIORS), default=list(PRIORS))
     parser.add_argument("--epochs", type=int, default=300)
-    parser.add_argument("--num-samples", type=int, default=5000)
-    parser.add_argument(
-        "--ship-dir",
-        default="saved_models",
-        help="where each finished, evaluated run is copied (model.keras, "
-        "config.json, history.csv, evaluation.json and .md)",
-    )
     args = parser.parse_args()
     bits = " | bits/dim" if args.dataset == "frey_face" else ""
     print(

@@ -13,6 +13,11 @@ Public API:
     log_likelihood: importance-sampled log p(x) with standard errors.
 """
 
+# First, so that TensorFlow loads without its start-up notes (tfvae/startup.py).
+from tfvae import startup
+
+startup.import_tensorflow()
+
 # The part modules are imported for their registration too: every .keras file
 # tfvae writes loads after `import tfvae`.
 from tfvae import flows, hierarchical, likelihoods, objectives, posteriors, priors

@@ -58,20 +58,20 @@ def test_tfvae_verbose_turns_the_filter_off(capfd, monkeypatch):
 
 
 def test_importing_tfvae_writes_nothing_to_stderr():
-    """TensorFlow alone writes its start-up notes here (see tfvae/startup.py)."""
+    """TensorFlow alone writes its start-up notes here (see tfvae/startup.py), and
+    CUDA's "no GPU" error at the first op."""
     env = {
         k: v for k, v in os.environ.items() if k not in ("TFVAE_VERBOSE", "TF_CPP_MIN_LOG_LEVEL")
     }
     done = subprocess.run(
-        [sys.executable, "-c", "import tfvae, tensorflow as tf; tf.config.list_physical_devices()"],
+        [sys.executable, "-c", "import tfvae, tensorflow as tf; print(tf.reduce_sum(tf.ones(3)))"],
         capture_output=True,
         text=True,
         env=env,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    # The device probe after import may report the missing GPU: tfvae.cli probes quietly.
-    assert [line for line in done.stderr.splitlines() if "cuInit" not in line] == []
+    assert done.stderr == ""
 
 
 def tiny_fit(callback, epochs: int):

@@ -455,6 +455,11 @@ def test_user_defined_linear_gaussian_networks_train_unchanged():
     elbo = vae.elbo(x, 100, seed=1).numpy().mean()
     assert best - 1.5 < elbo < best + 0.05
     assert vae.sample(3, seed=1).shape == (3, 6)
+    # Without tfvae heads, reconstructions are the networks' own means: W (A x + b) + c.
+    encoder, decoder = vae.encoder, vae.decoder
+    code = x[:4] @ encoder.loc.kernel.numpy() + encoder.loc.bias.numpy()
+    expected = code @ decoder.loc.kernel.numpy() + decoder.loc.bias.numpy()
+    np.testing.assert_allclose(vae.reconstruct(x[:4]).numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_building_is_seeded_without_touching_global_randomness():

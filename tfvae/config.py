@@ -649,14 +649,14 @@ def flag_paths() -> dict[str, tuple[str, ...]]:
     return paths
 
 
-def resolve_annotation(annotation):
+def resolve_annotation(annotation: Any) -> Any:
     """Turns a string annotation (from `__future__` annotations) into a type."""
     if isinstance(annotation, str):
         return eval(annotation, globals())  # Our own annotations only.
     return annotation
 
 
-def unwrap_optional(annotation) -> tuple[Any, bool]:
+def unwrap_optional(annotation: Any) -> tuple[Any, bool]:
     """Returns (type, is_optional) for `T` or `Optional[T]`."""
     annotation = resolve_annotation(annotation)
     origin = typing.get_origin(annotation)

@@ -99,14 +99,14 @@ class MutualInformationBounds(NamedTuple):
 
 def log_likelihood(
     model: VAE,
-    x,
+    x: np.ndarray,
     num_samples: int = 5000,
     *,
     batch_size: int = 100,
     sample_chunk: int = 100,
     seed: int = 0,
     jit_compile: bool = False,
-    labels=None,
+    labels: np.ndarray | None = None,
 ) -> LogLikelihood:
     """Estimates log p(x) per example with k = `num_samples` importance samples.
 
@@ -229,7 +229,12 @@ def _seed(seed: int, *counters: int) -> tf.Tensor:
 
 
 def rate_distortion(
-    model: VAE, x, *, batch_size: int = 100, seed: int = 0, labels=None
+    model: VAE,
+    x: np.ndarray,
+    *,
+    batch_size: int = 100,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
 ) -> RateDistortion:
     """Means over x of the ELBO, rate and distortion (one z per example).
 
@@ -263,7 +268,12 @@ def rate_distortion(
 
 
 def active_units(
-    model: VAE, x, *, threshold: float = 0.01, batch_size: int = 1000, labels=None
+    model: VAE,
+    x: np.ndarray,
+    *,
+    threshold: float = 0.01,
+    batch_size: int = 1000,
+    labels: np.ndarray | None = None,
 ) -> ActiveUnits:
     """Burda et al.'s active units: A_u = Var_x(E_q(u|x)[u]) > `threshold`.
 
@@ -291,12 +301,12 @@ def active_units(
 
 def kl_decomposition(
     model: VAE,
-    x,
+    x: np.ndarray,
     *,
     estimator: str = "stratified",
     batch_size: int = 1000,
     seed: int = 0,
-    labels=None,
+    labels: np.ndarray | None = None,
 ) -> decomposition.KLDecomposition:
     """The rate split into MI, total correlation and dimension-wise KL over x (eq. 19-21).
 
@@ -374,7 +384,7 @@ def _check_density(model: VAE) -> None:
         )
 
 
-def data_entropy(x) -> float:
+def data_entropy(x: np.ndarray) -> float:
     """H(x) in nats of the empirical distribution of x `[N, *event]` (log N if all distinct)."""
     _, counts = np.unique(np.reshape(x, (len(x), -1)), axis=0, return_counts=True)
     p = counts / len(x)
@@ -410,7 +420,7 @@ def mutual_information_bounds(
     )
 
 
-def has_discrete_likelihood(model: VAE, x) -> bool:
+def has_discrete_likelihood(model: VAE, x: np.ndarray) -> bool:
     """Whether p(x|z) is a probability mass function and x `[N, *event]` lies on its
     support (0/1 pixels, or grey levels), so that log p(x|z) is a log-probability."""
     head = model.likelihood_head()

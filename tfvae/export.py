@@ -42,7 +42,7 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import keras
@@ -206,7 +206,7 @@ def export_model(
     x_test: np.ndarray,
     y_test: np.ndarray | None = None,
     *,
-    quantizations=DEFAULT_QUANTIZATIONS,
+    quantizations: Sequence[str] = DEFAULT_QUANTIZATIONS,
     run_config: RunConfig | None = None,
     seed: int = 0,
 ) -> dict:
@@ -255,7 +255,11 @@ def export_model(
 
 
 def describe(
-    model: VAE, folder: Path, quantizations, report: dict, run_config: RunConfig | None
+    model: VAE,
+    folder: Path,
+    quantizations: Sequence[str],
+    report: dict,
+    run_config: RunConfig | None,
 ) -> dict:
     """export.json: shapes, parts, condition, noise, files, signatures and parity."""
     from ai_edge_litert.interpreter import Interpreter
@@ -425,7 +429,7 @@ def load_test_set(
 def export_run(
     run_dir: Path,
     *,
-    quantizations=DEFAULT_QUANTIZATIONS,
+    quantizations: Sequence[str] = DEFAULT_QUANTIZATIONS,
     export_dir: Path | None = None,
     seed: int = 0,
 ) -> dict:

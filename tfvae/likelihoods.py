@@ -415,6 +415,8 @@ class DiscretizedLogistic(Head):
         return {**super().get_config(), "num_bins": self.num_bins, "min_scale": self.min_scale}
 
 
-def bits_per_dimension(log_prob_nats, num_dimensions: int):
+def bits_per_dimension(
+    log_prob_nats: float | np.ndarray | tf.Tensor, num_dimensions: int
+) -> float | np.ndarray | tf.Tensor:
     """-log p / (D ln 2): a log-probability in nats per image `[...]` in bits per pixel."""
     return -log_prob_nats / (num_dimensions * math.log(2.0))

@@ -226,13 +226,19 @@ class VAE(OwnLossModel):
         return _head_of(self.decoder, "decoder", "tfvae.likelihoods")
 
     def posterior_mean(self, x, labels=None) -> tf.Tensor:
-        """E_q[z|x] `[B, latent_dim]` (a seeded Monte Carlo mean for flows)."""
+        """E_q[z|x] `[B, latent_dim]` (a seeded Monte Carlo mean for flows); for an
+        encoder of the user's without a tfvae head, the mean of the q(z|x) it returns."""
+        if getattr(self.encoder, "head", None) is None:
+            return self.encode(x, labels).mean()
         parameters = self.posterior_parameters(x, labels)
         self.latent_shape = tuple(self.posterior_head().event_shape)
         return self.posterior_head().mean(parameters)
 
     def likelihood_mean(self, z, labels=None) -> tf.Tensor:
-        """E[x|z] `[B, *event]` for z `[B, latent_dim]`."""
+        """E[x|z] `[B, *event]` for z `[B, latent_dim]`; for a decoder of the user's
+        without a tfvae head, the mean of the p(x|z) it returns."""
+        if getattr(self.decoder, "head", None) is None:
+            return self.decode(z, labels).mean()
         return self.likelihood_head().mean(self.likelihood_parameters(z, labels))
 
     def call(self, x, training=None, labels=None):

@@ -46,9 +46,10 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
+import tensorflow as tf
 
 from tfvae.seeds import child_seed  # noqa: F401 (re-exported: heads and builders use it)
 
@@ -63,12 +64,12 @@ def _l2(weight_decay: float):
 def dense(
     units: int,
     *,
-    activation=None,
+    activation: str | Callable | None = None,
     init_stddev: float = 0.01,
     weight_decay: float = 0.0,
     seed: int | None = None,
     name: str | None = None,
-    dtype=None,
+    dtype: keras.DTypePolicy | str | None = None,
 ) -> keras.layers.Dense:
     """A Dense layer initialised from N(0, init_stddev^2), as in the paper.
 
@@ -128,7 +129,9 @@ def _trunk_dense(
     )
 
 
-def concatenate_condition(h, condition, condition_size: int, trunk: str):
+def concatenate_condition(
+    h: tf.Tensor, condition: tf.Tensor | None, condition_size: int, trunk: str
+) -> tf.Tensor:
     """h `[B, D]` with the condition `[B, K]` appended: `[B, D + K]` (h itself for K = 0).
 
     Raises:

@@ -117,7 +117,7 @@ def monte_carlo_bound(
     *,
     num_samples: int = 1,
     importance_weighted: bool = False,
-    seed=None,
+    seed: int | tf.Tensor | None = None,
 ) -> tf.Tensor:
     """A Monte Carlo ELBO (estimator A) or IWAE bound, through `tfp.vi`.
 
@@ -157,7 +157,10 @@ def free_bits_rate(rate_per_dimension: tf.Tensor, free_bits: float) -> tf.Tensor
 
 
 def weighted_kl_decomposition(
-    terms, mi_weight: float, tc_weight: float, dimension_kl_weight: float
+    terms: decomposition.KLDecomposition,
+    mi_weight: float,
+    tc_weight: float,
+    dimension_kl_weight: float,
 ) -> tf.Tensor:
     """alpha MI + beta TC + gamma dimension-wise KL (Chen et al. 2018, eq. 4), each `[B]`."""
     return (

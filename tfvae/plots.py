@@ -1,4 +1,5 @@
-"""Pictures a person looks at: samples, reconstructions, the latent manifold, curves.
+"""Pictures a person looks at: samples, reconstructions, the latent manifold and paths
+through it, curves.
 
 Pure matplotlib on numpy arrays. Figures are `matplotlib.figure.Figure` objects on
 the non-interactive Agg canvas, never `pyplot` and its global state, so plotting is
@@ -140,6 +141,58 @@ def manifold(
     ax.set_yticks(ends * height + (height - 1) / 2, [f"{z:.2f}" for z in z_axis[::-1][ends]])
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
+    return _save(fig, path)
+
+
+def interpolation(
+    decode_fn: Callable[[np.ndarray], np.ndarray],
+    z_start: np.ndarray,
+    z_end: np.ndarray,
+    path: PathLike,
+    *,
+    num_steps: int = 10,
+    image_shape: Sequence[int],
+    title: Optional[str] = None,
+) -> pathlib.Path:
+    """Decodes equally spaced codes on the segment from `z_start` to `z_end` into a strip.
+
+    Code t of the strip is `(1 - t) z_start + t z_end` for t in
+    `linspace(0, 1, num_steps)`, drawn left to right: the first tile decodes
+    `z_start`, the last `z_end`.
+
+    Args:
+        decode_fn: Maps z `[num_steps, J]` to mean images `[num_steps, *image_shape]`;
+            called once.
+        z_start: The code `[J]` at the left end, e.g. a posterior mean.
+        z_end: The code `[J]` at the right end.
+        path: Where to write the PNG; parent folders are created.
+        num_steps: Tiles in the strip, the two ends included (at least 2).
+        image_shape: `(H, W)` (or `(H, W, 3)`) of one decoded image.
+        title: Optional title above the strip.
+
+    Returns:
+        The path of the written PNG.
+
+    Raises:
+        ValueError: If the codes are not two vectors of one length, `num_steps`
+            is below 2, or `decode_fn` returns an array of the wrong shape.
+    """
+    z_start, z_end = np.asarray(z_start, dtype=float), np.asarray(z_end, dtype=float)
+    if z_start.ndim != 1 or z_start.shape != z_end.shape:
+        raise ValueError(f"expected codes [J] and [J], got {z_start.shape} and {z_end.shape}")
+    if num_steps < 2:
+        raise ValueError(f"num_steps must be at least 2 (the two ends), got {num_steps}")
+    t = np.linspace(0.0, 1.0, num_steps)[:, None]
+    z = ((1.0 - t) * z_start + t * z_end).astype(np.float32)
+    images = np.asarray(decode_fn(z))
+    expected = (num_steps, *image_shape)
+    if images.shape != expected:
+        raise ValueError(f"decode_fn returned shape {images.shape}, expected {expected}")
+    fig, ax = _image_figure(_tile(_as_images(images), num_steps, gap=1), title)
+    width = image_shape[1]
+    ends = np.array([0, num_steps - 1])
+    ax.set_xticks(ends * (width + 1) + (width - 1) / 2, ["$t = 0$", "$t = 1$"])
+    ax.set_yticks([])
     return _save(fig, path)
 
 

@@ -128,3 +128,26 @@ def exact_log_evidence(decoder, x: np.ndarray) -> np.ndarray:
         .log_prob(x.astype(np.float64))
         .numpy()
     )
+
+
+def maximum_likelihood(x: np.ndarray, latent_dim: int) -> tfd.MultivariateNormalTriL:
+    """The maximum-likelihood pPCA marginal p(x) = N(mean, W W^T + s^2 I) of data x.
+
+    Tipping & Bishop (1999), eq. 7-8: s^2 is the mean of the D - J smallest
+    eigenvalues of the sample covariance and W = U_J (L_J - s^2 I)^(1/2), with
+    U_J, L_J its J leading eigenvectors and eigenvalues.
+
+    Args:
+        x: Data `[N, D]`.
+        latent_dim: J < D.
+
+    Returns:
+        The fitted marginal, batch shape `[]`, event shape `[D]`, float64.
+    """
+    x = np.asarray(x, np.float64)
+    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(x, rowvar=False, bias=True))
+    eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]  # Largest first.
+    noise_variance = eigenvalues[latent_dim:].mean()
+    weights = eigenvectors[:, :latent_dim] * np.sqrt(eigenvalues[:latent_dim] - noise_variance)
+    covariance = weights @ weights.T + noise_variance * np.eye(x.shape[1])
+    return tfd.MultivariateNormalTriL(x.mean(0), np.linalg.cholesky(covariance))

@@ -58,7 +58,9 @@ from tfvae.parts import event_shape_of, positive_scale
 tfd = tfp.distributions
 
 
-def standard_normal(event_shape: Sequence[int], dtype=tf.float32) -> tfd.Distribution:
+def standard_normal(
+    event_shape: Sequence[int], dtype: tf.DType | str = tf.float32
+) -> tfd.Distribution:
     """N(0, I) with batch shape `[]` and event shape `event_shape`."""
     loc = tf.zeros(event_shape, dtype=dtype)
     return tfd.Independent(

@@ -35,14 +35,14 @@ SPLITS = ("test", "train", "valid")
 
 def evaluate(
     model: VAE,
-    x,
+    x: np.ndarray,
     *,
     num_samples: int = 5000,
     iwae_samples: Sequence[int] = (5, 50),
     active_threshold: float = 0.01,
     decomposition_batch_size: int = 1000,
     seed: int = 0,
-    labels=None,
+    labels: np.ndarray | None = None,
 ) -> dict:
     """Every measure of `tfvae.evaluation` on x, as a JSON-ready dict.
 
@@ -160,7 +160,7 @@ def load_labels(config: RunConfig, split: str = "test") -> np.ndarray | None:
 
 
 def evaluate_run(
-    run_dir,
+    run_dir: str | Path,
     *,
     num_samples: int = 5000,
     split: str = "test",

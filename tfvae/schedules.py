@@ -38,7 +38,7 @@ import tensorflow as tf
 WARMUPS = ("none", "linear", "cyclical")
 
 
-def warmup_factor(step, kind: str, length: int, ratio: float = 0.5) -> tf.Tensor:
+def warmup_factor(step: int | tf.Tensor, kind: str, length: int, ratio: float = 0.5) -> tf.Tensor:
     """a_t in [0, 1] at step t (a scalar int tensor), float32.
 
     Args:
@@ -91,7 +91,7 @@ class KLWeight:
         """Whether w_t = 1 at every step (the plain bound)."""
         return self.beta == 1.0 and self.warmup == "none"
 
-    def __call__(self, step) -> tf.Tensor:
+    def __call__(self, step: int | tf.Tensor) -> tf.Tensor:
         """w_t, a float32 scalar, at step t (an int scalar tensor)."""
         return self.beta * warmup_factor(step, self.warmup, self.warmup_steps, self.warmup_ratio)
 
@@ -129,7 +129,9 @@ def burda_boundaries(total_steps: int) -> list[int]:
     return lasts
 
 
-def learning_rate(kind: str, initial: float, final: float, total_steps: int):
+def learning_rate(
+    kind: str, initial: float, final: float, total_steps: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """The optimizer's `learning_rate`: a float, or a Keras schedule of the step.
 
     Args:

@@ -10,9 +10,10 @@ keep the lines that match `START_UP_NOTES` in `hidden_lines` (the CLI's
 `--verbose` prints them) and write every other line back, so that a real
 warning or error is never lost.
 
-`import tfvae` imports TensorFlow this way when it is the first to, and then
-also sets `TF_CPP_MIN_LOG_LEVEL=1` unless it is set (TensorFlow's C++ INFO logs
-off; warnings and errors stay). `TFVAE_VERBOSE=1` turns all of this off.
+`import tfvae` imports TensorFlow this way when it is the first to (so import
+tfvae before TensorFlow or Keras to get the quiet start), probes the devices the
+same way, and sets `TF_CPP_MIN_LOG_LEVEL=1` unless it is set (TensorFlow's C++
+INFO logs off; warnings and errors stay). `TFVAE_VERBOSE=1` turns all of this off.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def import_tensorflow() -> None:
     if not verbose():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     quietly(lambda: __import__("tensorflow"))
+    probe_devices()  # Else CUDA's "no GPU" error comes with the first op.
 
 
 def probe_devices() -> list:

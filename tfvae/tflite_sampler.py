@@ -34,7 +34,17 @@ def positive_int(text: str) -> int:
     return value
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """The `tfvae-sample` command: writes a PNG grid of a decoder's samples.
+
+    Args:
+        argv: The arguments after the program name (`None`: `sys.argv[1:]`).
+
+    Returns:
+        The exit status: 0 once the PNG is written; 1 (with a message on
+        stderr) for a missing model, a file that is not a tfvae decoder, or a
+        `--label` the model cannot take.
+    """
     parser = argparse.ArgumentParser(
         prog="tfvae-sample",
         description=__doc__,

@@ -160,7 +160,7 @@ def _fit(
     return TrainResult(model, history, run_dir)
 
 
-def shipped(model: VAE, config: RunConfig, data) -> VAE:
+def shipped(model: VAE, config: RunConfig, data: datasets.DataSplits) -> VAE:
     """The model as a run ships it: itself, or its float32 copy after mixed precision."""
     return precision.as_float32(
         model, lambda: build_compiled(config, data.num_train, data.train_epochs.steps_per_epoch)
@@ -450,6 +450,11 @@ def save_atomic(model: keras.Model, path: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """`path.write_text(text)` through a temporary file beside it, so `path` is never partial.
+
+    `os.replace` within one directory is atomic: a reader, or a resume after a
+    crash, sees the old file or the new one, never half of one.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -473,7 +478,12 @@ def read_history(path: Path) -> dict[str, list[float]]:
 
 
 def write_pictures(
-    model: VAE, data: datasets.DataSplits, history, run_dir: Path, *, seed: int = 0
+    model: VAE,
+    data: datasets.DataSplits,
+    history: dict[str, list[float]],
+    run_dir: Path,
+    *,
+    seed: int = 0,
 ) -> None:
     """Reconstructions and the training curve; unless the posterior is a point
     mass (the plain autoencoder: its codes are not shaped to the prior), also

@@ -220,6 +220,74 @@ def test_manifold_rejects_wrong_decoded_shape(tmp_path):
     assert not (tmp_path / "bad.png").exists()
 
 
+def test_interpolation_decodes_equally_spaced_codes_left_to_right(tmp_path):
+    num_steps, height, width = 6, 7, 5
+    z_start, z_end = np.array([-1.0, 2.0, 0.5]), np.array([3.0, -2.0, 0.5])
+    calls = []
+
+    def decode_fn(z):
+        calls.append(z)
+        # Saturated reds whose green channel follows z1, so that the tick labels (grey)
+        # are not mistaken for the strip.
+        green = 0.1 + 0.15 * (z[:, 0] + 1.0)
+        colours = np.stack([np.full(len(z), 0.9), green, np.full(len(z), 0.1)], axis=-1)
+        return np.broadcast_to(colours[:, None, None], (len(z), height, width, 3))
+
+    path = plots.interpolation(
+        decode_fn,
+        z_start,
+        z_end,
+        tmp_path / "strip.png",
+        num_steps=num_steps,
+        image_shape=(height, width, 3),
+        title="interpolation",
+    )
+
+    assert len(calls) == 1
+    z = calls[0]
+    assert z.shape == (num_steps, 3)
+    np.testing.assert_allclose(z[0], z_start)
+    np.testing.assert_allclose(z[-1], z_end)
+    steps = np.diff(z, axis=0)
+    np.testing.assert_allclose(
+        steps, np.broadcast_to((z_end - z_start) / 5, steps.shape), atol=1e-6
+    )
+
+    pixels = read_png(path)
+    saturated = np.ptp(pixels[..., :3], axis=-1) > 0.5
+    canvas = canvas_from_png(pixels, (height, num_steps * (width + 1) - 1), saturated)
+    for k, green in enumerate(0.1 + 0.15 * (z[:, 0] + 1.0)):
+        tile = tile_of(canvas, k, num_steps, height, width)
+        np.testing.assert_allclose(
+            tile, np.broadcast_to([0.9, green, 0.1], tile.shape), atol=QUANTUM
+        )
+    np.testing.assert_allclose(canvas[:, width], 1.0)  # The gap after the first tile.
+
+
+def test_interpolation_rejects_bad_arguments(tmp_path):
+    def decode_fn(z):
+        return np.zeros((len(z), WIDTH, HEIGHT))
+
+    with pytest.raises(ValueError, match="decode_fn returned shape"):
+        plots.interpolation(
+            decode_fn, np.zeros(2), np.ones(2), tmp_path / "bad.png", image_shape=(HEIGHT, WIDTH)
+        )
+    with pytest.raises(ValueError, match="codes"):
+        plots.interpolation(
+            decode_fn, np.zeros(2), np.ones(3), tmp_path / "bad.png", image_shape=(WIDTH, HEIGHT)
+        )
+    with pytest.raises(ValueError, match="num_steps"):
+        plots.interpolation(
+            decode_fn,
+            np.zeros(2),
+            np.ones(2),
+            tmp_path / "bad.png",
+            num_steps=1,
+            image_shape=(WIDTH, HEIGHT),
+        )
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_training_curves_second_panel_for_rate_and_distortion(tmp_path):
     epochs = 7
 

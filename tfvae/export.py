@@ -49,7 +49,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import datasets, parity
+from tfvae import datasets, parity, startup
 from tfvae.config import RunConfig
 from tfvae.endpoints import (
     DECODER_SIGNATURES,
@@ -238,20 +238,25 @@ def export_model(
     quantizations = _canonical_quantizations(quantizations)
     parity.check_labels(model, x_test, y_test)  # Before minutes of conversion.
     start = time.perf_counter()
-    with _atomic_directory(Path(export_dir)) as folder:
-        write_saved_model(model, folder / SAVED_MODEL_DIR)
-        for quantization in quantizations:
-            flatbuffer = convert_decoder(
-                folder / SAVED_MODEL_DIR, quantization, calibration_data(model, seed)
+
+    def write_and_check() -> dict:
+        with _atomic_directory(Path(export_dir)) as folder:
+            write_saved_model(model, folder / SAVED_MODEL_DIR)
+            for quantization in quantizations:
+                flatbuffer = convert_decoder(
+                    folder / SAVED_MODEL_DIR, quantization, calibration_data(model, seed)
+                )
+                (folder / tflite_name(quantization)).write_bytes(flatbuffer)
+            report = parity.check_export(
+                model, folder, x_test, y_test, quantizations=quantizations, seed=seed
             )
-            (folder / tflite_name(quantization)).write_bytes(flatbuffer)
-        report = parity.check_export(
-            model, folder, x_test, y_test, quantizations=quantizations, seed=seed
-        )
-        description = describe(model, folder, quantizations, report, run_config)
-        description["export_seconds"] = round(time.perf_counter() - start, 2)
-        (folder / CONFIG_FILE).write_text(json.dumps(description, indent=2))
-    return description
+            description = describe(model, folder, quantizations, report, run_config)
+            description["export_seconds"] = round(time.perf_counter() - start, 2)
+            (folder / CONFIG_FILE).write_text(json.dumps(description, indent=2))
+        return description
+
+    # The converter and LiteRT write notes to stderr from C++; tfvae.startup hides them.
+    return startup.quietly(write_and_check)
 
 
 def describe(

@@ -27,8 +27,9 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-# One pattern per kind of line TensorFlow 2.18-2.21 writes at start-up on a
-# machine without a GPU; anything else is written back.
+# One pattern per kind of note TensorFlow 2.18-2.21 writes at start-up on a
+# machine without a GPU (and its converter and LiteRT per use); anything else
+# is written back.
 START_UP_NOTES = re.compile(
     r"WARNING: All log messages before absl::InitializeLog\(\)"
     r"|port\.cc:\d+\] oneDNN custom operations are on"
@@ -40,6 +41,9 @@ START_UP_NOTES = re.compile(
     r"|service\.cc:\d+\] (XLA service|  StreamExecutor)"
     r"|device_compiler\.h:\d+\] Compiled cluster using XLA"
     r"|dump_mlir_util\.cc:\d+\] disabling MLIR crash reproducer"
+    # The TFLite converter's and LiteRT's, once per conversion or interpreter.
+    r"|^fully_quantize: \d+, inference_type: \d+"
+    r"|^INFO: Created TensorFlow Lite XNNPACK delegate for CPU"
 )
 
 hidden_lines: list[str] = []

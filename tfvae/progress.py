@@ -81,7 +81,6 @@ class RunProgress(keras.callbacks.Callback):
                     file=self.stream,
                     dynamic_ncols=True,
                 )
-                self.per_epoch = False
 
     def on_train_end(self, logs=None):
         if self._run_bar is not None:

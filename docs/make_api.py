@@ -33,6 +33,7 @@ MODULES = (
     "tfvae.plots",
     "tfvae.export",
     "tfvae.tflite_sampler",
+    "tfvae.web_page",
 )
 
 

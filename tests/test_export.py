@@ -262,8 +262,10 @@ def test_export_script_exports_a_run_folder(tmp_path, data_dir):
     spec.loader.exec_module(export_script)
     assert export_script.main([str(run_dir), "--quantizations", "int4"]) == 1
     assert not (run_dir / "export").exists()
-    assert export_script.main([str(run_dir)]) == 0
+    assert export_script.main([str(run_dir), "--web"]) == 0
     description = json.loads((run_dir / "export" / "export.json").read_text())
+    page = (run_dir / "export" / "web" / "index.html").read_text()
+    assert '<meta name="tfvae-model" content="../decoder_float32.tflite">' in page
     assert description["image_shape"] == [28, 20]
     assert description["model_config"]["hidden_units"] == [32]
     assert "decoder_int8.tflite" not in description["tflite"]

@@ -240,7 +240,7 @@ def export_model(
     start = time.perf_counter()
 
     def write_and_check() -> dict:
-        with _atomic_directory(Path(export_dir)) as folder:
+        with atomic_directory(Path(export_dir)) as folder:
             write_saved_model(model, folder / SAVED_MODEL_DIR)
             for quantization in quantizations:
                 flatbuffer = convert_decoder(
@@ -358,7 +358,7 @@ def _signature(runner) -> dict:
 
 
 @contextlib.contextmanager
-def _atomic_directory(target: Path) -> Iterator[Path]:
+def atomic_directory(target: Path) -> Iterator[Path]:
     """Yields a temporary sibling folder that replaces `target` on success only."""
     # What a killed export left behind (a process killed with SIGKILL runs no finally).
     for stale in target.parent.glob(f".{target.name}.tmp-*"):

@@ -30,13 +30,19 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--output-dir", type=Path, default=None, help="default: RUN_DIR/export")
     parser.add_argument("--seed", type=int, default=0, help="seeds calibration and checks")
+    parser.add_argument(
+        "--web",
+        action="store_true",
+        help="also write EXPORT/web/: a page that samples the float32 decoder in a "
+        "browser with LiteRT.js (serve EXPORT with python -m http.server)",
+    )
     add_verbose(parser)
     args = parser.parse_args(argv)
     if not args.run_dir.is_dir():
         return fail(f"{args.run_dir} is not a folder.")
     start_up(args.verbose)
     # Imported after parsing so that --help and flag errors answer at once.
-    from tfvae import export, parity
+    from tfvae import export, parity, web_page
 
     # Caught: missing files or data, unknown quantizations, unsupported models, failed checks.
     try:
@@ -52,9 +58,29 @@ def main(argv=None) -> int:
         return fail(f"{error}. Install tfvae with its dependencies: pip install -e .")
     export_dir = args.output_dir or args.run_dir / export.EXPORT_DIR
     print(summary(description, export_dir))
+    if args.web:
+        try:
+            page = web_page.write_page(export_dir)
+        except (FileNotFoundError, ValueError) as error:
+            return fail(f"the export is complete, the web page is not: {error}")
+        print(web_summary(page, export_dir))
     sampler = export_dir / "decoder_dynamic_int8.tflite"
     print(f"Next: tfvae-sample {sampler}   samples as a phone would")
     return 0
+
+
+def web_summary(page: dict, export_dir: Path) -> str:
+    """Where the page is, its size, and how to open it."""
+    runtime = (
+        "LiteRT.js beside it"
+        if page["runtime"] == "local"
+        else "LiteRT.js from the jsDelivr CDN (no web/node_modules: cd web && npm ci)"
+    )
+    return (
+        f"Wrote {page['path']} ({page['bytes'] / 2**20:.1f} MiB, {runtime}). To open it:\n"
+        f"  python -m http.server --directory {export_dir} 8000   "
+        "then http://127.0.0.1:8000/web/"
+    )
 
 
 def summary(description: dict, export_dir: Path) -> str:

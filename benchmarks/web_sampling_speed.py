@@ -23,10 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from tfvae import web_page
+from tfvae import tflite_sampler, web_page
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,12 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 def python_ms_per_sample(model: Path, batch: int, repeats: int) -> dict[str, float]:
     """Fastest ms a sample in ai_edge_litert: one example a run, and one run of `batch`."""
     runner = Interpreter(model_path=str(model)).get_signature_runner("sample_from_noise")
-    details = runner.get_input_details()
-    rng = np.random.default_rng(0)
-    inputs = {
-        name: rng.standard_normal((batch, *d["shape_signature"][1:]), dtype=np.float32)
-        for name, d in details.items()
-    }
+    inputs = tflite_sampler.noise(runner.get_input_details(), batch, seed=0)
     one, whole = [], []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -50,9 +50,10 @@ RUNTIME_FILES = (
 CDN = "https://cdn.jsdelivr.net/npm/"
 
 
-def litertjs_versions(source: Path = PAGE_SOURCE) -> dict[str, str]:
-    """`{package: version}` of the LiteRT.js packages that web/package-lock.json pins."""
-    lock = json.loads((source / "package-lock.json").read_text())
+def litertjs_versions(source: Path | None = None) -> dict[str, str]:
+    """`{package: version}` of the LiteRT.js packages that web/package-lock.json pins
+    (`source`: the page's folder, None: the repository's web/)."""
+    lock = json.loads(((source or PAGE_SOURCE) / "package-lock.json").read_text())
     return {
         name.removeprefix("node_modules/@litertjs/"): info["version"]
         for name, info in lock["packages"].items()
@@ -60,14 +61,14 @@ def litertjs_versions(source: Path = PAGE_SOURCE) -> dict[str, str]:
     }
 
 
-def write_page(export_dir: Path, *, model: str | None = None, source: Path = PAGE_SOURCE) -> dict:
+def write_page(export_dir: Path, *, model: str | None = None, source: Path | None = None) -> dict:
     """Writes `<export_dir>/web/`, replacing it whole (a failed write leaves none).
 
     Args:
         export_dir: A folder written by `tfvae.export` (holds `model` and export.json).
         model: The decoder the page loads by default (None: decoder_float32.tflite,
             else the first in export.json); `?model=` in the address picks another.
-        source: The page's folder (the repository's web/).
+        source: The page's folder (None: the repository's web/).
 
     Returns:
         `{"path": the web folder, "runtime": "local" or "cdn", "bytes": its size}`.
@@ -75,7 +76,7 @@ def write_page(export_dir: Path, *, model: str | None = None, source: Path = PAG
     Raises:
         FileNotFoundError: No such decoder or export.json, or no page to copy.
     """
-    export_dir = Path(export_dir)
+    export_dir, source = Path(export_dir), Path(source or PAGE_SOURCE)
     model = model or _default_model(export_dir)
     for name in (model, "export.json"):
         if not (export_dir / name).is_file():

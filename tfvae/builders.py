@@ -33,7 +33,7 @@ def mlp_network(
     hidden_units: Sequence[int] = (500,),
     *,
     activation: str = "tanh",
-    init_stddev: float = 0.01,
+    init_stddev: float | None = 0.01,
     weight_decay: float = 0.0,
     seed: int | None = None,
     name: str | None = None,

@@ -306,7 +306,10 @@ class ModelConfig:
         top_hidden_units: Hidden layer sizes of the networks between z1 and z2.
         hidden_units: Hidden layer sizes of encoder and decoder MLPs.
         activation: Hidden activation of both MLPs.
-        init_stddev: Standard deviation of the N(0, s^2) weight initialiser.
+        init_stddev: Standard deviation of the N(0, s^2) weight initialiser
+            (the paper's 0.01); `None` (`--init-stddev none`): variance-preserving,
+            Glorot uniform for tanh and He normal for rectifiers, which MLPs
+            deeper than one hidden layer need to leave their collapsed start.
         weight_decay: L2 coefficient on kernels, per datapoint. `None` means the
             paper's N(0, I) prior on the weights: 1 / (2 N) for N training points.
         objective: What training minimises (`ObjectiveConfig`; a name is
@@ -331,7 +334,7 @@ class ModelConfig:
     top_hidden_units: tuple[int, ...] = (50, 50)
     hidden_units: tuple[int, ...] = (500,)
     activation: str = "tanh"
-    init_stddev: float = 0.01
+    init_stddev: Optional[float] = 0.01
     weight_decay: Optional[float] = None
     objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
     num_samples: int = 1
@@ -405,7 +408,8 @@ class ModelConfig:
         _check_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
         _check_positive("latent_dim", self.latent_dim)
         _check_positive("num_samples", self.num_samples)
-        _check_positive("init_stddev", self.init_stddev)
+        if self.init_stddev is not None:
+            _check_positive("init_stddev", self.init_stddev)
         if self.weight_decay is not None and not self.weight_decay >= 0:
             raise ValueError(
                 f"weight_decay must be 0 or more (or None for 1/(2N)), got {self.weight_decay!r}."

@@ -68,9 +68,31 @@ def add_arguments(parser: argparse.ArgumentParser, dataset: str | None = None) -
         _add_argument(groups[section], flag, _field(path), presets, dataset or DataConfig.dataset)
 
 
+class _NoneGiven:
+    """`none` typed for a field whose `None` is a choice (`--init-stddev none`);
+    an unset flag is `None` itself."""
+
+    def __repr__(self):
+        return "none"
+
+
+NONE_GIVEN = _NoneGiven()
+
+
+def _or_none(kind: type):
+    """argparse type: `kind`, or `NONE_GIVEN` for the word none."""
+
+    def parse(text: str):
+        return NONE_GIVEN if text.strip().lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
+
+
 def from_arguments(args: argparse.Namespace) -> RunConfig:
     """Builds a `RunConfig` from parsed flags and the dataset's defaults."""
     values = {k: v for k, v in vars(args).items() if v is not None}
+    values = {k: None if v is NONE_GIVEN else v for k, v in values.items()}
     return RunConfig.for_dataset(values.pop("dataset", DataConfig.dataset), **values)
 
 
@@ -131,8 +153,13 @@ def _add_argument(group, flag: str, field: dataclasses.Field, presets: dict, dat
     elif typing.get_origin(kind) is tuple:
         group.add_argument(option, type=int, nargs="+", default=None, help=help_text)
     else:
+        default = field.default if field.default is not dataclasses.MISSING else None
+        # A None that differs from the default must be typeable: --init-stddev none.
+        typed = (
+            _or_none(kind) if optional and default is not None and kind in (int, float) else kind
+        )
         group.add_argument(
-            option, type=kind, choices=_CHOICES.get(flag), default=None, help=help_text
+            option, type=typed, choices=_CHOICES.get(flag), default=None, help=help_text
         )
 
 

@@ -67,6 +67,7 @@ import tensorflow_probability as tfp
 
 from tfvae.flows import MEAN_NOISE_SEED
 from tfvae.made import MaskedDense
+from tfvae.networks import kernel_initializer
 from tfvae.parts import Head, event_shape_of, positive_scale
 from tfvae.posteriors import DiagonalGaussian
 from tfvae.priors import Prior, standard_normal
@@ -149,7 +150,8 @@ class ConditionalGaussian(keras.layers.Layer):
         hidden_units: Widths of the hidden layers (Burda et al.: (50, 50)).
         activation: Of the hidden layers.
         min_scale: Positive floor of the scale.
-        init_stddev: Standard deviation of the kernels' initialisers.
+        init_stddev: Standard deviation of the kernels' initialisers (`None`:
+            variance-preserving).
         weight_decay: L2 coefficient of the kernels, per datapoint.
         seed: Seeds the initialisers (`None`: unseeded).
 
@@ -168,7 +170,7 @@ class ConditionalGaussian(keras.layers.Layer):
         *,
         activation: str | None = "tanh",
         min_scale: float = 1e-4,
-        init_stddev: float = 0.01,
+        init_stddev: float | None = 0.01,
         weight_decay: float = 0.0,
         seed: int | None = None,
         **kwargs,
@@ -193,8 +195,8 @@ class ConditionalGaussian(keras.layers.Layer):
                 activation=activation,
                 name=name,
                 dtype=self.dtype_policy,
-                kernel_initializer=keras.initializers.RandomNormal(
-                    stddev=init_stddev, seed=child_seed(seed, index)
+                kernel_initializer=kernel_initializer(
+                    init_stddev, activation, child_seed(seed, index)
                 ),
                 kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None,
             )
@@ -393,7 +395,7 @@ class TwoLayerPrior(Prior):
         activation: str | None = "tanh",
         min_scale: float = 1e-4,
         num_mean_samples: int = 128,
-        init_stddev: float = 0.01,
+        init_stddev: float | None = 0.01,
         weight_decay: float = 0.0,
         seed: int | None = None,
         **kwargs,

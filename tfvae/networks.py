@@ -65,13 +65,14 @@ def dense(
     units: int,
     *,
     activation: str | Callable | None = None,
-    init_stddev: float = 0.01,
+    init_stddev: float | None = 0.01,
     weight_decay: float = 0.0,
     seed: int | None = None,
     name: str | None = None,
     dtype: keras.DTypePolicy | str | None = None,
 ) -> keras.layers.Dense:
-    """A Dense layer initialised from N(0, init_stddev^2), as in the paper.
+    """A Dense layer initialised from N(0, init_stddev^2), as in the paper
+    (`init_stddev=None`: variance-preserving, see `kernel_initializer`).
 
     `weight_decay` is the L2 coefficient of an N(0, I) prior on the weights,
     per datapoint: with N training points it is 1 / (2 N). `seed` seeds the
@@ -83,12 +84,23 @@ def dense(
         activation=activation,
         name=name,
         dtype=dtype,
-        kernel_initializer=keras.initializers.RandomNormal(stddev=init_stddev, seed=seed),
+        kernel_initializer=kernel_initializer(init_stddev, activation, seed),
         kernel_regularizer=_l2(weight_decay),
     )
 
 
-def variance_preserving(activation: str, seed: int | None) -> keras.initializers.Initializer:
+def kernel_initializer(
+    init_stddev: float | None, activation: str | Callable | None, seed: int | None
+) -> keras.initializers.Initializer:
+    """N(0, init_stddev^2), the paper's; `None`: `variance_preserving(activation)`."""
+    if init_stddev is None:
+        return variance_preserving(activation, seed)
+    return keras.initializers.RandomNormal(stddev=init_stddev, seed=seed)
+
+
+def variance_preserving(
+    activation: str | Callable | None, seed: int | None
+) -> keras.initializers.Initializer:
     """He normal for rectifiers, Glorot uniform otherwise, seeded.
 
     The MLP's N(0, 0.01^2) scales a layer's output variance by 0.01^2 fan_in:
@@ -111,21 +123,13 @@ def _trunk_dense(
 ) -> keras.layers.Dense:
     """A convolutional trunk's Dense layer: N(0, init_stddev^2) if given, else
     variance-preserving."""
-    if init_stddev is not None:
-        return dense(
-            units,
-            activation=activation,
-            init_stddev=init_stddev,
-            weight_decay=weight_decay,
-            seed=seed,
-            name=name,
-        )
-    return keras.layers.Dense(
+    return dense(
         units,
         activation=activation,
+        init_stddev=init_stddev,
+        weight_decay=weight_decay,
+        seed=seed,
         name=name,
-        kernel_initializer=variance_preserving(activation, seed),
-        kernel_regularizer=_l2(weight_decay),
     )
 
 
@@ -177,7 +181,8 @@ class MLP(keras.layers.Layer):
     Args:
         hidden_units: Widths of the hidden layers (none: the flattened input).
         activation: Their activation.
-        init_stddev: Standard deviation of the N(0, s^2) kernel initialisers.
+        init_stddev: Standard deviation of the N(0, s^2) kernel initialisers
+            (`None`: variance-preserving, `kernel_initializer`).
         weight_decay: L2 coefficient of the kernels, per datapoint.
         seed: Seeds layer i's initialiser with `child_seed(seed, i)`.
         condition_size: K, the width of the condition (0: none).
@@ -194,7 +199,7 @@ class MLP(keras.layers.Layer):
         self,
         hidden_units: Sequence[int] = (500,),
         activation: str = "tanh",
-        init_stddev: float = 0.01,
+        init_stddev: float | None = 0.01,
         weight_decay: float = 0.0,
         seed: int | None = None,
         *,

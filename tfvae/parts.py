@@ -103,7 +103,8 @@ class Head(keras.layers.Layer):
     Args:
         event_shape: Shape of one draw, e.g. `[latent_dim]` or `[28, 20]`; an
             int is read as `[int]`.
-        init_stddev: Standard deviation of the N(0, s^2) kernel initialisers.
+        init_stddev: Standard deviation of the N(0, s^2) kernel initialisers
+            (`None`: variance-preserving, `tfvae.networks.kernel_initializer`).
         weight_decay: L2 coefficient of the kernels, per datapoint.
         seed: Seeds the initialisers (`None`: unseeded).
         spatial: Features are a feature map `[B, H, W, F]` projected per pixel,
@@ -125,7 +126,7 @@ class Head(keras.layers.Layer):
         self,
         event_shape: Sequence[int] | int,
         *,
-        init_stddev: float = 0.01,
+        init_stddev: float | None = 0.01,
         weight_decay: float = 0.0,
         seed: int | None = None,
         spatial: bool = False,

@@ -54,6 +54,18 @@ def test_flags_override_defaults():
     assert run.train.run_name == "x"
 
 
+def test_init_stddev_none_is_typed_as_none_and_round_trips():
+    assert parse().model.init_stddev == 0.01  # the paper's, unless told
+    assert parse("--init-stddev", "0.05").model.init_stddev == 0.05
+    run = parse("--init-stddev", "none")
+    assert run.model.init_stddev is None
+    assert config.RunConfig.from_json(run.to_json()).model.init_stddev is None
+    with pytest.raises(SystemExit):
+        parse("--init-stddev", "wide")
+    with pytest.raises(ValueError, match="init_stddev must be positive"):
+        config.ModelConfig(init_stddev=0.0)
+
+
 def test_every_field_but_event_shape_has_a_flag():
     parser = argparse.ArgumentParser()
     flags.add_arguments(parser)

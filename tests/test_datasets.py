@@ -315,6 +315,26 @@ def test_load_frey_face(data_dir):
     }
 
 
+def test_validation_set_is_the_last_training_frames_and_leaves_the_test_set(data_dir):
+    full = datasets.load_arrays("frey_face", data_dir)
+    frames = datasets.read_frey_mat(data_files.find_file("frey_rawface.mat", data_dir))
+    train_index, _ = datasets.frey_face_split(len(frames))
+    splits = datasets.load(
+        DataConfig(dataset="frey_face", batch_size=100, validation_size=200, data_dir=data_dir)
+    )
+    assert (splits.num_train, splits.num_validation, splits.num_test) == (1405, 200, 180)
+    # The raw file's frames, in video order: the validation frames are the last 200
+    # training indices of the split, and no training frame is one of them.
+    raw = frames.reshape(-1, 28, 20).astype(np.float32) / 255
+    np.testing.assert_array_equal(epoch(splits.validation), raw[train_index[-200:]])
+    np.testing.assert_array_equal(splits.arrays.x_train, raw[train_index[:-200]])
+    np.testing.assert_array_equal(epoch(splits.monitored), epoch(splits.validation))
+    np.testing.assert_array_equal(epoch(splits.test), full.x_test)
+    assert datasets.load(DataConfig(dataset="frey_face", data_dir=data_dir)).validation is None
+    with pytest.raises(ValueError, match="hold out fewer"):
+        datasets.load(DataConfig(dataset="frey_face", validation_size=1600, data_dir=data_dir))
+
+
 def test_load_binarizes_test_set_once(data_dir):
     splits = datasets.load(
         DataConfig(

@@ -113,6 +113,33 @@ def test_conv_kernels_are_seeded_and_variance_preserving():
     )
 
 
+def test_mlp_and_head_without_init_stddev_start_variance_preserving():
+    """init_stddev=None: Glorot uniform for tanh and linear layers, variance
+    2 / (fan_in + fan_out) and bound sqrt(6 / (fan_in + fan_out)); He normal for
+    ReLU, variance 2 / fan_in. N(0, 0.01^2) would give std 0.01 whatever the size."""
+    fan_in, width, latent = 600, 300, 40
+    tanh = MLP((width, width), init_stddev=None, seed=1)
+    tanh.build((None, fan_in))
+    first, second = (layer.kernel.numpy() for layer in tanh.hidden)
+    assert np.var(first) == pytest.approx(2 / (fan_in + width), rel=0.05)
+    assert np.abs(first).max() <= np.sqrt(6 / (fan_in + width))
+    assert np.var(second) == pytest.approx(2 / (2 * width), rel=0.05)
+    relu = MLP((width,), activation="relu", init_stddev=None, seed=1)
+    relu.build((None, fan_in))
+    assert np.var(relu.hidden[0].kernel.numpy()) == pytest.approx(2 / fan_in, rel=0.05)
+    head = posteriors.DiagonalGaussian(latent, init_stddev=None, seed=2)
+    network = ProbabilisticNetwork(tanh, head)
+    network(np.zeros((1, fan_in), np.float32))
+    projections = [w.numpy() for w in head.trainable_weights if w.shape == (width, latent)]
+    assert projections
+    for kernel in projections:
+        assert np.var(kernel) == pytest.approx(2 / (width + latent), rel=0.1)
+    # The paper's initialiser stays the default.
+    paper = MLP((width,), seed=1)
+    paper.build((None, fan_in))
+    assert np.std(paper.hidden[0].kernel.numpy()) == pytest.approx(0.01, rel=0.05)
+
+
 # Conditions.
 
 TRUNKS = {

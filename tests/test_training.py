@@ -231,3 +231,66 @@ def test_a_decaying_schedule_refuses_to_be_stretched(data_dir, tmp_path, capsys)
     assert train_script.main(args + ["--epochs", "1"]) == 0
     assert train_script.main(args + ["--epochs", "2"]) == 1
     assert "spans --epochs 1" in capsys.readouterr().err
+
+
+def test_early_stopping_keeps_the_best_epoch_and_a_resumed_run_stops_at_the_same_one(
+    data_dir, tmp_path
+):
+    """A step size this large makes the validation ELBO stall within a few epochs;
+    the run must stop `patience` epochs after its best one, ship that epoch's
+    weights, and stop at the same epoch with the same history when interrupted
+    and resumed."""
+
+    def run_args(name):
+        args = frey_args(
+            data_dir,
+            tmp_path,
+            "--epochs",
+            "40",
+            "--validation-size",
+            "100",
+            "--early-stopping",
+            "2",
+            "--optimizer",
+            "adam",
+            "--learning-rate",
+            "0.05",
+            "--checkpoint-every",
+            "3",
+            "--no-jit-compile",
+        )
+        args[args.index("--run-name") + 1] = name
+        return args
+
+    assert train_script.main(run_args("whole")) == 0
+    whole = history_rows(tmp_path / "whole")
+    elbos = [float(r["val_elbo"]) for r in whole]
+    best = int(np.argmax(elbos))
+    assert len(whole) < 40 and len(whole) - 1 - best == 2
+    assert max(elbos[: best + 1]) == elbos[best] > max(elbos[best + 1 :])
+    # The shipped weights are the best epoch's, not the last epoch's.
+    shipped = keras.models.load_model(tmp_path / "whole" / "model.keras").get_weights()
+    last = keras.models.load_model(
+        tmp_path / "whole" / f"checkpoint-{len(whole)}.keras", compile=False
+    ).get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(shipped, last))
+    # Interrupted after the best epoch (its last checkpoint before it), then resumed.
+    parser = argparse.ArgumentParser()
+    flags.add_arguments(parser)
+    run = flags.from_arguments(parser.parse_args(run_args("resumed")))
+    with pytest.raises(KeyboardInterrupt):
+        training.train(run, verbose=0, callbacks=[StopAfter(best + 2)])
+    assert train_script.main(run_args("resumed")) == 0
+    resumed = history_rows(tmp_path / "resumed")
+    assert [r["val_elbo"] for r in resumed] == [r["val_elbo"] for r in whole]
+    again = keras.models.load_model(tmp_path / "resumed" / "model.keras").get_weights()
+    for a, b in zip(again, shipped):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    # A stopped run is finished: its command trains nothing more.
+    assert train_script.main(run_args("resumed")) == 0
+    assert len(history_rows(tmp_path / "resumed")) == len(whole)
+
+
+def test_early_stopping_needs_a_validation_set():
+    with pytest.raises(ValueError, match="--validation-size"):
+        config.RunConfig.for_dataset("frey_face", early_stopping=50)

@@ -105,6 +105,8 @@ class DataSplits:
             and binarization are functions of (seed, e); see `train_epochs`.
         test: Unshuffled batches, all examples; binarized once (with
             `TEST_BINARIZATION_SEED`) under dynamic binarization.
+        validation: The held-out last `validation_size` training examples,
+            batched and binarized as `test`; `None` without a validation set.
         train_epochs: The `EpochBatches` behind `train`: pass
             `train_epochs.callback()` to `fit` so that a resumed fit
             (`initial_epoch=e`) starts at epoch e's batches.
@@ -113,6 +115,7 @@ class DataSplits:
         num_train: Number of training examples.
         num_test: Number of test examples.
         num_classes: 1 + the largest label, or None without labels.
+        num_validation: Number of validation examples (0: none).
     """
 
     train: tf.data.Dataset
@@ -123,6 +126,13 @@ class DataSplits:
     num_test: int
     train_epochs: EpochBatches
     num_classes: int | None = None
+    validation: tf.data.Dataset | None = None
+    num_validation: int = 0
+
+    @property
+    def monitored(self) -> tf.data.Dataset:
+        """What `fit` reports as val_: the validation set if there is one, else the test set."""
+        return self.test if self.validation is None else self.validation
 
 
 def load_arrays(dataset: str, data_dir: str | None = None) -> ArraySplits:
@@ -324,6 +334,7 @@ def load(config: DataConfig, seed: int = 0, *, labels: bool = False) -> DataSpli
             x_train=arrays.x_train[: config.limit],
             y_train=None if arrays.y_train is None else arrays.y_train[: config.limit],
         )
+    arrays, validation = _hold_out(arrays, config, labels)
     x_test = as_scored(arrays.x_test, config.binarization)
     train = EpochBatches(
         arrays.x_train,
@@ -341,4 +352,34 @@ def load(config: DataConfig, seed: int = 0, *, labels: bool = False) -> DataSpli
         num_test=len(x_test),
         train_epochs=train,
         num_classes=None if arrays.y_train is None else int(arrays.y_train.max()) + 1,
+        validation=validation,
+        num_validation=config.validation_size,
     )
+
+
+def _hold_out(
+    arrays: ArraySplits, config: DataConfig, labels: bool
+) -> tuple[ArraySplits, tf.data.Dataset | None]:
+    """Splits the last `config.validation_size` training examples off as a
+    validation pipeline (binarized once, as the test set)."""
+    size = config.validation_size
+    if not size:
+        return arrays, None
+    if size + config.batch_size > len(arrays.x_train):
+        raise ValueError(
+            f"validation_size={size} leaves {len(arrays.x_train) - size} of the "
+            f"{len(arrays.x_train)} training examples, fewer than one batch of "
+            f"{config.batch_size}: hold out fewer."
+        )
+    y_train = arrays.y_train
+    validation = make_pipeline(
+        as_scored(arrays.x_train[-size:], config.binarization),
+        config.batch_size,
+        labels=y_train[-size:] if labels else None,
+    )
+    kept = dataclasses.replace(
+        arrays,
+        x_train=arrays.x_train[:-size],
+        y_train=None if y_train is None else y_train[:-size],
+    )
+    return kept, validation

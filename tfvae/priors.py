@@ -298,6 +298,10 @@ class VampPrior(Prior):
     `draw` at the chosen pseudo-input. The encoder is not a part of this layer
     (it belongs to the VAE, which saves it); every method that needs it takes it.
 
+    Start the networks variance-preserving (`init_stddev=None`) when they have
+    more than one hidden layer: from N(0, 0.01^2) they begin with q(z|x) = p(z)
+    for every x, and the noise of the Monte Carlo KL keeps them there.
+
     Args:
         event_shape: Shape of z, `[J]` (an int is accepted); must be the
             encoder's.

@@ -123,26 +123,32 @@ def _fit(
     """Fits from `initial_epoch`, writing history, logs and checkpoints to `write_dir`."""
     history_path = write_dir / "history.csv"
     finished = initial_epoch >= config.train.epochs
-    if finished and (run_dir / "model.keras").exists():  # Change nothing.
-        return TrainResult(model, read_history(run_dir / "history.csv"), run_dir)
     if not finished:
         _truncate_history(history_path, initial_epoch)
+    patience = config.train.early_stopping
+    if history_path.exists() and stopped_early(read_history(history_path), patience):
+        finished = True
+    if finished and (run_dir / "model.keras").exists():  # Change nothing.
+        return TrainResult(model, read_history(run_dir / "history.csv"), run_dir)
+    stopping = EarlyStopping(write_dir, patience) if patience else None
     callbacks = [
         data.train_epochs.callback(),
         SamplesSeen(
             data.train_epochs.steps_per_epoch * config.data.batch_size,
             learning_rate=config.train.lr_schedule != "constant",
         ),
+        *([stopping.keeper] if stopping else []),
         keras.callbacks.CSVLogger(str(history_path), append=initial_epoch > 0),
         keras.callbacks.TensorBoard(str(write_dir / "logs")),
         Checkpoint(write_dir, config.train.checkpoint_every),
+        *([stopping] if stopping else []),
         *(callbacks or []),
     ]
     try:
         if not finished:
             model.fit(
                 data.train,
-                validation_data=data.test,
+                validation_data=data.monitored,
                 epochs=config.train.epochs,
                 initial_epoch=initial_epoch,
                 callbacks=callbacks,
@@ -152,6 +158,8 @@ def _fit(
     except TrainingDiverged as error:
         save_atomic(shipped(model, config, data), write_dir / "model.keras")
         raise TrainingDiverged(f"{error} {run_dir / 'model.keras'} holds that model.") from error
+    if stopping is not None:  # The best epoch's weights, not the last one's.
+        model.load_weights(write_dir / BEST_WEIGHTS)
     model = shipped(model, config, data)
     save_atomic(model, write_dir / "model.keras")
     history = read_history(history_path)
@@ -418,19 +426,23 @@ class Checkpoint(keras.callbacks.Callback):
         super().__init__()
         self.run_dir, self.every = Path(run_dir), every
         self.epochs_done = self.epochs_saved = None
+        self.stopped_mid_epoch = False
 
     def on_epoch_end(self, epoch, logs=None):
+        # Stopped during the epoch's steps: its weights are not a whole epoch's
+        # state. (EarlyStopping stops after this, at a whole epoch.)
+        self.stopped_mid_epoch = self.model.stop_training
+        if self.stopped_mid_epoch:
+            return
         self.epochs_done = epoch + 1
         if not (epoch + 1) % self.every:
             self._save()
 
     def on_train_end(self, logs=None):
-        if self.epochs_done != self.epochs_saved:
+        if not self.stopped_mid_epoch and self.epochs_done != self.epochs_saved:
             self._save()
 
     def _save(self):
-        if self.model.stop_training:  # Stopped mid-epoch: not a whole epoch's state.
-            return
         name = f"checkpoint-{self.epochs_done}.keras"
         save_atomic(self.model, self.run_dir / name)
         write_text_atomic(
@@ -440,6 +452,68 @@ class Checkpoint(keras.callbacks.Callback):
             if old.name != name:
                 old.unlink()
         self.epochs_saved = self.epochs_done
+
+
+BEST_WEIGHTS = "best.weights.h5"
+
+
+class EarlyStopping(keras.callbacks.Callback):
+    """Stops `patience` epochs after the best validation ELBO (`val_elbo`); its
+    weights are kept in `best.weights.h5` for `_fit` to restore.
+
+    Its state, the best epoch so far, is read off the history at the start, so
+    a resumed run stops where an uninterrupted one would. Goes after
+    `Checkpoint` (which then saves the last epoch's state whole); its `keeper`
+    goes before the loggers, so that no history row names a best epoch whose
+    weights were not written.
+    """
+
+    def __init__(self, run_dir: Path, patience: int):
+        super().__init__()
+        self.run_dir, self.patience = Path(run_dir), patience
+        self.best = self.best_epoch = None
+        self.keeper = _KeepBest(self)
+
+    def on_train_begin(self, logs=None):
+        path = self.run_dir / "history.csv"
+        history = read_history(path) if path.exists() else {}
+        self.best_epoch = best_epoch(history)
+        self.best = None if self.best_epoch is None else history["val_elbo"][self.best_epoch]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+
+
+class _KeepBest(keras.callbacks.Callback):
+    """EarlyStopping's half that runs before the loggers: saves a new best."""
+
+    def __init__(self, stopping: EarlyStopping):
+        super().__init__()
+        self.stopping = stopping
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_elbo")
+        if value is None:
+            raise ValueError("EarlyStopping needs val_elbo: fit with validation_data.")
+        stopping = self.stopping
+        if stopping.best is None or float(value) > stopping.best:
+            stopping.best, stopping.best_epoch = float(value), epoch
+            tmp = stopping.run_dir / f".tmp.{BEST_WEIGHTS}"
+            self.model.save_weights(tmp)
+            os.replace(tmp, stopping.run_dir / BEST_WEIGHTS)
+
+
+def best_epoch(history: dict[str, list[float]]) -> int | None:
+    """The 0-based epoch of the highest val_elbo (the first of ties), or None."""
+    values = history.get("val_elbo") or []
+    return int(np.argmax(values)) if values else None
+
+
+def stopped_early(history: dict[str, list[float]], patience: int) -> bool:
+    """Whether a run with `early_stopping=patience` stopped after this history."""
+    best = best_epoch(history)
+    return bool(patience) and best is not None and len(history["val_elbo"]) - 1 - best >= patience
 
 
 def save_atomic(model: keras.Model, path: Path) -> None:

@@ -17,11 +17,12 @@ pixel-marginal model's (206 nats on MNIST, 2510 on Frey Face). MNIST is
 dynamically binarized with a Bernoulli likelihood; Frey Face has their
 discretized logistic over 256 levels, on tfvae's documented split
 (`tfvae.datasets.frey_face_split`, 180 test frames), not their shuffled one.
-As in their code, each run holds out the last training examples as a
+As in their code, each run holds out a random subset of the training set as a
 validation set (10,000 on MNIST, their 50k/10k; 200 of Frey Face's 1605
-training frames) and stops 50 epochs after its best validation ELBO, keeping
-that epoch's weights; --epochs caps the run. The test NLL is estimated with k = 5000 importance
-samples; for Frey Face also in bits per dimension, NLL / (560 ln 2).
+training frames, as their shuffled split) and stops 50 epochs after its best
+validation ELBO, keeping that epoch's weights; --epochs caps the run. The test
+NLL is estimated with k = 5000 importance samples; for Frey Face also in bits
+per dimension, NLL / (560 ln 2).
 An interrupted run resumes when the same command runs again.
 """
 

@@ -315,19 +315,24 @@ def test_load_frey_face(data_dir):
     }
 
 
-def test_validation_set_is_the_last_training_frames_and_leaves_the_test_set(data_dir):
+def test_validation_set_is_held_out_of_the_training_set_and_leaves_the_test_set(data_dir):
     full = datasets.load_arrays("frey_face", data_dir)
-    frames = datasets.read_frey_mat(data_files.find_file("frey_rawface.mat", data_dir))
-    train_index, _ = datasets.frey_face_split(len(frames))
-    splits = datasets.load(
-        DataConfig(dataset="frey_face", batch_size=100, validation_size=200, data_dir=data_dir)
-    )
+    config = DataConfig(dataset="frey_face", batch_size=100, validation_size=200, data_dir=data_dir)
+    splits = datasets.load(config)
     assert (splits.num_train, splits.num_validation, splits.num_test) == (1405, 200, 180)
-    # The raw file's frames, in video order: the validation frames are the last 200
-    # training indices of the split, and no training frame is one of them.
-    raw = frames.reshape(-1, 28, 20).astype(np.float32) / 255
-    np.testing.assert_array_equal(epoch(splits.validation), raw[train_index[-200:]])
-    np.testing.assert_array_equal(splits.arrays.x_train, raw[train_index[:-200]])
+    # Frey Face has no duplicate frames: the two parts split the training frames.
+    frames = {image.tobytes() for image in full.x_train}
+    validation = {image.tobytes() for image in epoch(splits.validation)}
+    train = {image.tobytes() for image in splits.arrays.x_train}
+    assert len(validation) == 200 and len(train) == 1405
+    assert validation | train == frames and not validation & train
+    # Drawn across the video, not one end of it; the same subset every time.
+    position = {image.tobytes(): i for i, image in enumerate(full.x_train)}
+    index = sorted(position[image] for image in validation)
+    assert index[0] < 200 and index[-1] > 1405
+    np.testing.assert_array_equal(
+        epoch(datasets.load(config, seed=7).validation), epoch(splits.validation)
+    )
     np.testing.assert_array_equal(epoch(splits.monitored), epoch(splits.validation))
     np.testing.assert_array_equal(epoch(splits.test), full.x_test)
     assert datasets.load(DataConfig(dataset="frey_face", data_dir=data_dir)).validation is None

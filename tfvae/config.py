@@ -472,10 +472,10 @@ class DataConfig:
         binarization: `dynamic` draws x ~ Bernoulli(pixel intensity) afresh
             every epoch; `none` keeps intensities in [0, 1].
         limit: Use only the first `limit` training examples (quick runs, tests).
-        validation_size: Hold out the last this many training examples (in the
-            dataset's order) as a validation set, binarized once like the test
-            set; the val_ metrics of the history are then the validation set's,
-            not the test set's. 0: no validation set.
+        validation_size: Hold out this many training examples (a random
+            subset, the same for every run) as a validation set, binarized once
+            like the test set; the val_ metrics of the history are then the
+            validation set's, not the test set's. 0: no validation set.
     """
 
     dataset: str = "frey_face"

@@ -105,8 +105,9 @@ class DataSplits:
             and binarization are functions of (seed, e); see `train_epochs`.
         test: Unshuffled batches, all examples; binarized once (with
             `TEST_BINARIZATION_SEED`) under dynamic binarization.
-        validation: The held-out last `validation_size` training examples,
-            batched and binarized as `test`; `None` without a validation set.
+        validation: The `validation_size` held-out training examples (a
+            random subset, the same for every run), batched and binarized as
+            `test`; `None` without a validation set.
         train_epochs: The `EpochBatches` behind `train`: pass
             `train_epochs.callback()` to `fit` so that a resumed fit
             (`initial_epoch=e`) starts at epoch e's batches.
@@ -295,6 +296,10 @@ def fixed_binarization(x: np.ndarray, seed: int) -> np.ndarray:
     return (u < x).astype(np.float32)
 
 
+# Picks the validation subset: the same examples for every run and training seed.
+VALIDATION_SEED = 20180101
+
+
 def as_scored(x: np.ndarray, binarization: str) -> np.ndarray:
     """x `[N, *event]` as evaluation sees it: under dynamic binarization, binarized
     once with `TEST_BINARIZATION_SEED`, so every run is scored on the same data."""
@@ -360,8 +365,9 @@ def load(config: DataConfig, seed: int = 0, *, labels: bool = False) -> DataSpli
 def _hold_out(
     arrays: ArraySplits, config: DataConfig, labels: bool
 ) -> tuple[ArraySplits, tf.data.Dataset | None]:
-    """Splits the last `config.validation_size` training examples off as a
-    validation pipeline (binarized once, as the test set)."""
+    """Splits `config.validation_size` training examples, drawn with
+    `VALIDATION_SEED`, off as a validation pipeline (binarized once, as the test
+    set); the rest stay in order."""
     size = config.validation_size
     if not size:
         return arrays, None
@@ -371,15 +377,17 @@ def _hold_out(
             f"{len(arrays.x_train)} training examples, fewer than one batch of "
             f"{config.batch_size}: hold out fewer."
         )
+    held = np.zeros(len(arrays.x_train), bool)
+    held[np.random.default_rng(VALIDATION_SEED).permutation(len(held))[:size]] = True
     y_train = arrays.y_train
     validation = make_pipeline(
-        as_scored(arrays.x_train[-size:], config.binarization),
+        as_scored(arrays.x_train[held], config.binarization),
         config.batch_size,
-        labels=y_train[-size:] if labels else None,
+        labels=y_train[held] if labels else None,
     )
     kept = dataclasses.replace(
         arrays,
-        x_train=arrays.x_train[:-size],
-        y_train=None if y_train is None else y_train[:-size],
+        x_train=arrays.x_train[~held],
+        y_train=None if y_train is None else y_train[~held],
     )
     return kept, validation

@@ -291,6 +291,10 @@ def test_early_stopping_keeps_the_best_epoch_and_a_resumed_run_stops_at_the_same
     assert len(history_rows(tmp_path / "resumed")) == len(whole)
 
 
-def test_early_stopping_needs_a_validation_set():
+def test_early_stopping_needs_a_validation_set_and_one_host():
     with pytest.raises(ValueError, match="--validation-size"):
         config.RunConfig.for_dataset("frey_face", early_stopping=50)
+    with pytest.raises(ValueError, match="multi_worker"):
+        config.RunConfig.for_dataset(
+            "frey_face", early_stopping=50, validation_size=200, strategy="multi_worker"
+        )

@@ -596,6 +596,13 @@ class RunConfig:
                 "early_stopping watches the validation ELBO: hold out a validation "
                 "set with --validation-size (e.g. 200 for Frey Face, 10000 for MNIST)."
             )
+        if self.train.early_stopping and self.train.strategy == "multi_worker":
+            # Each worker would decide from its own copy of the history; a worker
+            # that stopped alone would leave the others waiting in a collective op.
+            raise ValueError(
+                "early_stopping is not supported with --strategy multi_worker: "
+                "train with a fixed --epochs, or on one host (default or mirrored)."
+            )
         binary = self.data.binarization == "dynamic" or self.data.dataset == "binarized_mnist"
         likelihood = self.model.likelihood.name
         if binary and likelihood in ("gaussian", "continuous_bernoulli"):

@@ -1,7 +1,8 @@
 """Burda, Grosse & Salakhutdinov (2016), Table 1, one stochastic layer: VAE and IWAE.
 
     TFVAE_DATA_DIR=../shared/data python benchmarks/burda.py \\
-        --output-dir /work/runs/burda [--rows vae iwae5] [--epochs 2000] [--batch-size 100]
+        --output-dir /work/runs/burda [--rows vae iwae5] [--epochs 2000] [--batch-size 100] \\
+        [--init-stddev none]
 
 Dynamically binarized MNIST; encoder and decoder with two tanh layers of 200 units,
 50 latents; Adam, no weight decay. The paper's schedule is batch 20, 3280 epochs
@@ -21,15 +22,18 @@ from tfvae.config import RunConfig
 
 # Burda et al. (2016), Table 1, test NLL in nats.
 TARGETS = {("elbo", 1): 86.76, ("iwae", 5): 85.54, ("iwae", 50): 84.78}
+DEFAULT_INIT_STDDEV = "0.01"  # Kingma & Welling's N(0, 0.01^2), the shipped rows'
 ROWS = {"vae": ("VAE", "elbo", 1), "iwae5": ("IWAE", "iwae", 5), "iwae50": ("IWAE", "iwae", 50)}
 
 
 def config(objective: str, k: int, args: argparse.Namespace) -> RunConfig:
     """The row's run; its folder is named after everything that varies here."""
     warmup = {"warmup": "linear", "warmup_length": args.warmup_epochs} if args.warmup_epochs else {}
+    # The suffix only when not the default, so the shipped rows keep their names.
+    init = "" if args.init_stddev == DEFAULT_INIT_STDDEV else f"-init{args.init_stddev}"
     name = (
         f"burda-{'vae' if objective == 'elbo' else 'iwae'}-k{k}-b{args.batch_size}"
-        f"-e{args.epochs}-{args.lr_schedule}-w{args.warmup_epochs}"
+        f"-e{args.epochs}-{args.lr_schedule}-w{args.warmup_epochs}{init}"
     )
     return RunConfig.for_dataset(
         "mnist",
@@ -45,8 +49,18 @@ def config(objective: str, k: int, args: argparse.Namespace) -> RunConfig:
         num_samples=k,
         output_dir=args.output_dir,
         run_name=name,
+        init_stddev=None if args.init_stddev == "none" else float(args.init_stddev),
         **warmup,
     )
+
+
+def init_stddev(text: str) -> str:
+    """argparse type: a positive float or the word none, kept as typed for the name."""
+    if text.strip().lower() == "none":
+        return "none"
+    if not float(text) > 0:
+        raise ValueError(text)
+    return text
 
 
 def row(name, k, result, report) -> str:
@@ -73,6 +87,13 @@ def main():
         help="down to a tenth of --learning-rate",
     )
     parser.add_argument("--warmup-epochs", type=int, default=100, help="0: no warm-up")
+    parser.add_argument(
+        "--init-stddev",
+        type=init_stddev,
+        default=DEFAULT_INIT_STDDEV,
+        help="of the N(0, s^2) initial weights, or none: variance-preserving (Glorot "
+        "uniform for tanh), the heuristic of Glorot & Bengio that Burda et al. used",
+    )
     args = parser.parse_args()
     print(
         "| model | k | epochs | training time | test -ELBO | test NLL (k = "

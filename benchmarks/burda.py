@@ -92,7 +92,7 @@ def main():
         type=init_stddev,
         default=DEFAULT_INIT_STDDEV,
         help="of the N(0, s^2) initial weights, or none: variance-preserving (Glorot "
-        "uniform for tanh), the heuristic of Glorot & Bengio that Burda et al. used",
+        "uniform for tanh: the heuristic of Glorot & Bengio 2010)",
     )
     args = parser.parse_args()
     print(

@@ -22,7 +22,7 @@ from tfvae.config import RunConfig
 
 # Burda et al. (2016), Table 1, test NLL in nats.
 TARGETS = {("elbo", 1): 86.76, ("iwae", 5): 85.54, ("iwae", 50): 84.78}
-DEFAULT_INIT_STDDEV = "0.01"  # Kingma & Welling's N(0, 0.01^2), the shipped rows'
+DEFAULT_INIT_STDDEV = 0.01  # Kingma & Welling's N(0, 0.01^2), the shipped rows'
 ROWS = {"vae": ("VAE", "elbo", 1), "iwae5": ("IWAE", "iwae", 5), "iwae50": ("IWAE", "iwae", 50)}
 
 
@@ -30,7 +30,12 @@ def config(objective: str, k: int, args: argparse.Namespace) -> RunConfig:
     """The row's run; its folder is named after everything that varies here."""
     warmup = {"warmup": "linear", "warmup_length": args.warmup_epochs} if args.warmup_epochs else {}
     # The suffix only when not the default, so the shipped rows keep their names.
-    init = "" if args.init_stddev == DEFAULT_INIT_STDDEV else f"-init{args.init_stddev}"
+    stddev = args.init_stddev
+    init = (
+        ""
+        if stddev == DEFAULT_INIT_STDDEV
+        else f"-init{'none' if stddev is None else f'{stddev:g}'}"
+    )
     name = (
         f"burda-{'vae' if objective == 'elbo' else 'iwae'}-k{k}-b{args.batch_size}"
         f"-e{args.epochs}-{args.lr_schedule}-w{args.warmup_epochs}{init}"
@@ -49,18 +54,18 @@ def config(objective: str, k: int, args: argparse.Namespace) -> RunConfig:
         num_samples=k,
         output_dir=args.output_dir,
         run_name=name,
-        init_stddev=None if args.init_stddev == "none" else float(args.init_stddev),
+        init_stddev=args.init_stddev,
         **warmup,
     )
 
 
-def init_stddev(text: str) -> str:
-    """argparse type: a positive float or the word none, kept as typed for the name."""
+def init_stddev(text: str) -> float | None:
+    """argparse type: a positive float, or None for the word none."""
     if text.strip().lower() == "none":
-        return "none"
+        return None
     if not float(text) > 0:
         raise ValueError(text)
-    return text
+    return float(text)
 
 
 def row(name, k, result, report) -> str:

@@ -53,6 +53,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae.gaussian_mixture import DiagonalGaussianMixture
 from tfvae.parts import event_shape_of, positive_scale
 
 tfd = tfp.distributions
@@ -254,7 +255,7 @@ class MixtureOfGaussians(Prior):
         components = tfd.Independent(
             tfd.Normal(p["loc"], p["scale"]), reinterpreted_batch_ndims=len(self.event_shape)
         )
-        return tfd.MixtureSameFamily(tfd.Categorical(logits=p["logits"]), components)
+        return DiagonalGaussianMixture(tfd.Categorical(logits=p["logits"]), components)
 
     def mean(self, encoder=None):
         p = self.parameters()
@@ -376,7 +377,7 @@ class VampPrior(Prior):
     def distribution(self, encoder=None):
         components = self._check_encoder(encoder)(self.pseudo_inputs())
         logits = tf.zeros([self.num_pseudo_inputs], components.dtype)
-        return tfd.MixtureSameFamily(tfd.Categorical(logits=logits), components)
+        return DiagonalGaussianMixture(tfd.Categorical(logits=logits), components)
 
     def parameters(self, encoder=None):
         return {"pseudo_inputs": self.pseudo_inputs()}

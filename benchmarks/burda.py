@@ -2,7 +2,7 @@
 
     TFVAE_DATA_DIR=../shared/data python benchmarks/burda.py \\
         --output-dir /work/runs/burda [--rows vae iwae5] [--epochs 2000] [--batch-size 100] \\
-        [--init-stddev none]
+        [--learning-rate 1e-3] [--final-learning-rate 1e-4] [--init-stddev none]
 
 Dynamically binarized MNIST; encoder and decoder with two tanh layers of 200 units,
 50 latents; Adam, no weight decay. The paper's schedule is batch 20, 3280 epochs
@@ -23,6 +23,7 @@ from tfvae.config import RunConfig
 # Burda et al. (2016), Table 1, test NLL in nats.
 TARGETS = {("elbo", 1): 86.76, ("iwae", 5): 85.54, ("iwae", 50): 84.78}
 DEFAULT_INIT_STDDEV = 0.01  # Kingma & Welling's N(0, 0.01^2), the shipped rows'
+DEFAULT_LEARNING_RATE = 1e-3  # Burda et al.'s first step size, the shipped rows'
 ROWS = {"vae": ("VAE", "elbo", 1), "iwae5": ("IWAE", "iwae", 5), "iwae50": ("IWAE", "iwae", 50)}
 
 
@@ -36,9 +37,12 @@ def config(objective: str, k: int, args: argparse.Namespace) -> RunConfig:
         if stddev == DEFAULT_INIT_STDDEV
         else f"-init{'none' if stddev is None else f'{stddev:g}'}"
     )
+    rates = "" if args.learning_rate == DEFAULT_LEARNING_RATE else f"-lr{args.learning_rate:g}"
+    if args.final_learning_rate is not None:
+        rates += f"-to{args.final_learning_rate:g}"
     name = (
         f"burda-{'vae' if objective == 'elbo' else 'iwae'}-k{k}-b{args.batch_size}"
-        f"-e{args.epochs}-{args.lr_schedule}-w{args.warmup_epochs}{init}"
+        f"-e{args.epochs}-{args.lr_schedule}{rates}-w{args.warmup_epochs}{init}"
     )
     return RunConfig.for_dataset(
         "mnist",
@@ -48,6 +52,7 @@ def config(objective: str, k: int, args: argparse.Namespace) -> RunConfig:
         optimizer="adam",
         learning_rate=args.learning_rate,
         lr_schedule=args.lr_schedule,
+        final_learning_rate=args.final_learning_rate,
         weight_decay=0.0,
         epochs=args.epochs,
         objective=objective,
@@ -84,12 +89,18 @@ def main():
     parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=["vae", "iwae5"])
     parser.add_argument("--epochs", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--learning-rate", type=float, default=DEFAULT_LEARNING_RATE)
     parser.add_argument(
         "--lr-schedule",
         choices=("constant", "burda", "cosine"),
         default="cosine",
-        help="down to a tenth of --learning-rate",
+        help="down to --final-learning-rate",
+    )
+    parser.add_argument(
+        "--final-learning-rate",
+        type=float,
+        default=None,
+        help="the last step size of a decaying schedule (default: a tenth of --learning-rate)",
     )
     parser.add_argument("--warmup-epochs", type=int, default=100, help="0: no warm-up")
     parser.add_argument(

@@ -21,6 +21,7 @@ MODULES = (
     "tfvae.posteriors",
     "tfvae.flows",
     "tfvae.priors",
+    "tfvae.gaussian_mixture",
     "tfvae.hierarchical",
     "tfvae.networks",
     "tfvae.objectives",

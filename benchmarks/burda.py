@@ -2,7 +2,8 @@
 
     TFVAE_DATA_DIR=../shared/data python benchmarks/burda.py \\
         --output-dir /work/runs/burda [--rows vae iwae5] [--epochs 2000] [--batch-size 100] \\
-        [--learning-rate 1e-3] [--final-learning-rate 1e-4] [--init-stddev none]
+        [--learning-rate 1e-3] [--final-learning-rate 1e-4] [--optimizer-epsilon 1e-4] \\
+        [--init-stddev none]
 
 Dynamically binarized MNIST; encoder and decoder with two tanh layers of 200 units,
 50 latents; Adam, no weight decay. The paper's schedule is batch 20, 3280 epochs
@@ -40,6 +41,8 @@ def config(objective: str, k: int, args: argparse.Namespace) -> RunConfig:
     rates = "" if args.learning_rate == DEFAULT_LEARNING_RATE else f"-lr{args.learning_rate:g}"
     if args.final_learning_rate is not None:
         rates += f"-to{args.final_learning_rate:g}"
+    if args.optimizer_epsilon is not None:
+        rates += f"-eps{args.optimizer_epsilon:g}"
     name = (
         f"burda-{'vae' if objective == 'elbo' else 'iwae'}-k{k}-b{args.batch_size}"
         f"-e{args.epochs}-{args.lr_schedule}{rates}-w{args.warmup_epochs}{init}"
@@ -53,6 +56,7 @@ def config(objective: str, k: int, args: argparse.Namespace) -> RunConfig:
         learning_rate=args.learning_rate,
         lr_schedule=args.lr_schedule,
         final_learning_rate=args.final_learning_rate,
+        optimizer_epsilon=args.optimizer_epsilon,
         weight_decay=0.0,
         epochs=args.epochs,
         objective=objective,
@@ -101,6 +105,12 @@ def main():
         type=float,
         default=None,
         help="the last step size of a decaying schedule (default: a tenth of --learning-rate)",
+    )
+    parser.add_argument(
+        "--optimizer-epsilon",
+        type=float,
+        default=None,
+        help="Adam's epsilon (default: Keras's 1e-7; Burda et al.'s code used 1e-4)",
     )
     parser.add_argument("--warmup-epochs", type=int, default=100, help="0: no warm-up")
     parser.add_argument(

@@ -17,7 +17,7 @@ import tensorflow_probability as tfp
 from test_model import B, binary_data, exact_terms, hand_set_vae, numpy_posterior, small_vae
 
 import tfvae
-from tfvae import estimators, objectives, schedules
+from tfvae import estimators, objectives, schedules, training
 from tfvae.schedules import KLWeight
 
 tfd = tfp.distributions
@@ -325,6 +325,37 @@ def test_learning_rate_settings_are_checked():
     assert tfvae.config.TrainConfig(
         learning_rate=1e-3, lr_schedule="burda"
     ).last_learning_rate == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("epsilon, expected", ((None, 1e-4 / (1e-4 + 1e-7)), (1e-4, 0.5)))
+def test_optimizer_epsilon_sets_adams_step_on_a_small_gradient(epsilon, expected):
+    """Under a constant gradient g, Adam's step tends to lr g / (|g| + epsilon)
+    (Kingma & Ba 2015, Algorithm 1): half the rate at g = epsilon = 1e-4."""
+    config = tfvae.RunConfig.for_dataset(
+        "mnist",
+        hidden_units=(3,),
+        latent_dim=2,
+        event_shape=(28, 28),
+        optimizer="adam",
+        learning_rate=1e-3,
+        optimizer_epsilon=epsilon,
+    )
+    optimizer = training.build_compiled(config, num_train=10).optimizer
+    weight = tf.Variable([0.0])
+    optimizer.build([weight])
+    gradient = tf.constant([1e-4])
+
+    @tf.function
+    def steps(n):
+        for _ in tf.range(n):
+            optimizer.apply([gradient], [weight])
+
+    steps(tf.constant(10_000))  # beta2^t = 4.5e-5: the moments' start is forgotten
+    before = weight.numpy()[0]
+    steps(tf.constant(1))
+    assert (before - weight.numpy()[0]) / 1e-3 == pytest.approx(expected, rel=1e-3)
+    with pytest.raises(ValueError, match="sgd has none"):
+        tfvae.config.TrainConfig(optimizer="sgd", optimizer_epsilon=1e-4)
 
 
 def test_burda_schedule_of_a_short_run_still_falls_stage_by_stage_to_the_final_rate():

@@ -509,6 +509,10 @@ class TrainConfig:
             cosine (from learning_rate to final_learning_rate over the run).
         final_learning_rate: Last step size of a decaying lr_schedule; None
             means learning_rate / 10, Burda et al.'s 1e-3 to 1e-4.
+        optimizer_epsilon: The epsilon of adagrad, adam and rmsprop (added to
+            the root of the squared-gradient average: a larger one shrinks the
+            steps of weights whose gradients are small); None keeps Keras's
+            1e-7. Burda et al.'s code used 1e-4 with Adam.
         seed: Seeds weights, data order, binarization and the noise of z.
         jit_compile: Compile the train step with XLA (not under a --strategy
             other than default: Keras runs XLA per replica, which cannot reach
@@ -539,6 +543,7 @@ class TrainConfig:
     learning_rate: float = 0.02
     lr_schedule: str = "constant"
     final_learning_rate: Optional[float] = None
+    optimizer_epsilon: Optional[float] = None
     seed: int = 0
     jit_compile: bool = True
     steps_per_execution: int = 64
@@ -559,6 +564,13 @@ class TrainConfig:
                 raise ValueError(
                     "final_learning_rate sets a decaying schedule: add "
                     "--lr-schedule burda or --lr-schedule cosine, or drop it."
+                )
+        if self.optimizer_epsilon is not None:
+            _check_positive("optimizer_epsilon", self.optimizer_epsilon)
+            if self.optimizer == "sgd":
+                raise ValueError(
+                    "optimizer_epsilon is the epsilon of adagrad, adam and rmsprop; "
+                    "sgd has none: drop --optimizer-epsilon or choose another --optimizer."
                 )
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("precision", self.precision, PRECISIONS)

@@ -290,8 +290,9 @@ def build_compiled(config: RunConfig, num_train: int, steps_per_epoch: int | Non
         train.last_learning_rate,
         train.epochs * (steps_per_epoch or 1),
     )
+    epsilon = {} if train.optimizer_epsilon is None else {"epsilon": train.optimizer_epsilon}
     optimizer = keras.optimizers.get(
-        {"class_name": train.optimizer, "config": {"learning_rate": rate}}
+        {"class_name": train.optimizer, "config": {"learning_rate": rate, **epsilon}}
     )
     if tf.distribute.has_strategy():  # No XLA, one step per call (OwnLossModel.compile).
         model.compile(optimizer)

@@ -340,6 +340,56 @@ def test_validation_set_is_held_out_of_the_training_set_and_leaves_the_test_set(
         datasets.load(DataConfig(dataset="frey_face", validation_size=1600, data_dir=data_dir))
 
 
+def test_validation_blocks_keep_every_validation_frame_ten_frames_from_training(data_dir):
+    full = datasets.load_arrays("frey_face", data_dir)
+    video_frame = datasets.frey_face_split(1965)[
+        0
+    ]  # training frame i is video frame video_frame[i]
+    config = DataConfig(
+        dataset="frey_face", validation_size=200, validation_split="blocks", data_dir=data_dir
+    )
+    splits = datasets.load(config)
+    position = {image.tobytes(): i for i, image in enumerate(full.x_train)}
+    validation = np.array(sorted(position[x.tobytes()] for x in epoch(splits.validation)))
+    train = np.array([position[x.tobytes()] for x in splits.arrays.x_train])
+    assert (len(validation), len(train), splits.num_train, splits.num_test) == (
+        200,
+        1205,
+        1205,
+        180,
+    )
+    # Ten runs of 20 consecutive training frames, one in each tenth of the set.
+    runs = np.split(validation, np.flatnonzero(np.diff(validation) > 1) + 1)
+    assert [len(run) for run in runs] == [20] * 10
+    assert [int(run.mean() // 160.5) for run in runs] == list(range(10))
+    # No training frame within 10 frames of the video of a validation frame.
+    distance = np.abs(video_frame[validation][:, None] - video_frame[train][None, :])
+    assert distance.min() == 11
+    assert not set(validation) & set(train)
+    np.testing.assert_array_equal(np.sort(train), train)  # still in video order
+    np.testing.assert_array_equal(epoch(splits.test), full.x_test)
+
+
+@pytest.mark.parametrize(
+    "size, split, message",
+    (
+        (210, "blocks", "multiple of 20"),
+        (1000, "blocks", "do not fit"),
+        (0, "blocks", "give its size"),
+    ),
+)
+def test_bad_validation_blocks_are_refused(data_dir, size, split, message):
+    with pytest.raises(ValueError, match=message):
+        datasets.load(
+            DataConfig(
+                dataset="frey_face",
+                validation_size=size,
+                validation_split=split,
+                data_dir=data_dir,
+            )
+        )
+
+
 def test_load_binarizes_test_set_once(data_dir):
     splits = datasets.load(
         DataConfig(

@@ -45,6 +45,7 @@ BASELINES = ("none", "leave_one_out")
 FACTORIZED_POSTERIORS = ("diagonal_gaussian", "laplace", "logistic", "student_t")
 KL_ESTIMATORS = ("auto", "analytic", "monte_carlo")
 BINARIZATIONS = ("none", "dynamic")
+VALIDATION_SPLITS = ("random", "blocks")
 OPTIMIZERS = ("adagrad", "adam", "sgd", "rmsprop")
 LR_SCHEDULES = ("constant", "burda", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -476,6 +477,12 @@ class DataConfig:
             subset, the same for every run) as a validation set, binarized once
             like the test set; the val_ metrics of the history are then the
             validation set's, not the test set's. 0: no validation set.
+        validation_split: How the validation examples are picked: `random`
+            (a seeded subset) or `blocks`, for data in video order: blocks of
+            20 consecutive training examples spread evenly over the set, the 10
+            examples on either side of each block dropped from training (the
+            Frey Face test split's blocks and gaps), so that no validation
+            frame has a near neighbour among the training frames.
     """
 
     dataset: str = "frey_face"
@@ -484,14 +491,21 @@ class DataConfig:
     binarization: str = "none"
     limit: Optional[int] = None
     validation_size: int = 0
+    validation_split: str = "random"
 
     def __post_init__(self):
         _check_choice("binarization", self.binarization, BINARIZATIONS)
+        _check_choice("validation_split", self.validation_split, VALIDATION_SPLITS)
         _check_positive("batch_size", self.batch_size)
         if self.limit is not None:
             _check_positive("limit", self.limit)
         if self.validation_size < 0:
             raise ValueError(f"validation_size must be 0 or more, got {self.validation_size!r}.")
+        if self.validation_split != "random" and not self.validation_size:
+            raise ValueError(
+                f"validation_split={self.validation_split!r} picks a validation set: "
+                "give its size, e.g. --validation-size 200."
+            )
 
 
 @dataclasses.dataclass(frozen=True)

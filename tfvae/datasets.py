@@ -365,20 +365,32 @@ def load(config: DataConfig, seed: int = 0, *, labels: bool = False) -> DataSpli
 def _hold_out(
     arrays: ArraySplits, config: DataConfig, labels: bool
 ) -> tuple[ArraySplits, tf.data.Dataset | None]:
-    """Splits `config.validation_size` training examples, drawn with
-    `VALIDATION_SEED`, off as a validation pipeline (binarized once, as the test
-    set); the rest stay in order."""
+    """Splits `config.validation_size` training examples off as a validation
+    pipeline (binarized once, as the test set): drawn with `VALIDATION_SEED`,
+    or in blocks whose gaps leave training (`validation_blocks`); the rest stay
+    in order."""
     size = config.validation_size
     if not size:
         return arrays, None
-    if size + config.batch_size > len(arrays.x_train):
+    num_examples = len(arrays.x_train)
+    if size + config.batch_size > num_examples:
         raise ValueError(
-            f"validation_size={size} leaves {len(arrays.x_train) - size} of the "
-            f"{len(arrays.x_train)} training examples, fewer than one batch of "
+            f"validation_size={size} leaves {num_examples - size} of the "
+            f"{num_examples} training examples, fewer than one batch of "
             f"{config.batch_size}: hold out fewer."
         )
-    held = np.zeros(len(arrays.x_train), bool)
-    held[np.random.default_rng(VALIDATION_SEED).permutation(len(held))[:size]] = True
+    if config.validation_split == "blocks":
+        held, dropped = validation_blocks(num_examples, size)
+    else:
+        held, dropped = np.zeros(num_examples, bool), np.zeros(num_examples, bool)
+        held[np.random.default_rng(VALIDATION_SEED).permutation(num_examples)[:size]] = True
+    train = ~held & ~dropped
+    if train.sum() < config.batch_size:
+        raise ValueError(
+            f"validation_size={size} in blocks with their gaps leaves {train.sum()} of "
+            f"the {num_examples} training examples, fewer than one batch of "
+            f"{config.batch_size}: hold out fewer."
+        )
     y_train = arrays.y_train
     validation = make_pipeline(
         as_scored(arrays.x_train[held], config.binarization),
@@ -387,7 +399,38 @@ def _hold_out(
     )
     kept = dataclasses.replace(
         arrays,
-        x_train=arrays.x_train[~held],
-        y_train=None if y_train is None else y_train[~held],
+        x_train=arrays.x_train[train],
+        y_train=None if y_train is None else y_train[train],
     )
     return kept, validation
+
+
+def validation_blocks(num_examples: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks `[num_examples]` of the validation blocks and of the gaps around them.
+
+    `size` / 20 blocks of 20 consecutive examples (Frey Face's test block),
+    centred in equal stretches of the set; the 10 examples on either side of
+    each block (its gap) are dropped from training.
+
+    Raises:
+        ValueError: `size` is not a multiple of 20, or the blocks and their gaps
+            do not fit apart in the set.
+    """
+    block, gap = FREY_FACE_TEST_BLOCK, FREY_FACE_GAP
+    if size % block:
+        raise ValueError(
+            f"validation_size={size} is not a whole number of blocks of {block}: "
+            f"choose a multiple of {block} with validation_split='blocks'."
+        )
+    count, stretch = size // block, num_examples / (size // block)
+    if stretch < block + 2 * gap:
+        raise ValueError(
+            f"{count} validation blocks of {block} with gaps of {gap} do not fit in "
+            f"{num_examples} examples: hold out fewer."
+        )
+    held, near = np.zeros(num_examples, bool), np.zeros(num_examples, bool)
+    for i in range(count):
+        start = int(round((i + 0.5) * stretch)) - block // 2
+        held[start : start + block] = True
+        near[max(start - gap, 0) : start + block + gap] = True
+    return held, near & ~held

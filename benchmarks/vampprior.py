@@ -35,7 +35,7 @@ import math
 
 import scored_runs
 
-from tfvae.config import RunConfig
+from tfvae.config import VALIDATION_SPLITS, RunConfig
 
 PRIORS = {
     "standard": ("standard_normal", {}),
@@ -98,7 +98,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument(
         "--validation-split",
-        choices=("random", "blocks"),
+        choices=VALIDATION_SPLITS,
         default="random",
         help="blocks: validation frames in blocks with gaps, as Frey Face's test split",
     )

@@ -8,7 +8,8 @@
 The setting is their code's, held fixed across the rows: 40 latents, two hidden
 layers of 300 units (tanh MLPs here; they use gated dense layers), Adam with lr
 5e-4, batch 100, KL warm-up beta = min(1, epoch / 100), K = 500 pseudo-inputs
-for the VampPrior and 500 components for the mixture of Gaussians, and
+for the VampPrior and 500 components for the mixture of Gaussians (`--components`
+sets K for both; the folder then ends in -K<K>), and
 variance-preserving initial weights (Glorot here, He in their code). With
 Kingma & Welling's N(0, 0.01^2) these two-layer networks start collapsed,
 q(z|x) = p(z) for every x, and the VampPrior rows (and on Frey Face every row)
@@ -37,11 +38,13 @@ import scored_runs
 
 from tfvae.config import VALIDATION_SPLITS, RunConfig
 
+# --rows key: (prior, the config field holding its K or None)
 PRIORS = {
-    "standard": ("standard_normal", {}),
-    "mog": ("mixture_of_gaussians", {"num_components": 500}),
-    "vamp": ("vamp", {"num_pseudo_inputs": 500}),
+    "standard": ("standard_normal", None),
+    "mog": ("mixture_of_gaussians", "num_components"),
+    "vamp": ("vamp", "num_pseudo_inputs"),
 }
+DEFAULT_COMPONENTS = 500  # their code's K, the shipped rows'.
 # Tomczak & Welling (2018), one stochastic layer, statically binarized MNIST.
 PAPER_VAMP_STATIC_MNIST = 85.57
 DATASETS = {
@@ -53,10 +56,13 @@ EARLY_STOPPING = 50  # epochs without a better validation ELBO, their code's
 
 def config(dataset: str, prior: str, args: argparse.Namespace, seed: int = 0) -> RunConfig:
     """The row's run; its folder is named after everything that varies here."""
-    name, options = PRIORS[prior]
+    name, field = PRIORS[prior]
+    options = {field: args.components} if field else {}
     # Suffixes only when not the defaults, so the shipped rows keep their names.
     split = "" if args.validation_split == "random" else f"-v{args.validation_split}"
     seeded = f"-s{seed}" if seed else ""
+    if field and args.components != DEFAULT_COMPONENTS:
+        split = f"-K{args.components}{split}"
     return RunConfig.for_dataset(
         dataset,
         hidden_units=(300, 300),
@@ -101,6 +107,12 @@ def main():
         choices=VALIDATION_SPLITS,
         default="random",
         help="blocks: validation frames in blocks with gaps, as Frey Face's test split",
+    )
+    parser.add_argument(
+        "--components",
+        type=int,
+        default=DEFAULT_COMPONENTS,
+        help="K: pseudo-inputs of the VampPrior, components of the mixture of Gaussians",
     )
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[0], help="one run per prior and seed"

@@ -8,12 +8,14 @@
 Dynamically binarized MNIST; encoder and decoder with two tanh layers of 200 units,
 50 latents; Adam, no weight decay. The rows ending in `_2l` have the paper's two
 stochastic layers instead (section 5): 100-100 tanh units between x and z1 (100
-latents), 50-50 between z1 and z2 (50 latents). The paper's schedule is batch 20, 3280 epochs
-and `--lr-schedule burda` from 1e-3 to 1e-4; the defaults here are a shorter one
-(batch 100, cosine from 1e-3 to 1e-4, a linear KL warm-up over 100 epochs) that
-fits the 2-hour CPU budget. Trains (or resumes, or reuses) each row, then estimates
-the test NLL with k = 5000 importance samples (`scripts/evaluate.py`; reused when
-evaluation.json has that k) and prints a Markdown table beside the paper's numbers.
+latents), 50-50 between z1 and z2 (50 latents); give them `--init-stddev none`, since
+from N(0, 0.01^2) they stay at their collapsed start (docs/results.md). The paper's
+schedule is batch 20, 3280 epochs and `--lr-schedule burda` from 1e-3 to 1e-4; the
+defaults here are a shorter one (batch 100, cosine from 1e-3 to 1e-4, a linear KL
+warm-up over 100 epochs) that fits the 2-hour CPU budget. Trains (or resumes, or
+reuses) each row, then estimates the test NLL with k = 5000 importance samples
+(`scripts/evaluate.py`; reused when evaluation.json has that k) and prints a
+Markdown table beside the paper's numbers.
 An interrupted run resumes when the same command runs again.
 """
 

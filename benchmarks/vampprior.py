@@ -9,7 +9,7 @@ The setting is their code's, held fixed across the rows: 40 latents, two hidden
 layers of 300 units (tanh MLPs here; they use gated dense layers), Adam with lr
 5e-4, batch 100, KL warm-up beta = min(1, epoch / 100), K = 500 pseudo-inputs
 for the VampPrior and 500 components for the mixture of Gaussians (`--components`
-sets K for both; the folder then ends in -K<K>), and
+sets K for both; the folder name then has -K<K>), and
 variance-preserving initial weights (Glorot here, He in their code). With
 Kingma & Welling's N(0, 0.01^2) these two-layer networks start collapsed,
 q(z|x) = p(z) for every x, and the VampPrior rows (and on Frey Face every row)
@@ -59,10 +59,9 @@ def config(dataset: str, prior: str, args: argparse.Namespace, seed: int = 0) ->
     name, field = PRIORS[prior]
     options = {field: args.components} if field else {}
     # Suffixes only when not the defaults, so the shipped rows keep their names.
+    sized = f"-K{args.components}" if field and args.components != DEFAULT_COMPONENTS else ""
     split = "" if args.validation_split == "random" else f"-v{args.validation_split}"
     seeded = f"-s{seed}" if seed else ""
-    if field and args.components != DEFAULT_COMPONENTS:
-        split = f"-K{args.components}{split}"
     return RunConfig.for_dataset(
         dataset,
         hidden_units=(300, 300),
@@ -82,7 +81,7 @@ def config(dataset: str, prior: str, args: argparse.Namespace, seed: int = 0) ->
         validation_split=args.validation_split,
         seed=seed,
         output_dir=args.output_dir,
-        run_name=f"vamp-{dataset}-{prior}-e{args.epochs}-es{EARLY_STOPPING}{split}{seeded}",
+        run_name=f"vamp-{dataset}-{prior}-e{args.epochs}-es{EARLY_STOPPING}{sized}{split}{seeded}",
     )
 
 
